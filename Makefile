@@ -1,0 +1,48 @@
+# nfsbulk: the two commands of the contract are `make bench` and `make test`.
+# `setup` does everything a fresh Debian 12 machine needs and is quick when
+# nothing changed (stamps under .venv/).
+
+PYTHON   ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV     := .venv
+PY       := $(VENV)/bin/python
+APT_PKGS := gcc make python3-dev python3-venv libnfs-dev libnfs-utils prometheus dbench \
+            nfs-ganesha nfs-ganesha-vfs nfs-ganesha-mem rpcbind
+BENCH_ARGS ?=
+
+.PHONY: setup apt venv build test bench clean
+
+setup: apt venv build
+
+# Install only what is missing; apt-get update only when something is.
+apt:
+	@missing=$$(for p in $(APT_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "setup: installing apt packages:" $$missing; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.stamp-pip
+
+$(VENV)/.stamp-pip: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel 'cython>=3.0,<4'
+	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
+	@touch $@
+
+# Cython build in place; cythonize skips unchanged sources, so this is quick.
+build: $(VENV)/.stamp-pip
+	@$(PY) setup.py -q build_ext --inplace 2>&1 | grep -v '^\(running\|copying\)' || true
+	@$(PY) -c 'import alloc._core'
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: setup
+	@mkdir -p results
+	$(PY) -m alloc.bench --json results/alloc-bench.json $(BENCH_ARGS)
+
+clean:
+	rm -rf build results alloc/*.so alloc/*.c rpcsrv/*.so rpcsrv/*.c

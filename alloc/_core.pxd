@@ -1,0 +1,154 @@
+# C-level declarations of the page allocator (alloc/_core.pyx has the theory).
+#
+# Other Cython modules (rpcsrv's page I/O) cimport PageArray from here to reach
+# page memory without Python objects: PageArray.slots[i] is a page frame number
+# or NO_PAGE, and page_address() turns a frame number into its memory.
+
+from libc.stdint cimport int32_t, int64_t, uint64_t, uint8_t, int8_t
+
+cdef extern from "pthread.h" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    ctypedef struct pthread_cond_t:
+        pass
+    ctypedef unsigned long pthread_t
+
+cdef enum:
+    PAGE_SHIFT = 12
+    PAGE_SIZE = 4096
+    MAX_ORDER = 11            # orders 0..10, as the kernel's default MAX_ORDER
+    MAX_ZONES = 4
+    NO_PAGE = -1              # the NULL of page frame numbers
+
+# API indices for counters (metrics label "api")
+cdef enum:
+    API_SINGLE = 0
+    API_BULK_LIST = 1
+    API_BULK_ARRAY = 2
+    NR_API = 3
+
+# Bulk fallback reasons (metrics label "reason")
+cdef enum:
+    FB_LAST_PAGE = 0
+    FB_WATERMARK = 1
+    FB_PCP_EMPTY = 2
+    NR_FB = 3
+
+cdef enum:
+    WMARK_MIN = 0
+    WMARK_LOW = 1
+    WMARK_HIGH = 2
+
+# Page states (struct page flags, reduced to what the model needs)
+cdef enum:
+    PS_TAIL = 0               # free, inside a buddy block whose head is elsewhere
+    PS_BUDDY = 1              # free, head of a buddy block of order page_order[pfn]
+    PS_PCP = 2                # free, on a per-thread list
+    PS_ALLOC = 3              # handed out to a caller
+
+ctypedef struct zone_t:
+    int idx
+    char name[16]
+    int32_t start             # first pfn
+    int32_t npages            # pfns [start, start + npages)
+    int64_t managed
+    int64_t wmark[3]
+    int64_t lowmem_reserve[MAX_ZONES]
+    int64_t nr_free           # pages in the buddy free lists (NR_FREE_PAGES)
+    int32_t free_head[MAX_ORDER]
+    int64_t nr_free_order[MAX_ORDER]   # blocks per order
+    int batch
+    int high
+    pthread_mutex_t lock
+
+ctypedef struct pcp_t:
+    int32_t head
+    int32_t tail
+    int count
+
+# Per-"cpu" state: one per thread that allocates (threads beyond max_threads share).
+ctypedef struct cpu_t:
+    pthread_mutex_t lock      # guards pcp[] and the counters below
+    pthread_t owner
+    int in_use
+    pcp_t pcp[MAX_ZONES]
+    uint64_t calls[NR_API]
+    uint64_t pages[MAX_ZONES][NR_API]
+    uint64_t fallbacks[NR_FB]
+    uint64_t failures[NR_API]
+    uint64_t freed[MAX_ZONES]
+    uint64_t refills[MAX_ZONES]
+    uint64_t drains[MAX_ZONES]
+    uint64_t drain_all
+    uint64_t slowpath
+    uint64_t bulk_calls
+
+
+cdef class Allocator:
+    cdef readonly long ident
+    cdef char *arena
+    cdef size_t arena_bytes
+    cdef int32_t nr_pages
+    cdef int nr_zones
+    cdef zone_t zones[MAX_ZONES]
+    cdef int32_t *next
+    cdef int32_t *prev
+    cdef uint8_t *state
+    cdef int8_t *order
+    cdef uint8_t *zid
+    cdef cpu_t *cpus
+    cdef int max_cpus
+    cdef int nr_cpus
+    cdef pthread_mutex_t reg_lock
+    cdef pthread_mutex_t wait_lock
+    cdef pthread_cond_t wait_cond
+    cdef int waiters
+    cdef uint64_t _free_seq
+    cdef readonly bint debug
+    cdef bint ready
+    cdef bint _have_buf
+    cdef bint _locks_init
+    cdef Py_buffer _arena_buf
+    cdef object _mmap
+    cdef tuple _zone_names
+    cdef readonly object min_free_kbytes
+    cdef readonly int watermark_scale_factor
+    cdef uint64_t _corrupt_pages
+    cdef int64_t _first_corrupt
+
+    cdef inline char *page_address(self, int32_t pfn) noexcept nogil:
+        return self.arena + (<size_t>pfn << PAGE_SHIFT)
+
+    cdef void _init_zone(self, zone_t *zone) noexcept
+    cdef void _list_add(self, zone_t *zone, int32_t pfn, int o) noexcept nogil
+    cdef void _list_add_tail(self, zone_t *zone, int32_t pfn, int o) noexcept nogil
+    cdef void _list_del(self, zone_t *zone, int32_t pfn, int o) noexcept nogil
+    cdef int32_t _rmqueue_smallest(self, zone_t *zone) noexcept nogil
+    cdef void _free_one_page(self, zone_t *zone, int32_t pfn) noexcept nogil
+    cdef int _rmqueue_bulk(self, cpu_t *cpu, zone_t *zone, pcp_t *pcp, int count) noexcept nogil
+    cdef void _free_pcppages_bulk(self, cpu_t *cpu, zone_t *zone, pcp_t *pcp, int count) noexcept nogil
+    cdef int32_t _pcp_take(self, cpu_t *cpu, zone_t *zone) noexcept nogil
+    cdef void _check_poison(self, int32_t pfn) noexcept nogil
+    cdef bint _watermark_ok(self, zone_t *zone, int64_t mark, int classzone) noexcept nogil
+    cdef int32_t _get_page_from_freelist(self, cpu_t *cpu, int mark) noexcept nogil
+    cdef void _drain_cpu(self, cpu_t *cpu) noexcept nogil
+    cdef void _drain_all(self) noexcept nogil
+    cdef cpu_t *this_cpu(self) noexcept nogil
+    cdef int32_t alloc_single(self, cpu_t *cpu, int api) noexcept nogil
+    cdef Py_ssize_t bulk(self, cpu_t *cpu, Py_ssize_t n, int32_t *arr, PageList lst) noexcept nogil
+    cdef int free_one(self, cpu_t *cpu, int32_t pfn) noexcept nogil
+    cdef void wake_waiters(self) noexcept nogil
+
+
+cdef class PageList:
+    cdef Allocator alloc
+    cdef int32_t head
+    cdef Py_ssize_t count
+
+
+cdef class PageArray:
+    cdef Allocator alloc
+    cdef int32_t *slots
+    cdef int *exports
+    cdef readonly Py_ssize_t nslots
+    cdef list _views

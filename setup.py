@@ -1,0 +1,29 @@
+"""Build the Cython extensions.
+
+alloc._core is the allocator. Its debug checks (page poisoning, new-page
+checks, full invariant walks) are switched per Allocator instance
+(debug=True, or NFSBULK_ALLOC_DEBUG=1 in the environment) rather than by a
+second build: rpcsrv's Cython I/O code cimports alloc._core's PageArray, and
+a second module would be a different type.
+"""
+from setuptools import Extension, setup
+from Cython.Build import cythonize
+
+CFLAGS = ["-O2", "-g", "-Wno-unused-function", "-Wno-unreachable-code"]
+
+extensions = [
+    Extension("alloc._core", ["alloc/_core.pyx"], extra_compile_args=CFLAGS),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    ),
+)
