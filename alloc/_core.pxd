@@ -4,6 +4,7 @@
 # page memory without Python objects: PageArray.slots[i] is a page frame number
 # or NO_PAGE, and page_address() turns a frame number into its memory.
 
+cimport cython
 from libc.stdint cimport int32_t, int64_t, uint64_t, uint8_t, int8_t
 
 cdef extern from "pthread.h" nogil:
@@ -61,10 +62,15 @@ ctypedef struct zone_t:
     int high
     pthread_mutex_t lock
 
+# A per-thread list is a ring of page frame numbers: ring[head] is the hottest
+# page (allocated first, freed pages go in front of it), ring[(head+count-1) & mask]
+# the coldest (drained first, refills are appended after it). A ring rather than a
+# linked list through the page descriptors: same order, no pointer chase per page.
 ctypedef struct pcp_t:
-    int32_t head
-    int32_t tail
+    int32_t *ring
+    int head
     int count
+    int mask
 
 # Per-"cpu" state: one per thread that allocates (threads beyond max_threads share).
 ctypedef struct cpu_t:
@@ -84,6 +90,7 @@ ctypedef struct cpu_t:
     uint64_t bulk_calls
 
 
+@cython.final
 cdef class Allocator:
     cdef readonly long ident
     cdef char *arena
@@ -133,6 +140,7 @@ cdef class Allocator:
     cdef int32_t _get_page_from_freelist(self, cpu_t *cpu, int mark) noexcept nogil
     cdef void _drain_cpu(self, cpu_t *cpu) noexcept nogil
     cdef void _drain_all(self) noexcept nogil
+    cdef Py_ssize_t _free_slots(self, cpu_t *cpu, int32_t *slots, Py_ssize_t n) noexcept nogil
     cdef cpu_t *this_cpu(self) noexcept nogil
     cdef int32_t alloc_single(self, cpu_t *cpu, int api) noexcept nogil
     cdef Py_ssize_t bulk(self, cpu_t *cpu, Py_ssize_t n, int32_t *arr, PageList lst) noexcept nogil
@@ -140,15 +148,18 @@ cdef class Allocator:
     cdef void wake_waiters(self) noexcept nogil
 
 
+@cython.final
 cdef class PageList:
     cdef Allocator alloc
     cdef int32_t head
     cdef Py_ssize_t count
 
 
+@cython.final
 cdef class PageArray:
     cdef Allocator alloc
     cdef int32_t *slots
     cdef int *exports
+    cdef Py_ssize_t nexports
     cdef readonly Py_ssize_t nslots
     cdef list _views

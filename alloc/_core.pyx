@@ -27,8 +27,9 @@ Page states and who owns a page in each:
             owner's use (PageList links pages through next[]).
 
 Per-thread lists ("cpus"): each thread that calls the allocator is given a
-cpu_t the first time (thread-local cache keyed by allocator identity). The
-fast path takes the hottest page from the head of its own list; an empty list
+cpu_t the first time (thread-local cache keyed by allocator identity). Each
+list is a ring of frame numbers (see _core.pxd) with the kernel list's order.
+The fast path takes the hottest page from the head of its own list; an empty list
 is refilled with ``batch`` pages from the buddy lists under one zone.lock hold
 (rmqueue_bulk: smallest fitting block, split, appended at the tail); frees go
 to the head and, when count >= high, ``batch`` pages from the tail go back to
@@ -247,9 +248,6 @@ cdef class Allocator:
             raise MemoryError()
         for i in range(max_threads):
             pthread_mutex_init(&self.cpus[i].lock, NULL)
-            for z in range(MAX_ZONES):
-                self.cpus[i].pcp[z].head = NO_PAGE
-                self.cpus[i].pcp[z].tail = NO_PAGE
         pthread_mutex_init(&self.reg_lock, NULL)
         pthread_mutex_init(&self.wait_lock, NULL)
         pthread_cond_init(&self.wait_cond, NULL)
@@ -284,6 +282,16 @@ cdef class Allocator:
                 zone.free_head[i] = NO_PAGE
             self._init_zone(zone)
             start += sizes[z]
+        cdef int cap
+        for z in range(self.nr_zones):
+            cap = 1
+            while cap < self.zones[z].high + 1:
+                cap *= 2
+            for i in range(max_threads):
+                self.cpus[i].pcp[z].ring = <int32_t *>malloc(cap * sizeof(int32_t))
+                if self.cpus[i].pcp[z].ring == NULL:
+                    raise MemoryError()
+                self.cpus[i].pcp[z].mask = cap - 1
         if self.debug:
             memset(self.arena, POISON, self.arena_bytes)
         self.ready = True
@@ -308,7 +316,7 @@ cdef class Allocator:
             rel += (1 << o)
 
     def __dealloc__(self):
-        cdef int i
+        cdef int i, z
         if self._locks_init:
             for i in range(self.max_cpus):
                 pthread_mutex_destroy(&self.cpus[i].lock)
@@ -318,6 +326,10 @@ cdef class Allocator:
             pthread_mutex_destroy(&self.wait_lock)
             pthread_cond_destroy(&self.wait_cond)
         free(self.next); free(self.prev); free(self.state); free(self.order); free(self.zid)
+        if self.cpus != NULL:
+            for i in range(self.max_cpus):
+                for z in range(MAX_ZONES):
+                    free(self.cpus[i].pcp[z].ring)
         free(self.cpus)
         if self._have_buf:
             PyBuffer_Release(&self._arena_buf)
@@ -436,13 +448,7 @@ cdef class Allocator:
             if pfn == NO_PAGE:
                 break
             self.state[pfn] = PS_PCP
-            self.next[pfn] = NO_PAGE
-            self.prev[pfn] = pcp.tail
-            if pcp.tail != NO_PAGE:
-                self.next[pcp.tail] = pfn
-            else:
-                pcp.head = pfn
-            pcp.tail = pfn
+            pcp.ring[(pcp.head + pcp.count) & pcp.mask] = pfn
             pcp.count += 1
         else:
             i = count
@@ -456,14 +462,9 @@ cdef class Allocator:
         cdef int32_t pfn
         cdef int moved = 0
         pthread_mutex_lock(&zone.lock)
-        while moved < count and pcp.tail != NO_PAGE:
-            pfn = pcp.tail
-            pcp.tail = self.prev[pfn]
-            if pcp.tail != NO_PAGE:
-                self.next[pcp.tail] = NO_PAGE
-            else:
-                pcp.head = NO_PAGE
+        while moved < count and pcp.count > 0:
             pcp.count -= 1
+            pfn = pcp.ring[(pcp.head + pcp.count) & pcp.mask]
             self._free_one_page(zone, pfn)
             moved += 1
         pthread_mutex_unlock(&zone.lock)
@@ -477,12 +478,8 @@ cdef class Allocator:
         if pcp.count == 0:
             if self._rmqueue_bulk(cpu, zone, pcp, zone.batch) == 0:
                 return NO_PAGE
-        pfn = pcp.head
-        pcp.head = self.next[pfn]
-        if pcp.head != NO_PAGE:
-            self.prev[pcp.head] = NO_PAGE
-        else:
-            pcp.tail = NO_PAGE
+        pfn = pcp.ring[pcp.head]
+        pcp.head = (pcp.head + 1) & pcp.mask
         pcp.count -= 1
         self.state[pfn] = PS_ALLOC
         if self.debug:
@@ -546,7 +543,11 @@ cdef class Allocator:
         cdef int z, reason = -1
         cdef int classzone = self.nr_zones - 1
         cdef zone_t *zone = NULL
+        cdef pcp_t *pcp
         cdef int32_t pfn
+        cdef int32_t *ring
+        cdef uint8_t *state
+        cdef int head, count, mask
         if n <= 0:
             return 0
         if arr != NULL:
@@ -566,15 +567,35 @@ cdef class Allocator:
             if zone == NULL:
                 reason = FB_WATERMARK
             else:
+                # The batch: the per-thread ring's head and count live in locals
+                # (written back around refills) so the loop is not a chain of
+                # read-modify-writes through memory the compiler must assume aliased.
+                pcp = &cpu.pcp[zone.idx]
+                ring = pcp.ring
+                mask = pcp.mask
+                head = pcp.head
+                count = pcp.count
+                state = self.state
                 while nr_populated < n:
                     if arr != NULL and arr[nr_populated] != NO_PAGE:
                         nr_populated += 1
                         continue
-                    pfn = self._pcp_take(cpu, zone)
-                    if pfn == NO_PAGE:
-                        if nr_account == 0:
-                            reason = FB_PCP_EMPTY
-                        break
+                    if count == 0:
+                        pcp.head = head
+                        pcp.count = 0
+                        self._rmqueue_bulk(cpu, zone, pcp, zone.batch)
+                        head = pcp.head
+                        count = pcp.count
+                        if count == 0:
+                            if nr_account == 0:
+                                reason = FB_PCP_EMPTY
+                            break
+                    pfn = ring[head]
+                    head = (head + 1) & mask
+                    count -= 1
+                    state[pfn] = PS_ALLOC
+                    if self.debug:
+                        self._check_poison(pfn)
                     nr_account += 1
                     if arr != NULL:
                         arr[nr_populated] = pfn
@@ -583,6 +604,8 @@ cdef class Allocator:
                         lst.head = pfn
                         lst.count += 1
                     nr_populated += 1
+                pcp.head = head
+                pcp.count = count
                 cpu.pages[zone.idx][api] += nr_account
         if reason < 0:
             pthread_mutex_unlock(&cpu.lock)
@@ -618,18 +641,71 @@ cdef class Allocator:
         if self.debug:
             memset(self.page_address(pfn), POISON, PAGE_SIZE)
         self.state[pfn] = PS_PCP
-        self.prev[pfn] = NO_PAGE
-        self.next[pfn] = pcp.head
-        if pcp.head != NO_PAGE:
-            self.prev[pcp.head] = pfn
-        else:
-            pcp.tail = pfn
-        pcp.head = pfn
+        pcp.head = (pcp.head - 1) & pcp.mask
+        pcp.ring[pcp.head] = pfn
         pcp.count += 1
         cpu.freed[zone.idx] += 1
         if pcp.count >= zone.high:
             self._free_pcppages_bulk(cpu, zone, pcp, zone.batch)
         return 0
+
+    cdef Py_ssize_t _free_slots(self, cpu_t *cpu, int32_t *slots, Py_ssize_t n) noexcept nogil:
+        """Free the non-empty slots[0:n] to this thread's lists and empty them; cpu.lock held.
+
+        The same work as free_one() per page, with the current zone's ring in
+        locals. Returns pages freed, or -(i+1) if slots[i] is not an allocated
+        page (slots before i are freed, slots from i on untouched).
+        """
+        cdef Py_ssize_t i, freed = 0
+        cdef int32_t pfn
+        cdef int z, cur = -1, head = 0, count = 0, mask = 0, high = 0
+        cdef int32_t *ring = NULL
+        cdef pcp_t *pcp = NULL
+        cdef uint64_t nfreed[MAX_ZONES]
+        cdef Py_ssize_t result
+        for z in range(MAX_ZONES):
+            nfreed[z] = 0
+        result = 0
+        for i in range(n):
+            pfn = slots[i]
+            if pfn == NO_PAGE:
+                continue
+            if pfn < 0 or pfn >= self.nr_pages or self.state[pfn] != PS_ALLOC:
+                result = -(i + 1)
+                break
+            z = self.zid[pfn]
+            if z != cur:
+                if pcp != NULL:
+                    pcp.head = head
+                    pcp.count = count
+                cur = z
+                pcp = &cpu.pcp[z]
+                ring = pcp.ring
+                mask = pcp.mask
+                head = pcp.head
+                count = pcp.count
+                high = self.zones[z].high
+            if self.debug:
+                memset(self.page_address(pfn), POISON, PAGE_SIZE)
+            self.state[pfn] = PS_PCP
+            head = (head - 1) & mask
+            ring[head] = pfn
+            count += 1
+            nfreed[z] += 1
+            slots[i] = NO_PAGE
+            freed += 1
+            if count >= high:
+                pcp.head = head
+                pcp.count = count
+                self._free_pcppages_bulk(cpu, &self.zones[z], pcp, self.zones[z].batch)
+                head = pcp.head
+                count = pcp.count
+        if pcp != NULL:
+            pcp.head = head
+            pcp.count = count
+        for z in range(self.nr_zones):
+            cpu.freed[z] += nfreed[z]
+        return result if result < 0 else freed
 
     cdef void wake_waiters(self) noexcept nogil:
         nfsbulk_atomic_inc(&self._free_seq)
@@ -763,18 +839,18 @@ cdef class Allocator:
             end = arr.nslots if stop is None else stop
             if start < 0 or end > arr.nslots or start > end:
                 raise IndexError("bad range")
-            for i in range(start, end):
-                if arr.exports[i]:
-                    raise BufferError("slot %d is exported to a buffer; release it first" % i)
+            if arr.nexports:
+                for i in range(start, end):
+                    if arr.exports[i]:
+                        raise BufferError("slot %d is exported to a buffer; release it first" % i)
             pthread_mutex_lock(&cpu.lock)
-            for i in range(start, end):
-                if arr.slots[i] != NO_PAGE:
-                    rc = self.free_one(cpu, arr.slots[i])
-                    if rc:
-                        break
-                    arr.slots[i] = NO_PAGE
-                    freed += 1
+            freed = self._free_slots(cpu, arr.slots + start, end - start)
             pthread_mutex_unlock(&cpu.lock)
+            if freed < 0:
+                self.wake_waiters()
+                i = start + (-freed - 1)
+                rc = -2
+                freed = 0
             if rc:
                 raise ValueError("slot %d holds page %d which is not allocated" % (i, arr.slots[i]))
         elif isinstance(pages, PageList):
@@ -1003,19 +1079,13 @@ cdef class Allocator:
                 assert n_free == zone.nr_free, "zone %s nr_free %d != %d on lists" % (zone.name, zone.nr_free, n_free)
             for i in range(self.max_cpus):
                 for z in range(self.nr_zones):
-                    n_blocks = 0
-                    prev = NO_PAGE
-                    pfn = self.cpus[i].pcp[z].head
-                    while pfn != NO_PAGE:
+                    assert 0 <= self.cpus[i].pcp[z].count <= self.zones[z].high, "pcp count out of range"
+                    for o in range(self.cpus[i].pcp[z].count):
+                        pfn = self.cpus[i].pcp[z].ring[(self.cpus[i].pcp[z].head + o) & self.cpus[i].pcp[z].mask]
+                        assert 0 <= pfn < self.nr_pages, "pcp holds a bad page number %d" % pfn
                         assert self.state[pfn] == PS_PCP and self.zid[pfn] == z, "page %d on pcp in state %d" % (pfn, self.state[pfn])
                         assert not covered[pfn], "page %d on pcp twice or also free" % pfn
-                        assert self.prev[pfn] == prev, "broken pcp prev link at %d" % pfn
                         covered[pfn] = 1
-                        n_blocks += 1
-                        prev = pfn
-                        pfn = self.next[pfn]
-                    assert prev == self.cpus[i].pcp[z].tail, "pcp tail mismatch"
-                    assert n_blocks == self.cpus[i].pcp[z].count, "pcp count %d != %d" % (self.cpus[i].pcp[z].count, n_blocks)
             for pfn in range(self.nr_pages):
                 if covered[pfn]:
                     continue
@@ -1085,9 +1155,11 @@ cdef class PageView:
             raise BufferError("page array slot %d is empty" % self.i)
         PyBuffer_FillInfo(buffer, self, self.arr.alloc.page_address(pfn), PAGE_SIZE, 0, flags)
         self.arr.exports[self.i] += 1
+        self.arr.nexports += 1
 
     def __releasebuffer__(self, Py_buffer *buffer):
         self.arr.exports[self.i] -= 1
+        self.arr.nexports -= 1
 
     @property
     def slot(self):
