@@ -122,6 +122,8 @@ cdef class Allocator:
     cdef readonly int watermark_scale_factor
     cdef uint64_t _corrupt_pages
     cdef int64_t _first_corrupt
+    cdef int _inject_fail
+    cdef int _inject_skip
 
     cdef inline char *page_address(self, int32_t pfn) noexcept nogil:
         return self.arena + (<size_t>pfn << PAGE_SHIFT)

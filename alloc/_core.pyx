@@ -442,6 +442,12 @@ cdef class Allocator:
         """Refill a per-thread list with up to `count` pages under one zone.lock hold (tail append)."""
         cdef int i
         cdef int32_t pfn
+        if self._inject_fail > 0:
+            if self._inject_skip > 0:
+                self._inject_skip -= 1
+            else:
+                self._inject_fail -= 1
+                return 0
         pthread_mutex_lock(&zone.lock)
         for i in range(count):
             pfn = self._rmqueue_smallest(zone)
@@ -904,6 +910,14 @@ cdef class Allocator:
             cpu.drain_all += 1
             pthread_mutex_unlock(&cpu.lock)
         self.wake_waiters()
+
+    def inject_refill_failures(self, int count, int after=0):
+        """Fault injection for tests: after `after` more per-thread list refills succeed, the next
+        `count` refills find no pages (as if the buddy lists were empty). Not thread-safe."""
+        if count < 0 or after < 0:
+            raise ValueError("count and after must be >= 0")
+        self._inject_fail = count
+        self._inject_skip = after
 
     def free_seq(self):
         """A number that changes whenever pages are freed; pass it to wait_for_free()."""

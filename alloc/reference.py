@@ -112,6 +112,7 @@ class Allocator:
         self._cpus = []
         self._owner = {}
         self._corrupt = 0
+        self._inject_fail = self._inject_skip = 0
         if self.debug:
             self._mmap[:] = b"\x6b" * (npages * PAGE_SIZE)
 
@@ -187,6 +188,12 @@ class Allocator:
         return cpu
 
     def _rmqueue_bulk(self, cpu, zone, count):
+        if self._inject_fail > 0:
+            if self._inject_skip > 0:
+                self._inject_skip -= 1
+            else:
+                self._inject_fail -= 1
+                return 0
         pcp = cpu.pcp[zone.idx]
         got = 0
         for _ in range(count):
@@ -423,6 +430,12 @@ class Allocator:
             self._drain_all()
             cpu.drain_all += 1
         self._wake()
+
+    def inject_refill_failures(self, count, after=0):
+        if count < 0 or after < 0:
+            raise ValueError("count and after must be >= 0")
+        self._inject_fail = count
+        self._inject_skip = after
 
     def free_seq(self):
         with self._cond:
