@@ -1,0 +1,173 @@
+"""The loadgen CLI: ``python -m loadgen run URL [options]`` (console script
+``loadgen``).  Subcommands are a table so ``bench`` can be added beside
+``run``.  Owns argument parsing and validation only; the run itself is
+:func:`runner.run`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["main", "build_parser"]
+
+_DESCRIPTION = """\
+dbench-like NFSv3 load generator on python-libnfs. N client processes, each
+with its own libnfs context and TCP connection, work in /clients/client<N>
+under the export and replay a loadfile in a loop for --warmup then --time
+seconds. Counts, bytes and latencies reset when the warmup ends (as dbench).
+"""
+
+_RUN_EPILOG = """\
+URL is libnfs's: nfs://HOST/EXPORT?nfsport=P&mountport=P&version=3
+(name the ports when several servers share one rpcbind).
+
+Workloads: a dbench NFS loadfile (nfs.load style: REPEAT, LOOP/ENDLOOP,
+SLEEP, WRITEPATTERN, RANDOMSTRING, random offsets *, /align, %%mod, +add,
+relative +N), a classic dbench client.txt (NTCreateX, ReadX, WriteX, ...),
+or --profile rw256k. Default: /usr/share/dbench/client.txt when installed,
+otherwise a small loadfile shipped with loadgen.
+
+Output: one line per second (clients, ops, MB/sec, phase, seconds, max
+latency of the second), then a per-operation table (count, mean, p50, p99,
+max latency in ms, errors) with throughput (MB = 10^6 bytes of READ+WRITE
+payload) and ops/sec. Status mismatches are printed as
+"clientN [line] OP path got X - expected Y" and counted.
+
+Exit status: 0 ok; 1 a client failed (mount, setup, crash, hang) or
+--strict saw a mismatch; 2 usage or loadfile error; 130 interrupted (the
+table for what ran is still printed).
+"""
+
+
+def _size(text: str) -> int:
+    t = text.strip().upper()
+    mult = 1
+    for suf, m in (("KIB", 1024), ("MIB", 1 << 20), ("GIB", 1 << 30), ("K", 1024), ("M", 1 << 20), ("G", 1 << 30)):
+        if t.endswith(suf):
+            t, mult = t[: -len(suf)], m
+            break
+    try:
+        v = int(t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError("size must be positive")
+    return v
+
+
+def _nonneg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad number {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad integer {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return v
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run a load against one NFS server",
+                       description=_DESCRIPTION, epilog=_RUN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("url", metavar="URL", help="NFS export URL, e.g. nfs://127.0.0.1/export?nfsport=2049&mountport=20048&version=3")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--loadfile", metavar="FILE", help="dbench loadfile to replay (NFS dialect or client.txt)")
+    w.add_argument("--profile", choices=["rw256k"],
+                   help="built-in profile: rw256k = sequential 256 KiB READ3/WRITE3 over a per-client "
+                        "file set laid out in an untimed setup phase")
+    p.add_argument("--clients", type=_positive_int, default=1, metavar="N",
+                   help="number of client processes, each with its own connection (default 1)")
+    p.add_argument("--time", type=_nonneg, default=60.0, metavar="SECONDS",
+                   help="length of the measured phase after warmup (default 60)")
+    p.add_argument("--warmup", type=_nonneg, default=5.0, metavar="SECONDS",
+                   help="warmup before measuring; its counts are discarded (default 5)")
+    p.add_argument("--rw-files", type=_positive_int, default=4, metavar="K",
+                   help="rw256k: files per client (default 4)")
+    p.add_argument("--rw-file-size", type=_size, default=8 << 20, metavar="BYTES",
+                   help="rw256k: size of each file, suffixes K/M/G allowed (default 8M)")
+    p.add_argument("--strict", action="store_true",
+                   help="a status mismatch stops the run with exit status 1 (default: report and count)")
+    p.add_argument("--json", metavar="FILE", help="write the results (per-op histograms with fixed bucket "
+                                                  "bounds, mergeable across runs) to FILE")
+    p.add_argument("--metrics-port", type=int, default=9411, metavar="PORT",
+                   help="serve Prometheus /metrics on this port during the run (default 9411, 0 disables)")
+    p.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
+                   help="address for /metrics (default 127.0.0.1)")
+    p.add_argument("--ignore-timestamps", action="store_true",
+                   help="run loadfile lines back to back instead of waiting for their timestamps "
+                        "(dbench honours timestamps)")
+    p.add_argument("--seed", type=int, default=0, help="seed for random offsets and RANDOMSTRING (default 0)")
+    p.add_argument("--start-timeout", type=_nonneg, default=60.0, metavar="SECONDS",
+                   help="clients must mount, parse and set up within this time (default 60)")
+    p.add_argument("--rpc-timeout", type=_nonneg, default=30.0, metavar="SECONDS",
+                   help="libnfs timeout for each call, whole seconds, 0 = wait forever (default 30)")
+    p.add_argument("--max-mismatches", type=int, default=20, metavar="N",
+                   help="print at most N mismatch lines (all are counted; default 20)")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args) -> int:
+    from .loadfile import LoadfileError, parse_file
+    from .runner import EXIT_USAGE, run
+    from . import workloads
+
+    if not args.url.startswith("nfs://"):
+        print(f"loadgen: URL must start with nfs://, got {args.url!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.profile == "rw256k":
+        desc = f"profile rw256k ({args.rw_files} x {args.rw_file_size} bytes per client)"
+    elif args.loadfile:
+        if not os.path.isfile(args.loadfile):
+            print(f"loadgen: loadfile {args.loadfile!r} not found", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            parse_file(args.loadfile)          # fail fast, with the line number
+        except LoadfileError as e:
+            print(f"loadgen: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        desc = args.loadfile
+    else:
+        desc = workloads.DEFAULT_CLIENT_TXT if os.path.exists(workloads.DEFAULT_CLIENT_TXT) else "<loadgen default>"
+    cfg = {
+        "url": args.url, "clients": args.clients, "time": args.time, "warmup": args.warmup,
+        "loadfile": os.path.abspath(args.loadfile) if args.loadfile else None,
+        "profile": args.profile, "rw_files": args.rw_files, "rw_file_size": args.rw_file_size,
+        "strict": args.strict, "json": args.json, "metrics_port": args.metrics_port,
+        "metrics_addr": args.metrics_addr, "ignore_timestamps": args.ignore_timestamps,
+        "seed": args.seed, "start_timeout": args.start_timeout, "rpc_timeout": args.rpc_timeout,
+        "max_mismatches": args.max_mismatches,
+    }
+    return run(cfg, desc)
+
+
+SUBCOMMANDS = (_add_run,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loadgen", description=_DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

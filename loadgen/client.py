@@ -1,0 +1,220 @@
+"""One client process: its own libnfs context and TCP connection, its own
+directory (``/clients/client<N>``), replaying its workload in a loop.
+
+Protocol with the parent, over one duplex ``multiprocessing`` pipe (the child
+only sends, except for the two control messages it receives):
+
+  child -> parent  ("ready", cid, info)            mounted, workload parsed, set up
+                   ("stats", cid, phase, PhaseStats, [mismatch lines])   deltas, ~4/s
+                   ("done", cid, {"cpu": s, "reason": r})               after its last stats
+                   ("failed", cid, stage, message)  mount/setup/crash/strict; then exits 1
+  parent -> child  ("start", t0, warmup_end, run_end)   monotonic clock values
+                   ("stop",)                            stop now (Ctrl-C, another client died)
+
+Phases are decided in the child from the shared monotonic clock: an op
+belongs to the phase in which it started; at the warmup->run boundary the
+child flushes its warmup deltas and starts from zero, so the run's counts,
+bytes and latencies exclude warmup (as dbench).  The child ignores SIGINT:
+the parent owns Ctrl-C and tells children to stop.
+
+CPU: user+sys of this process during the run phase only (getrusage deltas),
+reported in "done" for the cost-per-op figure.
+"""
+from __future__ import annotations
+
+import random
+import resource
+import signal
+import time
+import traceback
+
+from .loadfile import Loop, Op, RandomString, Repeat, Sleep, WritePattern, parse_file
+from .stats import PhaseStats
+
+__all__ = ["client_main", "FLUSH_INTERVAL"]
+
+FLUSH_INTERVAL = 0.25
+
+
+class _Stop(Exception):
+    pass
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class _Loop:
+    def __init__(self, conn, cid, ex, cfg, t0, warmup_end, run_end):
+        self.conn = conn
+        self.cid = cid
+        self.ex = ex
+        self.strict = cfg["strict"]
+        self.honor_ts = not cfg["ignore_timestamps"]
+        self.warmup_end = warmup_end
+        self.run_end = run_end
+        self.phase = "warmup" if time.monotonic() < warmup_end else "run"
+        self.stats = PhaseStats()
+        self.mismatches: list[str] = []
+        self.next_flush = time.monotonic() + FLUSH_INTERVAL
+        self.cpu_start = _cpu() if self.phase == "run" else None
+        self.cpu_run = 0.0
+        self.pass_start = time.monotonic()
+        self.stop_reason = "time"
+        self.strict_failure: str | None = None
+
+    def flush(self):
+        ex = self.ex
+        self.stats.read_bytes += ex.read_bytes
+        self.stats.write_bytes += ex.write_bytes
+        ex.read_bytes = ex.write_bytes = 0
+        if not self.stats.empty() or self.mismatches:
+            self.conn.send(("stats", self.cid, self.phase, self.stats, self.mismatches))
+            self.stats = PhaseStats()
+            self.mismatches = []
+
+    def tick(self, now: float):
+        if now >= self.run_end:
+            self.stop_reason = "time"
+            raise _Stop
+        if self.phase == "warmup" and now >= self.warmup_end:
+            self.flush()
+            self.phase = "run"
+            self.cpu_start = _cpu()
+        if now >= self.next_flush:
+            self.flush()
+            self.next_flush = now + FLUSH_INTERVAL
+            if self.conn.poll():
+                msg = self.conn.recv()
+                if msg[0] == "stop":
+                    self.stop_reason = "stopped"
+                    raise _Stop
+
+    def op(self, op: Op):
+        now = time.monotonic()
+        self.tick(now)
+        if op.timestamp and self.honor_ts:
+            target = self.pass_start + op.timestamp
+            while now < target:
+                time.sleep(min(target - now, 0.05))
+                now = time.monotonic()
+                self.tick(now)
+        t = time.perf_counter()
+        label, msg = self.ex.execute(op)
+        dt = time.perf_counter() - t
+        self.stats.op(op.name).record(dt, label)
+        if dt > self.stats.max_latency:
+            self.stats.max_latency = dt
+        if msg is not None:
+            self.mismatches.append(f"client{self.cid} {msg}")
+            if self.strict:
+                self.strict_failure = msg
+                self.stop_reason = "strict"
+                raise _Stop
+
+    def sleep(self, seconds: float):
+        end = time.monotonic() + seconds
+        while True:
+            now = time.monotonic()
+            self.tick(now)
+            if now >= end:
+                return
+            time.sleep(min(end - now, 0.05))
+
+    def run_items(self, items):
+        ex = self.ex
+        for it in items:
+            t = type(it)
+            if t is Op:
+                self.op(it)
+            elif t is Repeat:
+                o = it.op
+                for _ in range(it.count):
+                    self.op(o)
+            elif t is Loop:
+                for _ in range(it.count):
+                    self.run_items(it.body)
+            elif t is Sleep:
+                self.sleep(it.usec / 1e6)
+            elif t is WritePattern:
+                ex.set_pattern(it.pattern)
+            elif t is RandomString:
+                ex.vars[it.var] = "".join(ex.rng.choice(s) for s in it.pattern)
+
+    def run(self, program):
+        try:
+            while True:
+                self.pass_start = time.monotonic()
+                self.tick(self.pass_start)
+                self.run_items(program.items)
+        except _Stop:
+            pass
+        if self.phase == "run" and self.cpu_start is not None:
+            self.cpu_run = _cpu() - self.cpu_start
+        self.flush()
+
+
+def _build_workload(cfg, nfs, cname):
+    from . import workloads
+    prof = cfg.get("profile")
+    if prof == "rw256k":
+        workloads.rw256k_setup(nfs, cname, cfg["rw_files"], cfg["rw_file_size"])
+        return workloads.rw256k_program(cfg["rw_files"], cfg["rw_file_size"])
+    if cfg.get("loadfile"):
+        return parse_file(cfg["loadfile"])
+    return workloads.default_program()[0]
+
+
+def client_main(cid: int, nclients: int, cfg: dict, conn) -> None:
+    """Entry point of a spawned client process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stage = "mount"
+    nfs = None
+    try:
+        from .nfsctx import MountError, NfsContext
+        from .ops import Executor
+        try:
+            nfs = NfsContext(cfg["url"], cfg["rpc_timeout"])
+        except MountError as e:
+            conn.send(("failed", cid, "mount", str(e)))
+            raise SystemExit(1)
+        stage = "setup"
+        cname = f"client{cid}"
+        program = _build_workload(cfg, nfs, cname)
+        rng = random.Random((cfg["seed"] << 16) + cid)
+        ex = Executor(nfs, cid, nclients, rng)
+        conn.send(("ready", cid, {"readmax": nfs.readmax, "writemax": nfs.writemax}))
+        msg = conn.recv()
+        if msg[0] != "start":
+            conn.send(("done", cid, {"cpu": 0.0, "reason": "stopped before start"}))
+            return
+        stage = "run"
+        _, t0, warmup_end, run_end = msg
+        delay = t0 - time.monotonic()       # common start instant for all clients
+        if delay > 0:
+            time.sleep(delay)
+        loop = _Loop(conn, cid, ex, cfg, t0, warmup_end, run_end)
+        loop.run(program)
+        ex.close_all()
+        if loop.strict_failure is not None:
+            conn.send(("failed", cid, "strict", loop.strict_failure))
+            raise SystemExit(1)
+        conn.send(("done", cid, {"cpu": loop.cpu_run, "reason": loop.stop_reason}))
+    except SystemExit:
+        raise
+    except (EOFError, BrokenPipeError):
+        raise SystemExit(1)       # parent went away
+    except Exception as e:     # our bug or a setup error: report it, never hang
+        try:
+            detail = str(e) if stage == "setup" and isinstance(e, (RuntimeError, ValueError)) else traceback.format_exc()
+            conn.send(("failed", cid, stage, detail))
+        except Exception:
+            pass
+        raise SystemExit(1)
+    finally:
+        if nfs is not None:
+            try:
+                nfs.destroy()
+            except Exception:
+                pass

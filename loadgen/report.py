@@ -1,0 +1,96 @@
+"""Output: dbench-style per-second lines, the final table, the JSON document.
+
+Pure formatting over :class:`stats.PhaseStats` values; no I/O except the
+``write_json`` helper.  MB is 10^6 bytes of READ and WRITE payload.
+JSON schema (``"schema": "nfsbulk-loadgen/1"``): run parameters, the run
+phase's totals and per-op stats with the contract histogram (non-cumulative
+counts per upper bound in ``bucket_bounds_seconds`` plus a final +Inf count)
+so documents from several runs or hosts merge by adding ``buckets``.
+"""
+from __future__ import annotations
+
+import json
+
+from .stats import BOUNDS, PhaseStats
+
+__all__ = ["second_line", "final_table", "build_json", "write_json", "MB"]
+
+MB = 1e6
+
+
+def second_line(clients: int, ops: int, nbytes: int, phase: str, secs: float, max_lat: float) -> str:
+    mbps = nbytes / MB / secs if secs > 0 else 0.0
+    return (f"{clients:4d} {ops:9d} {mbps:9.2f} MB/sec  {phase:<7s} {int(round(secs)):4d} sec  "
+            f"latency {max_lat * 1e3:.3f} ms")
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1e3:9.3f}"
+
+
+def final_table(st: PhaseStats, elapsed: float, clients: int, phase: str = "run",
+                cpu_seconds: float | None = None) -> str:
+    lines = []
+    lines.append("")
+    lines.append(f" {'Operation':<24s}{'Count':>10s}{'Mean ms':>10s}{'p50 ms':>10s}"
+                 f"{'p99 ms':>10s}{'Max ms':>10s}{'Errors':>8s}{'Unexp':>7s}")
+    lines.append(" " + "-" * 88)
+    for name in sorted(st.ops):
+        s = st.ops[name]
+        n = s.count
+        mean = s.sum / n if n else 0.0
+        lines.append(f" {name:<24s}{n:>10d} {_ms(mean)} {_ms(s.quantile(0.5))} {_ms(s.quantile(0.99))}"
+                     f" {_ms(s.max)}{s.error:>8d}{s.unexpected:>7d}")
+    total = st.count
+    errors = sum(s.error for s in st.ops.values())
+    unexpected = sum(s.unexpected for s in st.ops.values())
+    lines.append(" " + "-" * 88)
+    tput = (st.read_bytes + st.write_bytes) / MB / elapsed if elapsed > 0 else 0.0
+    ops_s = total / elapsed if elapsed > 0 else 0.0
+    lines.append(f"Throughput {tput:.2f} MB/sec (read {st.read_bytes / MB / elapsed if elapsed else 0:.2f}, "
+                 f"write {st.write_bytes / MB / elapsed if elapsed else 0:.2f})  {ops_s:.1f} ops/sec  "
+                 f"{clients} clients  {elapsed:.2f} s {phase}")
+    extra = f"Operations {total}  errors (expected failures) {errors}  unexpected statuses {unexpected}"
+    if cpu_seconds is not None and total:
+        extra += f"  client CPU {cpu_seconds:.2f} s = {cpu_seconds / total * 1e6:.1f} us/op"
+    lines.append(extra)
+    return "\n".join(lines)
+
+
+def build_json(*, cfg: dict, workload: str, st: PhaseStats, elapsed: float, phase: str,
+               clients: int, per_second: list, mismatches: list, mismatch_count: int,
+               failures: list, interrupted: bool, cpu_seconds: float | None,
+               server_limits: dict) -> dict:
+    total = st.count
+    return {
+        "schema": "nfsbulk-loadgen/1",
+        "url": cfg["url"],
+        "workload": workload,
+        "clients": clients,
+        "warmup_seconds": cfg["warmup"],
+        "time_seconds": cfg["time"],
+        "phase_reported": phase,
+        "elapsed_seconds": elapsed,
+        "interrupted": interrupted,
+        "ops_total": total,
+        "ops_per_second": total / elapsed if elapsed > 0 else 0.0,
+        "bytes": {"read": st.read_bytes, "write": st.write_bytes},
+        "mb_per_second": (st.read_bytes + st.write_bytes) / MB / elapsed if elapsed > 0 else 0.0,
+        "errors": sum(s.error for s in st.ops.values()),
+        "unexpected": sum(s.unexpected for s in st.ops.values()),
+        "mismatch_count": mismatch_count,
+        "mismatches": mismatches,
+        "client_failures": failures,
+        "client_cpu_seconds": cpu_seconds,
+        "cpu_us_per_op": (cpu_seconds / total * 1e6) if (cpu_seconds is not None and total) else None,
+        "server_limits": server_limits,
+        "bucket_bounds_seconds": list(BOUNDS),
+        "ops": {name: st.ops[name].to_json() for name in sorted(st.ops)},
+        "per_second": per_second,
+    }
+
+
+def write_json(path: str, doc: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")

@@ -1,0 +1,314 @@
+"""Spawn N clients, wait for them to mount, run warmup + timed phase, gather.
+
+Owns the client processes (``spawn`` start method: each child starts clean
+and builds its own libnfs context), their pipes, the metrics totals and the
+run's clock.  Single-threaded except for the metrics HTTP thread, which only
+reads :class:`metrics.Totals` under its lock.
+
+Never hangs: every wait has a deadline (``start_timeout`` for mount + setup,
+``run_end + grace`` for the end), a client that exits without "done" is a
+failure, stragglers are terminated then killed, and all failures give a
+non-zero exit.  SIGINT (Ctrl-C) is turned into a wake-up byte
+(``signal.set_wakeup_fd``); the first one stops the clients and still prints
+the table for what ran, a second one kills them at once.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import socket
+import sys
+import time
+from multiprocessing.connection import wait
+
+from .client import client_main
+from .metrics import Totals, serve
+from .report import build_json, final_table, second_line, write_json
+from .stats import PhaseStats
+
+__all__ = ["run", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+GRACE = 10.0
+
+
+class _Client:
+    def __init__(self, cid, proc, conn):
+        self.cid = cid
+        self.proc = proc
+        self.conn = conn
+        self.state = "starting"     # starting, ready, running, done, failed
+        self.info: dict = {}
+        self.cpu = 0.0
+
+
+def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+
+    def say(msg, stream=None):
+        print(msg, file=stream or out, flush=True)
+
+    n = cfg["clients"]
+    totals = Totals()
+    phases = {"warmup": PhaseStats(), "run": PhaseStats()}
+    mismatches: list[str] = []
+    mismatch_count = 0
+    failures: list[dict] = []
+    per_second: list[dict] = []
+    interval_max = [0.0]      # max op latency reported since the last per-second line
+
+    http = None
+    if cfg["metrics_port"]:
+        try:
+            _reg, http = serve(totals, cfg["metrics_port"], cfg["metrics_addr"])
+        except OSError as e:
+            say(f"loadgen: cannot serve metrics on {cfg['metrics_addr']}:{cfg['metrics_port']}: {e} "
+                f"(use --metrics-port 0 to disable)", err)
+            return EXIT_USAGE
+
+    rsock, wsock = socket.socketpair()
+    rsock.setblocking(False)
+    wsock.setblocking(False)
+    old_wakeup = signal.set_wakeup_fd(wsock.fileno())
+    sigints = 0
+
+    def on_sigint(signum, frame):
+        nonlocal sigints
+        sigints += 1
+    old_handler = signal.signal(signal.SIGINT, on_sigint)
+
+    ctx = mp.get_context("spawn")
+    clients: list[_Client] = []
+    exit_code = EXIT_OK
+    t0 = warmup_end = run_end = None
+    stop_requested_at = None
+    interrupted = False
+    try:
+        child_cfg = {k: cfg[k] for k in ("url", "rpc_timeout", "strict", "ignore_timestamps", "seed",
+                                         "profile", "loadfile", "rw_files", "rw_file_size")}
+        for cid in range(n):
+            parent_conn, child_conn = ctx.Pipe(duplex=True)
+            p = ctx.Process(target=client_main, args=(cid, n, child_cfg, child_conn),
+                            name=f"loadgen-client{cid}", daemon=True)
+            p.start()
+            child_conn.close()
+            clients.append(_Client(cid, p, parent_conn))
+        totals.set_clients(n)
+        by_conn = {c.conn: c for c in clients}
+        by_sentinel = {c.proc.sentinel: c for c in clients}
+
+        def update_gauge():
+            totals.set_clients(sum(1 for c in clients if c.state not in ("done", "failed")
+                                   and c.proc.exitcode is None))
+
+        def fail(c: _Client, stage: str, message: str):
+            c.state = "failed"
+            update_gauge()
+            failures.append({"client": c.cid, "stage": stage, "message": message})
+            say(f"loadgen: client{c.cid} failed ({stage}): {message}", err)
+
+        def stop_all():
+            for c in clients:
+                if c.state in ("ready", "running", "starting"):
+                    try:
+                        c.conn.send(("stop",))
+                    except (BrokenPipeError, OSError):
+                        pass
+
+        def drain(c: _Client):
+            nonlocal mismatch_count
+            while True:
+                try:
+                    if not c.conn.poll():
+                        return
+                    msg = c.conn.recv()
+                except (EOFError, OSError):
+                    return
+                kind = msg[0]
+                if kind == "stats":
+                    _, _cid, phase, delta, mm = msg
+                    phases[phase].merge(delta)
+                    if delta.max_latency > interval_max[0]:
+                        interval_max[0] = delta.max_latency
+                    totals.merge(delta)
+                    for line in mm:
+                        mismatch_count += 1
+                        if len(mismatches) < cfg["max_mismatches"]:
+                            mismatches.append(line)
+                            say(line, err)
+                        elif len(mismatches) == cfg["max_mismatches"]:
+                            mismatches.append("... further mismatches not shown")
+                            say("loadgen: further mismatches counted but not shown", err)
+                elif kind == "ready":
+                    c.state = "ready"
+                    c.info = msg[2]
+                elif kind == "done":
+                    c.state = "done"
+                    c.cpu = msg[2]["cpu"]
+                    update_gauge()
+                elif kind == "failed":
+                    fail(c, msg[2], msg[3])
+
+        def pump(timeout):
+            """Wait for messages, exits or Ctrl-C; returns after handling them."""
+            nonlocal sigints
+            objs = [c.conn for c in clients if c.state not in ("done", "failed")]
+            objs += [c.proc.sentinel for c in clients if c.proc.exitcode is None]
+            objs.append(rsock)
+            ready = wait(objs, timeout=max(0.0, timeout))
+            for o in ready:
+                if o is rsock:
+                    try:
+                        while rsock.recv(64):
+                            pass
+                    except BlockingIOError:
+                        pass
+                elif o in by_conn:
+                    drain(by_conn[o])
+            for o in ready:
+                if o in by_sentinel:
+                    c = by_sentinel[o]
+                    drain(c)      # anything it sent before exiting
+                    if c.state not in ("done", "failed"):
+                        c.proc.join(timeout=2.0)      # the sentinel fires before the reap
+                        code = c.proc.exitcode
+                        how = (f"killed by signal {-code}" if code is not None and code < 0
+                               else f"exited with code {code}")
+                        fail(c, "exited", f"process {how} without reporting (exit code {code})")
+
+        # ---- mount and setup ----
+        deadline = time.monotonic() + cfg["start_timeout"]
+        while True:
+            if sigints:
+                interrupted = True
+                break
+            if any(c.state == "failed" for c in clients):
+                break
+            if all(c.state == "ready" for c in clients):
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                for c in clients:
+                    if c.state == "starting":
+                        fail(c, "mount", f"not ready (mount + setup) within {cfg['start_timeout']:.0f} s")
+                break
+            pump(min(0.5, deadline - now))
+
+        if interrupted or any(c.state == "failed" for c in clients):
+            stop_all()
+            exit_code = EXIT_INTERRUPTED if interrupted and not failures else EXIT_FAIL
+            if failures:
+                say(f"loadgen: aborting: {len(failures)} of {n} clients failed before the start", err)
+        else:
+            limits = {c.cid: c.info for c in clients}
+            rmax = min(i.get("readmax", 0) for i in limits.values())
+            wmax = min(i.get("writemax", 0) for i in limits.values())
+            if cfg.get("profile") == "rw256k" and (rmax < 262144 or wmax < 262144):
+                say(f"loadgen: warning: server rtmax/wtmax {rmax}/{wmax} < 256 KiB: libnfs splits the calls", err)
+            t0 = time.monotonic() + 0.1
+            warmup_end = t0 + cfg["warmup"]
+            run_end = warmup_end + cfg["time"]
+            for c in clients:
+                c.conn.send(("start", t0, warmup_end, run_end))
+                c.state = "running"
+            say(f"loadgen: {n} clients, workload {workload_desc}, warmup {cfg['warmup']:g} s, "
+                f"run {cfg['time']:g} s, server rtmax/wtmax {rmax}/{wmax}")
+            next_tick = t0 + 1.0
+            hard_deadline = run_end + GRACE + cfg["rpc_timeout"]
+            while any(c.state == "running" for c in clients):
+                now = time.monotonic()
+                if sigints and stop_requested_at is None:
+                    interrupted = True
+                    stop_requested_at = now
+                    say("loadgen: interrupted, stopping clients", err)
+                    stop_all()
+                    hard_deadline = min(hard_deadline, now + GRACE + cfg["rpc_timeout"])
+                if sigints >= 2:
+                    say("loadgen: second interrupt, killing clients", err)
+                    break
+                if any(c.state == "failed" for c in clients) and stop_requested_at is None:
+                    stop_requested_at = now
+                    stop_all()
+                    hard_deadline = min(hard_deadline, now + GRACE + cfg["rpc_timeout"])
+                if now >= hard_deadline:
+                    for c in clients:
+                        if c.state == "running":
+                            fail(c, "hung", "did not stop within the grace period; terminated")
+                    break
+                if now >= next_tick:
+                    phase = "warmup" if next_tick <= warmup_end + 1e-9 and cfg["warmup"] > 0 else "run"
+                    st = phases[phase]
+                    secs = (next_tick - t0) if phase == "warmup" else (next_tick - warmup_end)
+                    lat = interval_max[0]
+                    interval_max[0] = 0.0
+                    nbytes = st.read_bytes + st.write_bytes
+                    if next_tick <= run_end + 1e-9:
+                        say(second_line(n, st.count, nbytes, "warmup" if phase == "warmup" else "execute",
+                                        secs, lat))
+                        per_second.append({"t": round(next_tick - t0, 3), "phase": phase, "ops": st.count,
+                                           "bytes": nbytes, "max_latency_seconds": lat})
+                    next_tick += 1.0
+                pump(min(next_tick, hard_deadline) - time.monotonic())
+            stop_all()
+            if any(c.state == "failed" for c in clients):
+                exit_code = EXIT_FAIL
+            elif interrupted:
+                exit_code = EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, old_handler if old_handler is not None else signal.SIG_DFL)
+        signal.set_wakeup_fd(old_wakeup)
+        # reap: short join, then terminate, then kill
+        end = time.monotonic() + 3.0
+        for c in clients:
+            c.proc.join(timeout=max(0.0, end - time.monotonic()))
+        for c in clients:
+            if c.proc.exitcode is None:
+                c.proc.terminate()
+        for c in clients:
+            c.proc.join(timeout=2.0)
+            if c.proc.exitcode is None:
+                c.proc.kill()
+                c.proc.join(timeout=2.0)
+        for c in clients:
+            try:
+                c.conn.close()
+            except OSError:
+                pass
+        totals.set_clients(0)
+        rsock.close()
+        wsock.close()
+
+    if t0 is None:
+        if http is not None:
+            http[0].shutdown()
+        return exit_code if exit_code != EXIT_OK else EXIT_FAIL
+
+    now = time.monotonic()
+    end_of_run = min(now, run_end)
+    if stop_requested_at is not None:
+        end_of_run = min(end_of_run, stop_requested_at)
+    if phases["run"].count or end_of_run > warmup_end:
+        phase, st, elapsed = "run", phases["run"], max(0.0, end_of_run - warmup_end)
+    else:
+        phase, st, elapsed = "warmup", phases["warmup"], max(0.0, end_of_run - t0)
+    cpu = sum(c.cpu for c in clients) if phase == "run" else None
+    say(final_table(st, elapsed, n, phase=phase, cpu_seconds=cpu))
+    if failures:
+        say(f"loadgen: {len(failures)} client(s) failed: " +
+            "; ".join(f"client{f['client']} ({f['stage']})" for f in failures), err)
+    if mismatch_count and cfg["strict"]:
+        exit_code = EXIT_FAIL
+    if cfg.get("json"):
+        doc = build_json(cfg=cfg, workload=workload_desc, st=st, elapsed=elapsed, phase=phase,
+                         clients=n, per_second=per_second, mismatches=mismatches,
+                         mismatch_count=mismatch_count, failures=failures, interrupted=interrupted,
+                         cpu_seconds=cpu, server_limits={str(c.cid): c.info for c in clients})
+        doc["warmup"] = {"ops_total": phases["warmup"].count,
+                         "bytes": {"read": phases["warmup"].read_bytes, "write": phases["warmup"].write_bytes}}
+        doc["exit_code"] = exit_code
+        write_json(cfg["json"], doc)
+    if http is not None:
+        http[0].shutdown()
+    return exit_code
