@@ -13,6 +13,7 @@ CFLAGS = ["-O2", "-g", "-Wno-unused-function", "-Wno-unreachable-code"]
 
 extensions = [
     Extension("alloc._core", ["alloc/_core.pyx"], extra_compile_args=CFLAGS),
+    Extension("rpcsrv._pageio", ["rpcsrv/_pageio.pyx"], extra_compile_args=CFLAGS),
 ]
 
 setup(

@@ -1,0 +1,147 @@
+"""rpcsrv: an NFSv3 + MOUNT v3 server over ONC RPC on TCP, with selectable svc_alloc_arg strategies.
+
+Run `rpcsrv --help` (or `python -m rpcsrv --help`). When the server can serve
+it prints one line with the client URL and flushes stdout; SIGINT or SIGTERM
+stop accepting, finish in-flight requests and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+
+from rpcsrv.rqst import STRATEGIES
+
+__version__ = "0.1.0"
+
+
+def _hostport(text: str):
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError("expected HOST:PORT, got %r" % text)
+    host = host.strip("[]")
+    try:
+        port = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError("port must be a number: %r" % text) from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("port out of range: %d" % port)
+    return host, port
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text) from None
+    if v < 1:
+        raise argparse.ArgumentTypeError("expected a positive integer, got %d" % v)
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rpcsrv",
+        description="An NFSv3 and MOUNT v3 server over ONC RPC on TCP (both programs on one port) "
+                    "exporting a local directory. Worker threads refill their request page arrays "
+                    "with the chosen svc_alloc_arg strategy from nfsbulk's page allocator.",
+        epilog="Clients: nfs-ls/nfs-cat/nfs-cp or python-libnfs with the URL the server prints, e.g. "
+               "nfs://127.0.0.1/EXPORT?nfsport=PORT&mountport=PORT. Metrics: http://HOST:METRICS_PORT/metrics.")
+    p.add_argument("--export", metavar="DIR",
+                   help="directory to export (default: a fresh temporary directory, announced at start "
+                        "and removed at exit)")
+    p.add_argument("--listen", metavar="HOST:PORT", type=_hostport, default=("127.0.0.1", 2049),
+                   help="address to serve on (default 127.0.0.1:2049; port 0 picks a free one)")
+    p.add_argument("--threads", type=_positive, default=8, help="worker threads (nfsd threads; default 8)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="array",
+                   help="svc_alloc_arg strategy: single (alloc_page per hole), list (bulk list API), "
+                        "array (bulk array API over all 259 slots, the default) or range (bulk array "
+                        "over exactly the released slots)")
+    p.add_argument("--arena-mib", type=_positive, default=256,
+                   help="page allocator arena in MiB (default 256)")
+    p.add_argument("--metrics-port", type=int, default=9410,
+                   help="port of the Prometheus /metrics endpoint on the listen host (default 9410, 0 disables)")
+    p.add_argument("--read-only", action="store_true", help="refuse every modifying procedure with NFS3ERR_ROFS")
+    p.add_argument("--root-squash", dest="root_squash", action="store_true", default=None,
+                   help="map AUTH_SYS uid 0 to nobody (default: on unless listening on loopback)")
+    p.add_argument("--no-root-squash", dest="root_squash", action="store_false", help="trust AUTH_SYS uid 0")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="where the file-handle key is kept (default ~/.cache/nfsbulk/<export hash>)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="rpcsrv: %(levelname)s %(message)s", stream=sys.stderr)
+    if not 0 <= args.metrics_port <= 65535:
+        print("rpcsrv: --metrics-port out of range", file=sys.stderr)
+        return 2
+    host, port = args.listen
+    if args.export is None:
+        export = tempfile.mkdtemp(prefix="nfsbulk-export-")
+        atexit.register(shutil.rmtree, export, True)
+        print("rpcsrv: exporting a fresh temporary directory %s" % export, file=sys.stderr, flush=True)
+    else:
+        export = os.path.abspath(args.export)
+        if not os.path.isdir(export):
+            print("rpcsrv: --export %s: not a directory" % args.export, file=sys.stderr)
+            return 2
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    root_squash = (not loopback) if args.root_squash is None else args.root_squash
+
+    from rpcsrv.server import Server, ServerConfig
+    cfg = ServerConfig(export=export, host=host, port=port, threads=args.threads, strategy=args.strategy,
+                       arena_mib=args.arena_mib, read_only=args.read_only, root_squash=root_squash,
+                       state_dir=args.state_dir)
+    try:
+        server = Server(cfg, version=__version__)
+        server.start()
+    except OSError as e:
+        print("rpcsrv: cannot serve on %s:%d: %s" % (host, port, e.strerror or e), file=sys.stderr)
+        return 1
+    except ValueError as e:
+        print("rpcsrv: %s" % e, file=sys.stderr)
+        return 2
+    metrics_note = ""
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+        try:
+            start_http_server(args.metrics_port, addr=host)
+            metrics_note = " metrics http://%s:%d/metrics" % (host, args.metrics_port)
+        except OSError as e:
+            server.stop()
+            print("rpcsrv: cannot serve metrics on %s:%d: %s" % (host, args.metrics_port, e.strerror or e),
+                  file=sys.stderr)
+            return 1
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print("rpcsrv: serving %s strategy=%s threads=%d%s" % (server.url(), cfg.strategy, cfg.threads, metrics_note),
+          flush=True)
+    while not stop.wait(1.0):
+        pass
+    print("rpcsrv: stopping", file=sys.stderr, flush=True)
+    server.stop()
+    st = server.allocator.stats()
+    left = server.still_running()
+    print("rpcsrv: stopped after %d requests; allocator pages still allocated: %d%s"
+          % (server.requests_served, st["allocated"], "; threads still running: %s" % left if left else ""),
+          file=sys.stderr, flush=True)
+    return 0 if not left else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

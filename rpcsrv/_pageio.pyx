@@ -1,0 +1,267 @@
+# cython: language_level=3
+"""Page-array I/O for the RPC data path: system calls straight on request pages.
+
+Owns: turning a byte range of a PageArray into an iovec and running readv,
+preadv, pwritev or sendmsg on it, without the GIL and without a Python object
+per page. A byte range is named by (base_slot, offset, length): byte k of the
+range lives in slot base_slot + (offset + k) // 4096 at (offset + k) % 4096,
+which is how a record received from slot 0 (or a reply built from its first
+response slot) is laid out.
+
+Invariants: every slot a range touches must hold a page (else -EFAULT is
+returned and nothing is transferred); the caller owns the PageArray for the
+duration of the call (one worker thread); nothing here allocates or frees
+pages. Errors come back as negative errno values, never exceptions, so the
+caller decides what a failure means (a dropped connection, an NFS status).
+"""
+
+from libc.errno cimport errno, EAGAIN, EINTR, EFAULT, ETIMEDOUT
+from libc.string cimport memcpy, memset
+from libc.stdint cimport int64_t, int32_t
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+
+from alloc._core cimport PageArray, NO_PAGE, PAGE_SIZE, PAGE_SHIFT
+
+cdef extern from "sys/uio.h" nogil:
+    cdef struct iovec:
+        void *iov_base
+        size_t iov_len
+    ssize_t readv(int fd, const iovec *iov, int iovcnt)
+    ssize_t preadv(int fd, const iovec *iov, int iovcnt, long offset)
+    ssize_t pwritev(int fd, const iovec *iov, int iovcnt, long offset)
+
+cdef extern from "sys/socket.h" nogil:
+    cdef struct msghdr:
+        void *msg_name
+        unsigned int msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+    ssize_t sendmsg(int fd, const msghdr *msg, int flags)
+    int MSG_NOSIGNAL
+    int MSG_DONTWAIT
+
+cdef extern from "poll.h" nogil:
+    cdef struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd *fds, unsigned long nfds, int timeout)
+    short POLLOUT
+
+cdef enum:
+    MAX_IOV = 320
+
+PAGE = PAGE_SIZE
+
+
+cdef int _iov(PageArray pa, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
+              iovec *iov, int start) noexcept nogil:
+    """Append the iovec of a byte range; returns the new count or -1 (empty slot / overflow)."""
+    cdef Py_ssize_t slot = base_slot + (off >> PAGE_SHIFT)
+    cdef Py_ssize_t o = off & (PAGE_SIZE - 1)
+    cdef Py_ssize_t chunk
+    cdef int cnt = start
+    cdef int32_t pfn
+    while n > 0:
+        if slot >= pa.nslots or cnt >= MAX_IOV:
+            return -1
+        pfn = pa.slots[slot]
+        if pfn == NO_PAGE:
+            return -1
+        chunk = PAGE_SIZE - o
+        if chunk > n:
+            chunk = n
+        iov[cnt].iov_base = pa.alloc.page_address(pfn) + o
+        iov[cnt].iov_len = chunk
+        cnt += 1
+        n -= chunk
+        o = 0
+        slot += 1
+    return cnt
+
+
+cdef void _advance(iovec **iovp, int *cnt, size_t done) noexcept nogil:
+    cdef iovec *iov = iovp[0]
+    while cnt[0] > 0 and done >= iov[0].iov_len:
+        done -= iov[0].iov_len
+        iov += 1
+        cnt[0] -= 1
+    if cnt[0] > 0 and done:
+        iov[0].iov_base = <char *>iov[0].iov_base + done
+        iov[0].iov_len -= done
+    iovp[0] = iov
+
+
+def recv_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n):
+    """One readv of up to n bytes into the range; bytes read, 0 at EOF, or -errno (-EAGAIN when none ready)."""
+    cdef iovec iov[MAX_IOV]
+    cdef int cnt
+    cdef ssize_t r
+    if n <= 0:
+        return 0
+    cnt = _iov(pa, base_slot, off, n, iov, 0)
+    if cnt < 0:
+        return -EFAULT
+    with nogil:
+        while True:
+            r = readv(fd, iov, cnt)
+            if r < 0 and errno == EINTR:
+                continue
+            break
+        if r < 0:
+            r = -errno
+    return r
+
+
+def pread_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
+               int64_t file_off):
+    """preadv until n bytes or end of file; bytes read or -errno."""
+    cdef iovec iovbuf[MAX_IOV]
+    cdef iovec *iov = iovbuf
+    cdef int cnt
+    cdef ssize_t r
+    cdef Py_ssize_t total = 0
+    if n <= 0:
+        return 0
+    cnt = _iov(pa, base_slot, off, n, iov, 0)
+    if cnt < 0:
+        return -EFAULT
+    with nogil:
+        while cnt > 0:
+            r = preadv(fd, iov, cnt, file_off + total)
+            if r < 0:
+                if errno == EINTR:
+                    continue
+                total = -errno
+                break
+            if r == 0:
+                break
+            total += r
+            _advance(&iov, &cnt, r)
+    return total
+
+
+def pwrite_from(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
+                int64_t file_off):
+    """pwritev the whole range at file_off; bytes written or -errno."""
+    cdef iovec iovbuf[MAX_IOV]
+    cdef iovec *iov = iovbuf
+    cdef int cnt
+    cdef ssize_t r
+    cdef Py_ssize_t total = 0
+    if n <= 0:
+        return 0
+    cnt = _iov(pa, base_slot, off, n, iov, 0)
+    if cnt < 0:
+        return -EFAULT
+    with nogil:
+        while cnt > 0:
+            r = pwritev(fd, iov, cnt, file_off + total)
+            if r < 0:
+                if errno == EINTR:
+                    continue
+                total = -errno
+                break
+            if r == 0:
+                break
+            total += r
+            _advance(&iov, &cnt, r)
+    return total
+
+
+def copy_in(PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, data):
+    """Copy a bytes-like object into the range starting at off; returns its length or -EFAULT."""
+    cdef Py_buffer buf
+    cdef iovec iov[MAX_IOV]
+    cdef int cnt, i
+    cdef Py_ssize_t done = 0
+    PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
+    try:
+        cnt = _iov(pa, base_slot, off, buf.len, iov, 0)
+        if cnt < 0:
+            return -EFAULT
+        for i in range(cnt):
+            memcpy(iov[i].iov_base, <char *>buf.buf + done, iov[i].iov_len)
+            done += iov[i].iov_len
+        return buf.len
+    finally:
+        PyBuffer_Release(&buf)
+
+
+def zero(PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n):
+    """Zero n bytes of the range (XDR padding)."""
+    cdef iovec iov[MAX_IOV]
+    cdef int cnt, i
+    cnt = _iov(pa, base_slot, off, n, iov, 0)
+    if cnt < 0:
+        return -EFAULT
+    for i in range(cnt):
+        memset(iov[i].iov_base, 0, iov[i].iov_len)
+    return n
+
+
+def copy_out(PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n):
+    """The range as bytes (a copy: for small things such as cached replies and tests)."""
+    cdef iovec iov[MAX_IOV]
+    cdef int cnt, i
+    cdef Py_ssize_t done = 0
+    cnt = _iov(pa, base_slot, off, n, iov, 0)
+    if cnt < 0:
+        raise ValueError("range touches an empty slot")
+    out = bytearray(n)
+    cdef char *dst = out
+    for i in range(cnt):
+        memcpy(dst + done, iov[i].iov_base, iov[i].iov_len)
+        done += iov[i].iov_len
+    return bytes(out)
+
+
+def send_ranges(int fd, PageArray pa not None, Py_ssize_t slot1, Py_ssize_t len1,
+                Py_ssize_t slot2, Py_ssize_t len2, int timeout_ms):
+    """sendmsg of two page ranges (a reply header, then payload pages) as one message.
+
+    Each range starts at offset 0 of its slot. A full send buffer is waited out
+    with poll() for at most timeout_ms in total; then -ETIMEDOUT (a client that
+    does not read its replies). Returns bytes sent or -errno.
+    """
+    cdef iovec iovbuf[MAX_IOV]
+    cdef iovec *iov = iovbuf
+    cdef int cnt
+    cdef msghdr msg
+    cdef ssize_t r
+    cdef Py_ssize_t total = 0
+    cdef pollfd p
+    cdef int waited = 0, step
+    cnt = _iov(pa, slot1, 0, len1, iov, 0)
+    if cnt >= 0 and len2 > 0:
+        cnt = _iov(pa, slot2, 0, len2, iov, cnt)
+    if cnt < 0:
+        return -EFAULT
+    memset(&msg, 0, sizeof(msg))
+    with nogil:
+        while cnt > 0:
+            msg.msg_iov = iov
+            msg.msg_iovlen = cnt
+            r = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT)
+            if r < 0:
+                if errno == EINTR:
+                    continue
+                if errno == EAGAIN:
+                    if waited >= timeout_ms:
+                        total = -ETIMEDOUT
+                        break
+                    step = 50 if timeout_ms - waited > 50 else timeout_ms - waited
+                    p.fd = fd
+                    p.events = POLLOUT
+                    p.revents = 0
+                    if poll(&p, 1, step) == 0:
+                        waited += step
+                    continue
+                total = -errno
+                break
+            total += r
+            _advance(&iov, &cnt, r)
+    return total

@@ -1,0 +1,454 @@
+"""The server: the only module that owns threads (the poller, the workers) and their shutdown.
+
+Threads and what they own
+-------------------------
+poller   one thread. Owns the epoll set and the listening socket: accepts
+         connections, and when a connection has data it is taken out of the
+         epoll set (EPOLLONESHOT) and queued for the workers with the time it
+         became ready (svc_xprt_enqueue).
+worker   `threads` of them. Each owns one SvcRqst (its page array and
+         per-thread allocator lists) for life, and loops like nfsd:
+         svc_alloc_arg -> take a ready connection -> receive one record into
+         the pages -> decode, dispatch, encode the reply into the pages after
+         the call -> one sendmsg -> free the reply pages (the next holes) ->
+         re-arm the connection in the epoll set. A connection is therefore
+         served by one worker at a time, in order; different connections in
+         parallel.
+main     start() and stop(): stop closes the listener, lets the workers finish
+         what is queued and in flight, joins everything, closes connections
+         and gives every page back to the allocator.
+
+Shared state and its locks: `_ready` (a deque under `_cond`), `_conns` (the
+open connections, under `_conns_lock`), the duplicate request cache (its own
+lock), prometheus metrics (thread-safe). The allocator has its own locks.
+A request never kills a worker: protocol errors become RPC replies, peer
+misbehaviour closes that connection, and an unexpected exception becomes
+SYSTEM_ERR and a log line.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import select
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import alloc
+from rpcsrv import _pageio, rpcmsg
+from rpcsrv.dispatch import Dispatcher, dispatch
+from rpcsrv.rpcmsg import RpcError, decode_call
+from rpcsrv.rqst import SvcRqst
+from rpcsrv.transport import CLOSED, PARTIAL, RECORD, Connection, listen
+from rpcsrv.xdr import Packer, Unpacker
+
+log = logging.getLogger("rpcsrv")
+
+PAGE = alloc.PAGE_SIZE
+#: the largest record accepted: a 1 MiB payload plus headers (sv_max_mesg)
+MAX_RECORD = (1 << 20) + PAGE
+
+
+@dataclass
+class ServerConfig:
+    """Everything a Server needs; the CLI fills it from flags."""
+    export: str
+    host: str = "127.0.0.1"
+    port: int = 2049
+    threads: int = 8
+    strategy: str = "array"
+    arena_mib: int = 256
+    read_only: bool = False
+    root_squash: bool = False
+    anon_uid: int = 65534
+    anon_gid: int = 65534
+    send_timeout: float = 10.0
+    max_record: int = MAX_RECORD
+    drc_size: int = 4096
+    state_dir: str | None = None
+    trace_holes: bool = False       # record refill/release events per request (tests)
+    write_verifier: bytes = field(default_factory=lambda: os.urandom(8))
+    mount_clients: object = None
+
+
+class RequestContext:
+    """What a procedure handler sees of its request (one per worker, reset per call)."""
+
+    __slots__ = ("xid", "addr", "cred", "export", "config", "rqst", "reply_slot", "payload_len",
+                 "metrics")
+
+    def __init__(self, rqst, export, config, metrics):
+        self.rqst = rqst
+        self.export = export
+        self.config = config
+        self.metrics = metrics
+        self.xid = 0
+        self.addr = None
+        self.cred = None
+        self.reply_slot = 1
+        self.payload_len = 0
+
+    def read_payload(self, fd: int, offset: int, count: int) -> int:
+        """Read up to count file bytes straight into the reply's payload pages (zero copy)."""
+        if self.payload_len:
+            raise RuntimeError("read_payload called twice for one request")
+        room = (self.rqst.nslots - self.reply_slot - 1) * PAGE
+        if count > room:
+            count = room
+        n = _pageio.pread_into(fd, self.rqst.pages, self.reply_slot + 1, 0, count, offset)
+        if n < 0:
+            raise OSError(-n, os.strerror(-n))
+        self.payload_len = n
+        self.metrics.read_bytes.inc(n)
+        return n
+
+    def write_payload(self, fd: int, file_offset: int, rec_offset: int, length: int) -> int:
+        """Write `length` bytes of the call record at rec_offset to fd at file_offset (from the pages)."""
+        n = _pageio.pwrite_from(fd, self.rqst.pages, 0, rec_offset, length, file_offset)
+        if n < 0:
+            raise OSError(-n, os.strerror(-n))
+        self.metrics.write_bytes.inc(n)
+        return n
+
+
+class ReplyCache:
+    """Duplicate request cache for non-idempotent calls (knfsd's nfsd_cache).
+
+    Keyed on client host, xid, program/version/procedure and a checksum of the
+    call's first bytes and length, so a retransmission after a lost reply gets
+    the original reply instead of a second execution. An entry is IN_PROGRESS
+    until its reply is stored; a duplicate arriving meanwhile is dropped.
+    """
+    IN_PROGRESS = object()
+
+    def __init__(self, size: int):
+        self.size = size
+        self._lock = threading.Lock()
+        self._d = collections.OrderedDict()
+
+    def begin(self, key):
+        """None: new call (now in progress); IN_PROGRESS: drop the duplicate; bytes: the cached reply."""
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+                return v
+            self._d[key] = self.IN_PROGRESS
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+            return None
+
+    def finish(self, key, reply: bytes | None):
+        with self._lock:
+            if reply is None:
+                self._d.pop(key, None)
+            elif key in self._d:
+                self._d[key] = reply
+
+
+class Server:
+    """An ONC RPC server on TCP serving the given programs (NFS and MOUNT by default)."""
+
+    def __init__(self, config: ServerConfig, registry=None, programs=None, version: str = "0.1.0"):
+        from prometheus_client import REGISTRY
+        from rpcsrv.metrics import ServerMetrics
+        self.config = config
+        self.allocator = alloc.Allocator(config.arena_mib, max_threads=max(64, config.threads + 8))
+        self.registry = registry if registry is not None else REGISTRY
+        self.metrics = ServerMetrics(self.registry, config.strategy, version, self.allocator)
+        self.export = None
+        if programs is None:
+            programs, self.export = self._default_programs()
+        self.dispatcher = Dispatcher(programs)
+        self.drc = ReplyCache(config.drc_size)
+        self._ready = collections.deque()
+        self._cond = threading.Condition()
+        self._conns = {}
+        self._conns_lock = threading.Lock()
+        self._stopping = False
+        self._threads = []
+        self._listener = None
+        self._epoll = None
+        self._wake_r = self._wake_w = None
+        self.host, self.port = config.host, config.port
+        self.requests_served = 0
+        self.rqsts = []             # every worker's SvcRqst (for tests and debugging)
+
+    def _default_programs(self):
+        from rpcsrv import mount3, nfs3
+        from rpcsrv.export import Export
+        export = Export(self.config.export, read_only=self.config.read_only, state_dir=self.config.state_dir)
+        if self.config.mount_clients is None:
+            self.config.mount_clients = mount3.MountRegistry()
+        return [nfs3.make_program(), mount3.make_program()], export
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self):
+        """Bind, start the poller and workers; returns (host, port)."""
+        self._listener = listen(self.config.host, self.config.port)
+        self.host, self.port = self._listener.getsockname()[:2]
+        self._epoll = select.epoll()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._epoll.register(self._listener.fileno(), select.EPOLLIN)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
+        t = threading.Thread(target=self._poller, name="rpcsrv-poller", daemon=True)
+        t.start()
+        self._poller_thread = t
+        for i in range(self.config.threads):
+            w = threading.Thread(target=self._worker, name="rpcsrv-worker-%d" % i, daemon=True)
+            w.start()
+            self._threads.append(w)
+        return self.host, self.port
+
+    def url(self, path: str | None = None) -> str:
+        """The libnfs URL of the export: nfs://HOST/PATH?nfsport=P&mountport=P (both on the one port)."""
+        path = path if path is not None else (self.export.path if self.export else self.config.export)
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return "nfs://%s%s?nfsport=%d&mountport=%d" % (host, path, self.port, self.port)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop accepting, finish queued and in-flight requests, join threads, return every page."""
+        if self._stopping:
+            return
+        self._stopping = True
+        try:
+            self._epoll.unregister(self._listener.fileno())
+        except (OSError, ValueError):
+            pass
+        self._listener.close()
+        os.write(self._wake_w, b"x")
+        with self._cond:
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for w in self._threads:
+            w.join(max(0.1, deadline - time.monotonic()))
+        self._poller_thread.join(max(0.1, deadline - time.monotonic()))
+        with self._conns_lock:
+            conns = list(self._conns.values())
+            self._conns.clear()
+        for c in conns:
+            c.close()
+        self.metrics.connections.set(0)
+        self._epoll.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        if self.export is not None:
+            self.export.close()
+        self.allocator.drain_all()
+
+    def still_running(self):
+        return [t.name for t in self._threads + [self._poller_thread] if t.is_alive()]
+
+    # -- poller ----------------------------------------------------------------
+    def _poller(self):
+        lfd = self._listener.fileno()
+        ep = self._epoll
+        while not self._stopping:
+            try:
+                events = ep.poll(1.0)
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+            now = time.monotonic()
+            for fd, ev in events:
+                if fd == lfd:
+                    self._accept()
+                elif fd == self._wake_r:
+                    try:
+                        os.read(self._wake_r, 64)
+                    except BlockingIOError:
+                        pass
+                else:
+                    with self._conns_lock:
+                        conn = self._conns.get(fd)
+                    if conn is None:
+                        continue
+                    conn.ready_since = now
+                    with self._cond:
+                        self._ready.append(conn)
+                        self._cond.notify()
+
+    def _accept(self):
+        while True:
+            try:
+                sock, peer = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.warning("accept failed: %s", e)
+                return
+            conn = Connection(sock, peer, self.config.max_record, self.allocator)
+            with self._conns_lock:
+                self._conns[conn.fd] = conn
+            self.metrics.connections.inc()
+            self._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLONESHOT)
+
+    def _rearm(self, conn):
+        try:
+            self._epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLONESHOT)
+        except (OSError, ValueError):
+            self._close(conn)
+
+    def _close(self, conn):
+        with self._conns_lock:
+            if self._conns.get(conn.fd) is not conn:
+                return
+            del self._conns[conn.fd]
+        try:
+            self._epoll.unregister(conn.fd)
+        except (OSError, ValueError):
+            pass
+        if conn.error_reason:
+            self.metrics.error(conn.error_reason)
+        conn.close()
+        self.metrics.connections.dec()
+
+    def _dequeue(self):
+        with self._cond:
+            while not self._ready:
+                if self._stopping:
+                    return None
+                self._cond.wait(1.0)
+            return self._ready.popleft()
+
+    # -- worker ----------------------------------------------------------------
+    def _worker(self):
+        rqst = SvcRqst(self.allocator, self.config.strategy)
+        if self.config.trace_holes:
+            rqst.trace = []
+        self.rqsts.append(rqst)
+        ctx = RequestContext(rqst, self.export, self.config, self.metrics)
+        packer = Packer()
+        metrics = self.metrics
+        stopping = lambda: self._stopping  # noqa: E731
+        try:
+            while True:
+                if not rqst.svc_alloc_arg(stopping):
+                    break
+                metrics.svc_alloc_arg(rqst.last_ns, rqst.last_holes, rqst.last_waits)
+                conn = self._dequeue()
+                if conn is None:
+                    break
+                metrics.queue_wait.observe(time.monotonic() - conn.ready_since)
+                self._serve(rqst, ctx, packer, conn)
+        except Exception:  # pragma: no cover - a bug in the server itself
+            log.exception("worker died")
+            raise
+        finally:
+            rqst.release_all()
+            self.allocator.drain_local()
+
+    def _serve(self, rqst, ctx, packer, conn):
+        if conn.closed:
+            return
+        try:
+            status = conn.receive(rqst)
+        except Exception:
+            log.exception("receive failed")
+            conn.error_reason = "server_bug"
+            status = CLOSED
+        if status == CLOSED:
+            self._close(conn)
+            return
+        if status == PARTIAL:
+            self._rearm(conn)
+            return
+        self.metrics.in_flight.inc()
+        try:
+            keep = self._process(rqst, ctx, packer, conn)
+        except Exception:
+            log.exception("request processing failed")
+            conn.error_reason = "server_bug"
+            keep = False
+        finally:
+            self.metrics.in_flight.dec()
+            conn.record_done()
+        if keep and not conn.closed:
+            self._rearm(conn)
+        else:
+            self._close(conn)
+
+    def _process(self, rqst, ctx, packer, conn) -> bool:
+        """Decode, dispatch and answer one record held in rqst's pages. False: drop the connection."""
+        t0 = time.perf_counter()
+        metrics = self.metrics
+        rec_len = conn.decoder.record_len
+        call_pages = (rec_len + PAGE - 1) // PAGE
+        reply_slot = call_pages
+        u = Unpacker(rqst.views, rec_len)
+        packer.reset()
+        packer.reserve_uint()                       # the record marker, patched below
+        try:
+            call = decode_call(u)
+        except RpcError as e:
+            metrics.error(e.reason)
+            if not e.pack_reply(packer):
+                return True                         # no xid: nothing to answer, keep the connection
+            return self._send(rqst, conn, packer, reply_slot, 0)
+        ctx.xid = call.xid
+        ctx.addr = conn.peer
+        ctx.cred = call.cred
+        ctx.reply_slot = reply_slot
+        ctx.payload_len = 0
+        drc_key = None
+        try:
+            entry = self.dispatcher.lookup(call.prog, call.vers, call.proc)
+        except RpcError:
+            entry = None                            # dispatch() answers the error
+        if entry is not None and not entry.idempotent:
+            head = _pageio.copy_out(rqst.pages, 0, 0, min(rec_len, 256))
+            drc_key = (conn.peer[0], call.xid, call.prog, call.vers, call.proc, rec_len, zlib.crc32(head))
+            cached = self.drc.begin(drc_key)
+            if cached is ReplyCache.IN_PROGRESS:
+                metrics.drc_in_progress.inc()
+                return True
+            if cached is not None:
+                metrics.drc_hit.inc()
+                packer.reset()
+                packer.append(cached)
+                return self._send(rqst, conn, packer, reply_slot, 0)
+            metrics.drc_miss.inc()
+        outcome = dispatch(self.dispatcher, call, u, ctx, packer)
+        if outcome.error is not None:
+            log.error("%s.%s xid %#x: %r", outcome.program, outcome.name, call.xid, outcome.error,
+                      exc_info=outcome.error)
+            metrics.error("system_err")
+        elif not outcome.reply or outcome.status in ("garbage_args", "proc_unavail", "prog_unavail",
+                                                      "prog_mismatch"):
+            metrics.error(outcome.status)
+        payload = ctx.payload_len if outcome.result is not None and \
+            getattr(outcome.result, "payload_len", 0) == ctx.payload_len else 0
+        if drc_key is not None:
+            self.drc.finish(drc_key, bytes(packer.buffer) if outcome.reply else None)
+        keep = self._send(rqst, conn, packer, reply_slot, payload)
+        metrics.request(outcome.program or "unknown", call.vers, outcome.name or "unknown", outcome.status,
+                        time.perf_counter() - t0)
+        self.requests_served += 1
+        return keep
+
+    def _send(self, rqst, conn, packer, reply_slot: int, payload: int) -> bool:
+        """Encode the reply into the response pages, send it in one sendmsg, free the pages."""
+        hdr_len = len(packer)
+        pad = (-payload) & 3
+        total = hdr_len - 4 + payload + pad
+        packer.patch_uint(0, 0x80000000 | total)
+        hdr_pages = (hdr_len + PAGE - 1) // PAGE
+        if payload:
+            if hdr_pages > 1:
+                raise RuntimeError("reply header over one page with a payload")
+            end = reply_slot + 1 + (payload + pad + PAGE - 1) // PAGE
+        else:
+            end = reply_slot + hdr_pages
+        if end > rqst.nslots:
+            raise RuntimeError("reply does not fit the page array")
+        _pageio.copy_in(rqst.pages, reply_slot, 0, packer.buffer)
+        if pad:
+            _pageio.zero(rqst.pages, reply_slot + 1, payload, pad)
+        ok = conn.send(rqst, reply_slot, hdr_len, reply_slot + 1, payload + pad, self.config.send_timeout)
+        rqst.release(reply_slot, end)
+        return ok

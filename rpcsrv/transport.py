@@ -1,0 +1,166 @@
+"""TCP transport: the only module that touches sockets.
+
+A Connection wraps one accepted, non-blocking client socket. It is served by
+one worker at a time (the poller hands it out with EPOLLONESHOT and re-arms
+it only when that worker is done), so its state needs no lock:
+
+- `decoder` (record marking state) persists across calls, so a record that
+  arrives in pieces is resumed by whichever worker gets the connection next;
+- the body of a record is received straight into the serving request's
+  pages (slots from 0, record offset == page offset * 4096 + offset in page)
+  with readv on the page memory;
+- when a record is incomplete and the socket has no more data, the pages
+  holding the part received are moved from the request into the
+  connection (`saved`, like svc_tcp_save_pages), leaving holes in the
+  request; the next worker that serves the connection frees its own pages
+  in those slots and moves the saved ones in (svc_tcp_restore_pages).
+
+A reply goes out with one sendmsg of the header page(s) and payload pages;
+a client that does not read its replies for `send_timeout` seconds is
+dropped. Errors here are the peer's: they end the connection, never a worker.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+
+from rpcsrv import _pageio
+from rpcsrv.record import BODY, HEADER, RecordDecoder, RecordError
+
+RECORD, PARTIAL, CLOSED = "record", "partial", "closed"
+PAGE = 4096
+
+
+class Connection:
+    __slots__ = ("sock", "fd", "peer", "decoder", "marker", "marker_view", "saved", "saved_slots",
+                 "closed", "ready_since", "created", "last_active", "error_reason", "allocator")
+
+    def __init__(self, sock: socket.socket, peer, max_record: int, allocator):
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.decoder = RecordDecoder(max_record)
+        self.marker = bytearray(4)
+        self.marker_view = memoryview(self.marker)
+        self.saved = None
+        self.saved_slots = 0
+        self.closed = False
+        self.ready_since = 0.0
+        self.created = self.last_active = time.monotonic()
+        self.error_reason = None
+        self.allocator = allocator
+
+    # -- receive ---------------------------------------------------------------
+    def receive(self, rqst) -> str:
+        """Read what is available of the current record into rqst's pages.
+
+        Returns RECORD (decoder.record_len bytes in slots from 0), PARTIAL
+        (nothing more to read now; received pages saved in the connection)
+        or CLOSED (EOF, a socket error, or a bad record marker: error_reason says).
+        """
+        if self.saved_slots:
+            self._restore(rqst)
+        dec = self.decoder
+        pages = rqst.pages
+        while True:
+            kind, n = dec.want()
+            if kind == HEADER:
+                try:
+                    r = self.sock.recv_into(self.marker_view[4 - n:], n)
+                except (BlockingIOError, InterruptedError):
+                    return self._partial(rqst)
+                except OSError as e:
+                    return self._fail("recv_" + (errno.errorcode.get(e.errno, "error").lower()))
+                if r == 0:
+                    return self._fail(None if dec.record_len == 0 and n == 4 else "truncated_record")
+                try:
+                    dec.feed_header(bytes(self.marker_view[4 - n:4 - n + r]))
+                except RecordError as e:
+                    return self._fail(e.reason)
+            elif kind == BODY:
+                r = _pageio.recv_into(self.fd, pages, 0, dec.record_len, n)
+                if r > 0:
+                    self.last_active = time.monotonic()
+                    if dec.body_received(r):
+                        return RECORD
+                elif r == -errno.EAGAIN:
+                    return self._partial(rqst)
+                elif r == 0:
+                    return self._fail("truncated_record")
+                elif r == -errno.EINTR:
+                    continue
+                else:
+                    return self._fail("recv_" + errno.errorcode.get(-r, "error").lower())
+            else:  # DONE: the previous record was not consumed (cannot happen: server calls next_record)
+                dec.next_record()
+
+    def _partial(self, rqst) -> str:
+        """Save the pages of a partly received record in the connection (svc_tcp_save_pages)."""
+        n = (self.decoder.record_len + PAGE - 1) // PAGE
+        if n:
+            if self.saved is None:
+                self.saved = self.allocator.page_array(rqst.nslots)
+            for i in range(n):
+                self.saved[i] = rqst.pages.take(i)
+            self.saved_slots = n
+            rqst.note_holes(0, n)
+        return PARTIAL
+
+    def _restore(self, rqst) -> None:
+        """Put saved pages back into rqst's leading slots, freeing the pages they replace."""
+        n = self.saved_slots
+        rqst.allocator.free_pages_bulk(rqst.pages, 0, n)
+        for i in range(n):
+            rqst.pages[i] = self.saved.take(i)
+        self.saved_slots = 0
+
+    def _fail(self, reason) -> str:
+        self.error_reason = reason
+        return CLOSED
+
+    def record_done(self) -> None:
+        self.decoder.next_record()
+
+    # -- send ------------------------------------------------------------------
+    def send(self, rqst, slot1: int, len1: int, slot2: int, len2: int, timeout: float) -> bool:
+        """Send header pages then payload pages as one message; False if the connection must go."""
+        r = _pageio.send_ranges(self.fd, rqst.pages, slot1, len1, slot2, len2, int(timeout * 1000))
+        if r < 0:
+            self.error_reason = "send_timeout" if r == -errno.ETIMEDOUT else \
+                "send_" + errno.errorcode.get(-r, "error").lower()
+            return False
+        self.last_active = time.monotonic()
+        return True
+
+    # -- close -----------------------------------------------------------------
+    def close(self) -> None:
+        """Close the socket and give saved pages back. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.saved is not None:
+            self.allocator.free_pages_bulk(self.saved)
+            self.saved = None
+            self.saved_slots = 0
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A listening TCP socket (IPv4 or IPv6 by the host's form), SO_REUSEADDR set."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(backlog)
+    s.setblocking(False)
+    return s
