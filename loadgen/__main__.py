@@ -151,7 +151,19 @@ def _cmd_run(args) -> int:
     return run(cfg, desc)
 
 
-SUBCOMMANDS = (_add_run,)
+def _add_bench(sub) -> None:
+    from . import bench
+    p = sub.add_parser(
+        "bench", help="compare rpcsrv's svc_alloc_arg strategies under load (the seed's table)",
+        description="For each svc_alloc_arg strategy, start rpcsrv as a subprocess, run the load, read the "
+                    "server's metrics over the measured window, and print the seed's table (us per call, "
+                    "calls, pages per call, waits, p50/p99, ops/s and MB/s with deltas) beside the kernel's "
+                    "figures. Strategies are interleaved over rounds; figures are medians.")
+    bench.add_arguments(p)
+    p.set_defaults(func=lambda a: bench.main(a))
+
+
+SUBCOMMANDS = (_add_run, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

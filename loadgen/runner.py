@@ -216,6 +216,8 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
             say(f"loadgen: {n} clients, workload {workload_desc}, warmup {cfg['warmup']:g} s, "
                 f"run {cfg['time']:g} s, server rtmax/wtmax {rmax}/{wmax}")
             next_tick = t0 + 1.0
+            on_phase = cfg.get("on_phase")      # bench: called with "run" at warmup end, "end" at run end
+            phase_seen = "warmup"
             hard_deadline = run_end + GRACE + cfg["rpc_timeout"]
             while any(c.state == "running" for c in clients):
                 now = time.monotonic()
@@ -237,6 +239,12 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                         if c.state == "running":
                             fail(c, "hung", "did not stop within the grace period; terminated")
                     break
+                if on_phase is not None and phase_seen == "warmup" and now >= warmup_end:
+                    phase_seen = "run"
+                    on_phase("run")
+                if on_phase is not None and phase_seen == "run" and now >= run_end:
+                    phase_seen = "end"
+                    on_phase("end")
                 if now >= next_tick:
                     phase = "warmup" if next_tick <= warmup_end + 1e-9 and cfg["warmup"] > 0 else "run"
                     st = phases[phase]
@@ -250,7 +258,10 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                         per_second.append({"t": round(next_tick - t0, 3), "phase": phase, "ops": st.count,
                                            "bytes": nbytes, "max_latency_seconds": lat})
                     next_tick += 1.0
-                pump(min(next_tick, hard_deadline) - time.monotonic())
+                wake = min(next_tick, hard_deadline)
+                if on_phase is not None and phase_seen != "end":
+                    wake = min(wake, warmup_end if phase_seen == "warmup" else run_end)
+                pump(wake - time.monotonic())
             stop_all()
             if any(c.state == "failed" for c in clients):
                 exit_code = EXIT_FAIL
