@@ -40,9 +40,13 @@ build: $(VENV)/.stamp-pip
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# The main job: the allocator microbenchmark, then rpcsrv under load with every
+# strategy (both profiles, interleaved rounds) and the seed's table; ~3-4 minutes.
 bench: setup
 	@mkdir -p results
-	$(PY) -m alloc.bench --json results/alloc-bench.json $(BENCH_ARGS)
+	$(PY) -m alloc.bench --rounds 500 --json results/alloc-bench.json
+	$(PY) -m loadgen bench --rounds 2 --time 5 --warmup 2 --clients 4 \
+	    --json results/bench.json --plot results/bench.png $(BENCH_ARGS)
 
 clean:
 	rm -rf build results alloc/*.so alloc/*.c rpcsrv/*.so rpcsrv/*.c

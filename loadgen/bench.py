@@ -353,7 +353,7 @@ def plot(path: str, results: dict) -> None:
                 pts.append((le * 1e6, c - prev))
                 prev = c
             if pts:
-                ax2.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=LABELS[s])
+                ax2.step([p[0] for p in pts], [p[1] for p in pts], where="pre", label=LABELS[s])
         ax2.set_xscale("log")
         ax2.set_xlabel("svc_alloc_arg time (µs, bucket upper bound)")
         ax2.set_ylabel("calls per bucket (first round)")
