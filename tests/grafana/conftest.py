@@ -1,0 +1,106 @@
+"""Fixtures for the dashboard tests; the helpers live in grafana_testlib.py.
+
+`stack` (session): a live rpcsrv, a second rpcsrv under memory pressure, a
+loadgen run and Debian's prometheus scraping all three every second.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from grafana_testlib import (  # noqa: E402
+    PROM_CONFIG, ROOT, Poker, Stack, free_port, http_get, job_names, start_rpcsrv, stop, wait_for,
+)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    for tool in ("prometheus", "promtool"):
+        if shutil.which(tool) is None:
+            pytest.skip("%s not installed (Debian package prometheus)" % tool)
+    st = Stack()
+    st.tmp = tmp_path_factory.mktemp("grafana-live")
+    st.jobs = job_names()
+    deadline = time.monotonic() + 60
+    try:
+        # the server under test and a second one whose 2 MiB arena cannot hold two
+        # workers' 259-page arrays: it keeps failing, falling back, taking the slow path
+        st.server_metrics_port = free_port()
+        p, st.url = start_rpcsrv(st.tmp / "export", st.server_metrics_port, st.tmp / "rpcsrv.log", deadline,
+                                 ["--threads", "4"])
+        st.procs["rpcsrv"] = p
+        st.pressure_metrics_port = free_port()
+        p, _ = start_rpcsrv(st.tmp / "export-pressure", st.pressure_metrics_port, st.tmp / "pressure.log",
+                            deadline, ["--threads", "2", "--arena-mib", "2", "--strategy", "array"])
+        st.procs["pressure"] = p
+        st.loadgen_metrics_port = free_port()
+
+        prom_port = free_port()
+        cfg = st.tmp / "prometheus.yml"
+        cfg.write_text(PROM_CONFIG.format(server=st.server_metrics_port, pressure=st.pressure_metrics_port,
+                                          loadgen_port=st.loadgen_metrics_port, **st.jobs))
+        with open(st.tmp / "prometheus.log", "wb") as log:
+            st.procs["prometheus"] = subprocess.Popen(
+                ["prometheus", "--config.file=%s" % cfg, "--storage.tsdb.path=%s" % (st.tmp / "tsdb"),
+                 "--web.listen-address=127.0.0.1:%d" % prom_port, "--storage.tsdb.retention.time=1h",
+                 "--log.level=warn"],
+                cwd=st.tmp, stdout=log, stderr=subprocess.STDOUT)
+        st.prom_url = "http://127.0.0.1:%d" % prom_port
+        procs = list(st.procs.items())
+        wait_for("prometheus ready", lambda: http_get(st.prom_url + "/-/ready"), deadline, procs=procs)
+
+        with open(st.tmp / "loadgen.log", "wb") as log:
+            st.procs["loadgen"] = subprocess.Popen(
+                [sys.executable, "-m", "loadgen", "run", st.url, "--clients", "2", "--time", "20",
+                 "--warmup", "1", "--metrics-port", str(st.loadgen_metrics_port)],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        procs = list(st.procs.items())
+        st.poker = Poker(int(re.search(r"nfsport=(\d+)", st.url).group(1)))
+        st.poker.start()
+
+        def targets_up():
+            active = st.prom("/api/v1/targets", state="active")["activeTargets"]
+            return len(active) == 3 and all(t["health"] == "up" for t in active)
+
+        wait_for("all three scrape targets up", targets_up, deadline, procs=procs)
+        # data for every kind of panel: load on the server and the client, the poker's
+        # errors and cache hits, the pressure server's failures
+        conditions = [
+            'sum(rate(nfsbulk_loadgen_ops_total[30s])) > 0',
+            'sum(rate(nfsbulk_loadgen_bytes_total{direction="read"}[30s])) > 0',
+            'sum(rate(nfsbulk_loadgen_bytes_total{direction="write"}[30s])) > 0',
+            'sum(rate(nfsbulk_rpc_requests_total{program="nfs"}[30s])) > 0',
+            'sum(rate(nfsbulk_nfs_write_bytes_total[30s])) > 0',
+            'sum(rate(nfsbulk_nfs_read_bytes_total[30s])) > 0',
+            'sum(rate(nfsbulk_rpc_drc_total{result="hit"}[30s])) > 0',
+            'sum(rate(nfsbulk_rpc_errors_total[30s])) > 0',
+            'sum(rate(nfsbulk_alloc_failures_total[30s])) > 0',
+            'sum(rate(nfsbulk_svc_alloc_arg_seconds_count[30s])) > 0',
+        ]
+        # each must hold 3 s in the past already, so that a range query ending now
+        # (its steps aligned to its start) has several steps with the data
+        for c in conditions:
+            wait_for("data: " + c, lambda c=c: st.query(c, at=time.time() - 3), deadline, interval=0.5, procs=procs)
+        for name, port in (("rpcsrv", st.server_metrics_port), ("pressure", st.pressure_metrics_port),
+                           ("loadgen", st.loadgen_metrics_port)):
+            st.expositions[name] = http_get("http://127.0.0.1:%d/metrics" % port).decode()
+        yield st
+    except AssertionError as e:
+        raise AssertionError("%s\n--- logs ---\n%s" % (e, "\n".join(
+            "[%s]\n%s" % (n, st.log(n)) for n in ("rpcsrv", "pressure", "loadgen", "prometheus")))) from None
+    finally:
+        if st.poker is not None:
+            st.poker.stopped.set()
+            st.poker.join(10)
+        stop(st.procs.get("loadgen"), signal.SIGINT)
+        for name in ("rpcsrv", "pressure", "prometheus"):
+            stop(st.procs.get(name))
