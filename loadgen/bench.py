@@ -231,7 +231,9 @@ def one_run(strategy: str, export_root: str, opts: dict) -> dict:
         shutil.rmtree(export, ignore_errors=True)
     out = svc_window(scrapes["run"], scrapes["end"], strategy)
     out.update(ops_per_s=doc["ops_per_second"], mb_per_s=doc["mb_per_second"], ops=doc["ops_total"],
-               unexpected=doc["unexpected"], errors=doc["errors"], pages_leaked=leaked)
+               loadgen_read_bytes=doc["bytes"]["read"], loadgen_write_bytes=doc["bytes"]["write"],
+               elapsed_seconds=doc["elapsed_seconds"], unexpected=doc["unexpected"], errors=doc["errors"],
+               pages_leaked=leaked)
     return out
 
 
