@@ -36,6 +36,14 @@ def _hostport(text: str):
     return host, port
 
 
+def _network(text: str):
+    import ipaddress
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _positive(text: str) -> int:
     try:
         v = int(text)
@@ -66,12 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "over exactly the released slots)")
     p.add_argument("--arena-mib", type=_positive, default=256,
                    help="page allocator arena in MiB (default 256)")
+    p.add_argument("--pages-per-request", type=int, default=0, metavar="N",
+                   help="page-array slots per worker (8..259). Default: sized so that all workers and "
+                        "parked partial records fit the arena (259 when it is large enough); rtmax/wtmax "
+                        "follow. A larger value overcommits the arena: for memory-pressure experiments")
     p.add_argument("--metrics-port", type=int, default=9410,
                    help="port of the Prometheus /metrics endpoint on the listen host (default 9410, 0 disables)")
     p.add_argument("--read-only", action="store_true", help="refuse every modifying procedure with NFS3ERR_ROFS")
     p.add_argument("--root-squash", dest="root_squash", action="store_true", default=None,
                    help="map AUTH_SYS uid 0 to nobody (default: on unless listening on loopback)")
     p.add_argument("--no-root-squash", dest="root_squash", action="store_false", help="trust AUTH_SYS uid 0")
+    p.add_argument("--max-connections", type=_positive, default=1024,
+                   help="open client connections at most; more are closed on accept (default 1024)")
+    p.add_argument("--idle-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="close connections silent for this long (default 300)")
+    p.add_argument("--record-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="drop a connection whose RPC record is not complete this long after it began "
+                        "(a client dribbling a record; default 60)")
+    p.add_argument("--send-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="drop a client that does not read its replies for this long (default 10)")
+    p.add_argument("--allow", action="append", default=[], metavar="CIDR", type=_network,
+                   help="accept clients only from this network (repeatable; default: everyone who can "
+                        "reach the listen address)")
+    p.add_argument("--secure-ports", action="store_true",
+                   help="require source ports below 1024, as knfsd's 'secure' export option "
+                        "(others get AUTH_ERROR AUTH_TOOWEAK)")
     p.add_argument("--state-dir", metavar="DIR",
                    help="where the file-handle key is kept (default ~/.cache/nfsbulk/<export hash>)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -101,7 +128,14 @@ def main(argv=None) -> int:
     from rpcsrv.server import Server, ServerConfig
     cfg = ServerConfig(export=export, host=host, port=port, threads=args.threads, strategy=args.strategy,
                        arena_mib=args.arena_mib, read_only=args.read_only, root_squash=root_squash,
-                       state_dir=args.state_dir)
+                       state_dir=args.state_dir, max_connections=args.max_connections,
+                       idle_timeout=args.idle_timeout, record_timeout=args.record_timeout,
+                       send_timeout=args.send_timeout, allow=tuple(args.allow),
+                       secure_ports=args.secure_ports, pages_per_request=args.pages_per_request)
+    for name in ("idle_timeout", "record_timeout", "send_timeout"):
+        if getattr(args, name) <= 0:
+            print("rpcsrv: --%s must be positive" % name.replace("_", "-"), file=sys.stderr)
+            return 2
     try:
         server = Server(cfg, version=__version__)
         server.start()
@@ -129,8 +163,8 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print("rpcsrv: serving %s strategy=%s threads=%d%s" % (server.url(), cfg.strategy, cfg.threads, metrics_note),
-          flush=True)
+    print("rpcsrv: serving %s strategy=%s threads=%d pages/request=%d rtmax/wtmax=%d%s"
+          % (server.url(), cfg.strategy, cfg.threads, server.nslots, server.max_io, metrics_note), flush=True)
     while not stop.wait(1.0):
         pass
     print("rpcsrv: stopping", file=sys.stderr, flush=True)

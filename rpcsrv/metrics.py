@@ -37,6 +37,9 @@ class ServerMetrics:
         self.alloc_waits = Counter(
             "nfsbulk_svc_alloc_arg_waits", "svc_alloc_arg calls that made no progress and waited for memory.",
             ["strategy"], registry=r).labels(strategy)
+        self.alloc_stalls = Counter(
+            "nfsbulk_svc_alloc_arg_stalls", "Times a worker gave its pages back after waiting without progress "
+            "(overcommitted arena).", ["strategy"], registry=r).labels(strategy)
         self._requests = Counter(
             "nfsbulk_rpc_requests", "RPC calls handled, by program, version, procedure and status.",
             ["program", "version", "procedure", "status"], registry=r)

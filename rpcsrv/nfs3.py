@@ -77,8 +77,6 @@ from .nfs3const import NFS_PROGRAM, NFS_V3, NfsProc3 as P, NfsStat3 as S, Stable
 __all__ = ["make_program", "make_table", "PROCEDURES", "Who", "who"]
 
 OK = 0
-_RTMAX = Export.FSINFO.rtmax
-_WTMAX = Export.FSINFO.wtmax
 _MAXFILESIZE = Export.FSINFO.maxfilesize
 _DIR_REPLY_MAX = 1 << 20          # bound on READDIR(PLUS) reply bytes we agree to build
 _S_ISGID = stat.S_ISGID
@@ -307,17 +305,35 @@ def _check_sattr(st, sa, w, new):
     return X.Sattr3(mode, uid, gid, size, atime, mtime)
 
 
-def _apply_sattr(fd, st, sa, w):
+def _apply_sattr(fd, st, sa, w, kill_sid=False):
     """Apply a checked sattr3 to the object behind fd (whose lstat is st).
-    Order: size, owner, mode, times (times last: truncate moves mtime)."""
+    Order: size, owner, mode, times (times last: truncate moves mtime).
+
+    kill_sid: the request set uid or gid (maybe to the unchanged value, which
+    _check_sattr dropped): like chown(2) and knfsd's nfsd_sanitize_attrs,
+    revoke S_ISUID, and S_ISGID when group-executable, of a non-directory --
+    in the mode being set, else on the object itself."""
     mode, uid, gid, size, atime, mtime = sa
     is_link = stat.S_ISLNK(st.st_mode)
+    if is_link or stat.S_ISDIR(st.st_mode):
+        kill_sid = False
     if size is not None and not is_link:
         os.truncate(_proc(fd), size)
     if uid is not None or gid is not None:
         _fd_chown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+    elif kill_sid and mode is None:       # no chown(2) to do it for us
+        cur = stat.S_IMODE(os.fstat(fd).st_mode)
+        new = cur & ~stat.S_ISUID
+        if new & stat.S_IXGRP:
+            new &= ~_S_ISGID
+        if new != cur:
+            os.chmod(_proc(fd), new)
     if mode is not None and not is_link:   # mode of a symlink: ignored, as knfsd
         mode &= 0o7777
+        if kill_sid:
+            mode &= ~stat.S_ISUID
+            if mode & stat.S_IXGRP:
+                mode &= ~_S_ISGID
         if (mode & _S_ISGID) and w.uid != 0 and not stat.S_ISDIR(st.st_mode):
             g = st.st_gid if gid is None else gid
             if g not in w.groups:
@@ -427,8 +443,8 @@ def nfs3_read(ctx, args):
         st = lease.st
         if not _may_read_file(st, who(ctx)):
             raise NfsError(S.ACCES)
-        if count > _RTMAX:
-            count = _RTMAX
+        if count > e.FSINFO.rtmax:          # the server may size it below 1 MiB (small arenas)
+            count = e.FSINFO.rtmax
         if offset > _MAXFILESIZE:
             return X.ReadRes(OK, e.fsid, st, 0, True, payload_len=0)
         n = ctx.read_payload(lease.fd, offset, count) if count else 0
@@ -456,10 +472,11 @@ def _readdir(ctx, args, plus):
         w = who(ctx)
         if w.uid != 0 and not (_bits(d.st, w) & 4):
             raise NfsError(S.ACCES, "no read permission on the directory")
+        limit = min(_DIR_REPLY_MAX, e.FSINFO.rtmax)   # the reply must fit the request's pages
         if plus:
-            maxcount = min(maxcount, _DIR_REPLY_MAX)
+            maxcount = min(maxcount, limit)
         else:
-            count = min(count, _DIR_REPLY_MAX)
+            count = min(count, limit)
         entries, eof, cverf = e.readdir(dfh, cookie, verf, count, plus=plus, maxcount=maxcount)
         return X.Res(OK, e.fsid, d.st, cverf, entries, eof)
     except (NfsError, OSError) as exc:
@@ -512,8 +529,10 @@ def nfs3_setattr(ctx, args):
         if guard is not None and tuple(guard) != X.nfstime3(o.st.st_ctime_ns):
             raise NfsError(S.NOT_SYNC, "ctime guard")
         w = who(ctx)
+        # chown to the same owner still revokes set-id bits, for those who may chown at all
+        kill_sid = (sa.uid is not None or sa.gid is not None) and (w.uid == 0 or w.uid == o.st.st_uid)
         sa = _check_sattr(o.st, sa, w, new=False)
-        _apply_sattr(o.fd, o.st, sa, w)
+        _apply_sattr(o.fd, o.st, sa, w, kill_sid)
         return X.Res(OK, e.fsid, o.st, _fstat(o.fd))
     except (NfsError, OSError) as exc:
         return X.Res(_status(exc), e.fsid, *_wcc(o))
@@ -533,8 +552,8 @@ def nfs3_write(ctx, args):
         pre = lease.st
         if not _may_write_file(pre, who(ctx)):
             raise NfsError(S.ACCES)
-        if length > _WTMAX:
-            length = _WTMAX
+        if length > e.FSINFO.wtmax:
+            length = e.FSINFO.wtmax
         if offset + length > _MAXFILESIZE:
             raise NfsError(S.FBIG)
         n = ctx.write_payload(lease.fd, offset, rec_off, length) if length else 0

@@ -20,10 +20,18 @@ a transport, as the kernel's svc_recv() does first:
 When a call makes no progress the worker sleeps until a page is freed
 anywhere (Allocator.wait_for_free), with a bounded back-off, and counts the
 wait; a stop request ends the wait (the kernel's -EINTR / kthread_should_stop).
+
+Overcommit: if workers together want more pages than the arena has (the
+server sizes requests to avoid that, unless told otherwise), every worker
+could sit on a part-filled array waiting for the others. So a worker that
+has made no progress for STALL_WAITS waits in a row gives all its pages
+back and starts over after a random pause: hold-and-wait is broken, one
+worker at a time gets its full array, and the stall is counted.
 """
 
 from __future__ import annotations
 
+import random
 import time
 
 from alloc import RPCSVC_MAXPAGES
@@ -33,13 +41,18 @@ STRATEGIES = ("single", "list", "array", "range")
 #: first and last wait of the no-progress back-off (seconds)
 WAIT_MIN = 0.001
 WAIT_MAX = 0.5
+#: consecutive waits without progress after which a worker gives its pages back
+STALL_WAITS = 4
+#: _wait's answer after a stall gave the pages back: refill from scratch
+RESTART = "restart"
 
 
 class SvcRqst:
     """A worker's request: page array, reply packer, and the bookkeeping of its holes."""
 
     __slots__ = ("allocator", "strategy", "pages", "views", "nslots", "holes_lo", "holes_hi",
-                 "page_list", "_refill", "last_holes", "last_waits", "last_ns", "trace")
+                 "page_list", "_refill", "last_holes", "last_waits", "last_ns", "trace", "stalls",
+                 "_rnd", "_given_back")
 
     def __init__(self, allocator, strategy: str = "array", nslots: int = RPCSVC_MAXPAGES):
         if strategy not in STRATEGIES:
@@ -54,6 +67,9 @@ class SvcRqst:
         self._refill = getattr(self, "_refill_" + strategy)
         self.last_holes = self.last_waits = self.last_ns = 0
         self.trace = None        # a list to record ("refill", n) / ("release", n) events (tests)
+        self.stalls = 0          # times this worker gave its pages back to break a stall
+        self._given_back = 0
+        self._rnd = random.Random()
 
     # -- holes bookkeeping -------------------------------------------------
     def note_holes(self, lo: int, hi: int) -> None:
@@ -85,14 +101,19 @@ class SvcRqst:
         """Refill every empty slot with the request's strategy.
 
         Returns False if `should_stop()` became true while waiting for memory
-        (the slots filled so far stay filled). Sets last_holes (pages refilled),
-        last_waits and last_ns (time of the whole call).
+        (the slots filled so far stay filled). Sets last_holes (pages put into
+        slots), last_waits and last_ns (time of the whole call).
         """
         holes = self.pages.count_empty()
+        self._given_back = 0
         t0 = time.perf_counter_ns()
-        ok, waits = self._refill(should_stop)
+        waits = 0
+        while True:
+            ok, waits = self._refill(should_stop, waits)
+            if ok is not RESTART:
+                break
         self.last_ns = time.perf_counter_ns() - t0
-        self.last_holes = holes - self.pages.count_empty()
+        self.last_holes = holes + self._given_back - self.pages.count_empty()
         self.last_waits = waits
         if self.trace is not None:
             self.trace.append(("refill", self.last_holes))
@@ -101,71 +122,89 @@ class SvcRqst:
         return ok
 
     def _wait(self, seq, waits, should_stop):
-        """No progress: sleep until a page is freed (bounded back-off). False to give up."""
+        """No progress: sleep until a page is freed (bounded back-off).
+
+        Returns True to retry, False to give up (stop requested), or RESTART
+        after giving every page back (every STALL_WAITS waits in a row).
+        """
         if should_stop is not None and should_stop():
             return False
+        if waits and waits % STALL_WAITS == 0:
+            n = self.allocator.free_pages_bulk(self.pages) + self.allocator.free_pages_bulk(self.page_list)
+            self.note_holes(0, self.nslots)
+            self._given_back += n
+            self.stalls += 1
+            if self.trace is not None:
+                self.trace.append(("stall", n))
+            time.sleep(self._rnd.uniform(0, WAIT_MIN * STALL_WAITS * 4))
+            return RESTART if not (should_stop is not None and should_stop()) else False
         delay = min(WAIT_MAX, WAIT_MIN * (1 << min(waits, 16)))
         self.allocator.wait_for_free(seq, delay)
         return not (should_stop is not None and should_stop())
 
-    def _refill_single(self, should_stop):
+    # Each _refill_* returns (True, waits) when full, (False, waits) when told to
+    # stop, or (RESTART, waits) after a stall gave the pages back.
+
+    def _refill_single(self, should_stop, waits):
         pages = self.pages
         alloc_page = self.allocator.alloc_page
-        waits = 0
         for i in range(self.nslots):
             while pages[i] is None:
                 seq = self.allocator.free_seq()
                 p = alloc_page()
                 if p is None:
-                    if not self._wait(seq, waits, should_stop):
-                        return False, waits + 1
                     waits += 1
+                    w = self._wait(seq, waits, should_stop)
+                    if w is not True:
+                        return w, waits
                     continue
                 pages[i] = p
         return True, waits
 
-    def _refill_list(self, should_stop):
+    def _refill_list(self, should_stop, waits):
         pages, lst = self.pages, self.page_list
         bulk_list = self.allocator.alloc_pages_bulk_list
-        waits = 0
         needed = pages.count_empty()
         while needed:
             seq = self.allocator.free_seq()
             if bulk_list(needed, lst) == 0:
-                if not self._wait(seq, waits, should_stop):
-                    return False, waits + 1
                 waits += 1
+                w = self._wait(seq, waits, should_stop)
+                if w is not True:
+                    return w, waits
                 continue
             needed -= pages.fill_from_list(lst)
         return True, waits
 
-    def _refill_array(self, should_stop):
+    def _refill_array(self, should_stop, waits):
         pages, n = self.pages, self.nslots
         bulk_array = self.allocator.alloc_pages_bulk_array
-        waits = filled = 0
+        filled = 0
         while filled < n:
             seq = self.allocator.free_seq()
             ret = bulk_array(n, pages)
             if ret > filled:
                 filled = ret
                 continue
-            if not self._wait(seq, waits, should_stop):
-                return False, waits + 1
             waits += 1
+            w = self._wait(seq, waits, should_stop)
+            if w is not True:
+                return w, waits
         return True, waits
 
-    def _refill_range(self, should_stop):
+    def _refill_range(self, should_stop, waits):
         lo, hi = self.holes_lo, self.holes_hi
         n = hi - lo
         bulk_array = self.allocator.alloc_pages_bulk_array
-        waits = filled = 0
+        filled = 0
         while filled < n:
             seq = self.allocator.free_seq()
             ret = bulk_array(n, self.pages, lo)
             if ret > filled:
                 filled = ret
                 continue
-            if not self._wait(seq, waits, should_stop):
-                return False, waits + 1
             waits += 1
+            w = self._wait(seq, waits, should_stop)
+            if w is not True:
+                return w, waits
         return True, waits

@@ -29,6 +29,7 @@ SYSTEM_ERR and a log line.
 from __future__ import annotations
 
 import collections
+import ipaddress
 import logging
 import os
 import select
@@ -65,7 +66,13 @@ class ServerConfig:
     root_squash: bool = False
     anon_uid: int = 65534
     anon_gid: int = 65534
-    send_timeout: float = 10.0
+    send_timeout: float = 10.0      # a reply not drained by the client in this time drops it
+    idle_timeout: float = 300.0     # connections silent this long are closed
+    record_timeout: float = 60.0    # a record must complete this long after it began
+    max_connections: int = 1024     # more are accepted and closed at once
+    allow: tuple = ()               # ip_network objects; empty: everyone
+    secure_ports: bool = False      # require source ports below 1024 (knfsd "secure")
+    pages_per_request: int = 0      # 0: sized from the arena (see Server._size_requests)
     max_record: int = MAX_RECORD
     drc_size: int = 4096
     state_dir: str | None = None
@@ -159,9 +166,15 @@ class Server:
         self.allocator = alloc.Allocator(config.arena_mib, max_threads=max(64, config.threads + 8))
         self.registry = registry if registry is not None else REGISTRY
         self.metrics = ServerMetrics(self.registry, config.strategy, version, self.allocator)
+        self.nslots, self.max_io, self.partial_budget = self._size_requests()
+        self.config.max_record = min(self.config.max_record, self.max_io + PAGE)
+        self._partial_pages = 0                  # pages parked in connections (under _conns_lock)
         self.export = None
         if programs is None:
             programs, self.export = self._default_programs()
+            fs = self.export.FSINFO
+            self.export.FSINFO = fs._replace(rtmax=self.max_io, rtpref=min(fs.rtpref, self.max_io),
+                                             wtmax=self.max_io, wtpref=min(fs.wtpref, self.max_io))
         self.dispatcher = Dispatcher(programs)
         self.drc = ReplyCache(config.drc_size)
         self._ready = collections.deque()
@@ -176,6 +189,40 @@ class Server:
         self.host, self.port = config.host, config.port
         self.requests_served = 0
         self.rqsts = []             # every worker's SvcRqst (for tests and debugging)
+
+    def _size_requests(self):
+        """Pages per request, largest READ/WRITE payload, and the budget for parked partial records.
+
+        Every worker fills its whole page array before it serves a call, and
+        partial records park pages in their connections. If that demand could
+        exceed what the allocator can hand out above the zones' MIN watermarks,
+        workers could all wait on each other for ever. So, as knfsd scales its
+        maximum block size with memory: a quarter of the usable pages is kept
+        for parked partial records, the rest split between the workers, up to
+        RPCSVC_MAXPAGES each; rtmax/wtmax follow (a power of two, >= 4 KiB).
+        """
+        st = self.allocator.stats()
+        usable = sum(z["managed"] - z["watermarks"]["min"] - 1 for z in st["zones"].values())
+        budget = usable // 4
+        per = min(alloc.RPCSVC_MAXPAGES, (usable - budget) // self.config.threads)
+        forced = self.config.pages_per_request
+        if forced:
+            # an explicit size may overcommit the arena (memory-pressure experiments): workers then
+            # wait for each other and break stalls by giving pages back (rqst.SvcRqst._wait); one
+            # worker must at least be able to fill its array alone
+            if not 8 <= forced <= alloc.RPCSVC_MAXPAGES:
+                raise ValueError("--pages-per-request must be in 8..%d" % alloc.RPCSVC_MAXPAGES)
+            if forced > usable - budget:
+                raise ValueError("--arena-mib %d cannot hold even one request of %d pages (usable %d)"
+                                 % (self.config.arena_mib, forced, usable - budget))
+            per = forced
+        if per < 8:
+            raise ValueError("--arena-mib %d is too small for %d threads (need at least %d pages each, have %d)"
+                             % (self.config.arena_mib, self.config.threads, 8, per))
+        io = PAGE
+        while io * 2 <= (per - 3) * PAGE and io * 2 <= (1 << 20):
+            io *= 2
+        return per, io, budget
 
     def _default_programs(self):
         from rpcsrv import mount3, nfs3
@@ -247,6 +294,7 @@ class Server:
     def _poller(self):
         lfd = self._listener.fileno()
         ep = self._epoll
+        next_sweep = time.monotonic() + 1.0
         while not self._stopping:
             try:
                 events = ep.poll(1.0)
@@ -255,6 +303,9 @@ class Server:
             except OSError:
                 break
             now = time.monotonic()
+            if now >= next_sweep:
+                self._sweep(now)
+                next_sweep = now + 1.0
             for fd, ev in events:
                 if fd == lfd:
                     self._accept()
@@ -269,6 +320,7 @@ class Server:
                     if conn is None:
                         continue
                     conn.ready_since = now
+                    conn.busy = True
                     with self._cond:
                         self._ready.append(conn)
                         self._cond.notify()
@@ -282,13 +334,48 @@ class Server:
             except OSError as e:
                 log.warning("accept failed: %s", e)
                 return
+            refuse = None
+            if self.config.allow and not any(ipaddress.ip_address(peer[0].split("%")[0]) in net
+                                             for net in self.config.allow):
+                refuse = "not_allowed"
+            elif len(self._conns) >= self.config.max_connections:
+                refuse = "too_many_connections"
+            if refuse:
+                self.metrics.error(refuse)
+                sock.close()
+                continue
             conn = Connection(sock, peer, self.config.max_record, self.allocator)
             with self._conns_lock:
                 self._conns[conn.fd] = conn
             self.metrics.connections.inc()
             self._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLONESHOT)
 
+    def _park(self, n: int) -> bool:
+        """May n more pages be parked in a connection with a partial record? (see _size_requests)"""
+        with self._conns_lock:
+            if self._partial_pages + n > self.partial_budget:
+                return False
+            self._partial_pages += n
+            return True
+
+    def _unpark(self, n: int) -> None:
+        with self._conns_lock:
+            self._partial_pages -= n
+
+    def _sweep(self, now):
+        """Close connections idle too long, or with a record that began too long ago (poller thread)."""
+        cfg = self.config
+        with self._conns_lock:
+            victims = [c for c in self._conns.values() if not c.busy and (
+                now - c.last_active > cfg.idle_timeout or
+                (c.record_started and now - c.record_started > cfg.record_timeout))]
+        for c in victims:
+            c.error_reason = "record_timeout" if c.record_started and \
+                now - c.record_started > cfg.record_timeout else "idle_timeout"
+            self._close(c)
+
     def _rearm(self, conn):
+        conn.busy = False
         try:
             self._epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLONESHOT)
         except (OSError, ValueError):
@@ -305,6 +392,8 @@ class Server:
             pass
         if conn.error_reason:
             self.metrics.error(conn.error_reason)
+        with self._conns_lock:
+            self._partial_pages -= conn.saved_slots
         conn.close()
         self.metrics.connections.dec()
 
@@ -318,7 +407,7 @@ class Server:
 
     # -- worker ----------------------------------------------------------------
     def _worker(self):
-        rqst = SvcRqst(self.allocator, self.config.strategy)
+        rqst = SvcRqst(self.allocator, self.config.strategy, self.nslots)
         if self.config.trace_holes:
             rqst.trace = []
         self.rqsts.append(rqst)
@@ -326,11 +415,15 @@ class Server:
         packer = Packer()
         metrics = self.metrics
         stopping = lambda: self._stopping  # noqa: E731
+        stalls_seen = 0
         try:
             while True:
                 if not rqst.svc_alloc_arg(stopping):
                     break
                 metrics.svc_alloc_arg(rqst.last_ns, rqst.last_holes, rqst.last_waits)
+                if rqst.stalls != stalls_seen:
+                    metrics.alloc_stalls.inc(rqst.stalls - stalls_seen)
+                    stalls_seen = rqst.stalls
                 conn = self._dequeue()
                 if conn is None:
                     break
@@ -347,7 +440,7 @@ class Server:
         if conn.closed:
             return
         try:
-            status = conn.receive(rqst)
+            status = conn.receive(rqst, self._park, self._unpark, self.config.record_timeout)
         except Exception:
             log.exception("receive failed")
             conn.error_reason = "server_bug"
@@ -389,6 +482,10 @@ class Server:
             metrics.error(e.reason)
             if not e.pack_reply(packer):
                 return True                         # no xid: nothing to answer, keep the connection
+            return self._send(rqst, conn, packer, reply_slot, 0)
+        if self.config.secure_ports and conn.peer[1] >= 1024:
+            metrics.error("insecure_port")
+            rpcmsg.AuthError(rpcmsg.AUTH_TOOWEAK, "source port %d" % conn.peer[1], call.xid).pack_reply(packer)
             return self._send(rqst, conn, packer, reply_slot, 0)
         ctx.xid = call.xid
         ctx.addr = conn.peer

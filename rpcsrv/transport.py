@@ -23,6 +23,7 @@ dropped. Errors here are the peer's: they end the connection, never a worker.
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import time
 
@@ -35,7 +36,8 @@ PAGE = 4096
 
 class Connection:
     __slots__ = ("sock", "fd", "peer", "decoder", "marker", "marker_view", "saved", "saved_slots",
-                 "closed", "ready_since", "created", "last_active", "error_reason", "allocator")
+                 "closed", "ready_since", "created", "last_active", "error_reason", "allocator", "busy",
+                 "record_started")
 
     def __init__(self, sock: socket.socket, peer, max_record: int, allocator):
         sock.setblocking(False)
@@ -56,17 +58,28 @@ class Connection:
         self.created = self.last_active = time.monotonic()
         self.error_reason = None
         self.allocator = allocator
+        self.busy = False               # in a worker's hands (not in the epoll set)
+        self.record_started = 0.0       # when the first byte of the current record came (0: none)
 
     # -- receive ---------------------------------------------------------------
-    def receive(self, rqst) -> str:
+    def receive(self, rqst, park=None, unpark=None, record_timeout: float = 60.0) -> str:
         """Read what is available of the current record into rqst's pages.
 
         Returns RECORD (decoder.record_len bytes in slots from 0), PARTIAL
         (nothing more to read now; received pages saved in the connection)
-        or CLOSED (EOF, a socket error, or a bad record marker: error_reason says).
+        or CLOSED (EOF, a socket error, a bad record marker, a record not
+        completed in time: error_reason says).
+
+        park(n) -> bool asks whether n more pages may be parked in the
+        connection; when it says no, this worker keeps the connection and
+        waits for the rest of the record (up to record_timeout) instead.
+        unpark(n) gives back pages parked earlier.
         """
         if self.saved_slots:
+            n = self.saved_slots
             self._restore(rqst)
+            if unpark is not None:
+                unpark(n)
         dec = self.decoder
         pages = rqst.pages
         while True:
@@ -75,11 +88,17 @@ class Connection:
                 try:
                     r = self.sock.recv_into(self.marker_view[4 - n:], n)
                 except (BlockingIOError, InterruptedError):
-                    return self._partial(rqst)
+                    if self._park_or_wait(rqst, park, record_timeout):
+                        return PARTIAL
+                    if self.error_reason:
+                        return CLOSED
+                    continue
                 except OSError as e:
                     return self._fail("recv_" + (errno.errorcode.get(e.errno, "error").lower()))
                 if r == 0:
                     return self._fail(None if dec.record_len == 0 and n == 4 else "truncated_record")
+                if not self.record_started:
+                    self.record_started = time.monotonic()
                 try:
                     dec.feed_header(bytes(self.marker_view[4 - n:4 - n + r]))
                 except RecordError as e:
@@ -89,9 +108,13 @@ class Connection:
                 if r > 0:
                     self.last_active = time.monotonic()
                     if dec.body_received(r):
+                        self.record_started = 0.0
                         return RECORD
                 elif r == -errno.EAGAIN:
-                    return self._partial(rqst)
+                    if self._park_or_wait(rqst, park, record_timeout):
+                        return PARTIAL
+                    if self.error_reason:
+                        return CLOSED
                 elif r == 0:
                     return self._fail("truncated_record")
                 elif r == -errno.EINTR:
@@ -100,6 +123,24 @@ class Connection:
                     return self._fail("recv_" + errno.errorcode.get(-r, "error").lower())
             else:  # DONE: the previous record was not consumed (cannot happen: server calls next_record)
                 dec.next_record()
+
+    def _park_or_wait(self, rqst, park, record_timeout: float) -> bool:
+        """No data now. True: the partial record is parked (PARTIAL). False: keep reading
+        (data came while this worker waited) or give up (error_reason set)."""
+        n = (self.decoder.record_len + PAGE - 1) // PAGE
+        if n == 0 or park is None or park(n):
+            self._partial(rqst)
+            return True
+        # over the parking budget: hold the connection in this worker until the record completes
+        deadline = (self.record_started or time.monotonic()) + record_timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            self._fail("record_timeout")
+            return False
+        r, _, _ = select.select([self.fd], [], [], left)
+        if not r:
+            self._fail("record_timeout")
+        return False
 
     def _partial(self, rqst) -> str:
         """Save the pages of a partly received record in the connection (svc_tcp_save_pages)."""

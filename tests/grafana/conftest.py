@@ -40,7 +40,7 @@ def stack(tmp_path_factory):
         st.procs["rpcsrv"] = p
         st.pressure_metrics_port = free_port()
         p, _ = start_rpcsrv(st.tmp / "export-pressure", st.pressure_metrics_port, st.tmp / "pressure.log",
-                            deadline, ["--threads", "2", "--arena-mib", "2", "--strategy", "array"])
+                            deadline, ["--threads", "2", "--arena-mib", "2", "--strategy", "array", "--pages-per-request", "259"])
         st.procs["pressure"] = p
         st.loadgen_metrics_port = free_port()
 
