@@ -147,3 +147,34 @@ def in_process_server(export, strategy="array", threads=2, arena_mib=64, **kw):
         yield srv
     finally:
         srv.stop()
+
+
+ROOT_CRED = rpcmsg.AuthSys(1, b"nfsbulk-test", 0, 0, [0])
+
+
+def mount_root(rpc, path, cred=ROOT_CRED):
+    """MOUNT MNT of `path`: the root file handle."""
+    p = Packer()
+    p.pack_string(path.encode() if isinstance(path, str) else path)
+    h, u = rpc.call(0x4D4E54, 100005, 3, 1, p.get_buffer(), cred=cred)
+    assert h.accept_stat == rpcmsg.SUCCESS and u.unpack_uint() == 0
+    return u.unpack_opaque(64)
+
+
+def lookup_fh(rpc, export_path, name, cred=ROOT_CRED):
+    """The handle of `name` in the export's root directory (LOOKUP after MNT)."""
+    p = Packer()
+    p.pack_opaque(mount_root(rpc, export_path, cred))
+    p.pack_string(name)
+    h, u = rpc.call(0x4C4B50, 100003, 3, 3, p.get_buffer(), cred=cred)
+    assert h.accept_stat == rpcmsg.SUCCESS and u.unpack_uint() == 0
+    return u.unpack_opaque(64)
+
+
+def read_call(rpc, xid, fh, offset, count, cred=ROOT_CRED):
+    """The framed bytes of a READ call (not sent)."""
+    p = Packer()
+    p.pack_opaque(fh)
+    p.pack_uhyper(offset)
+    p.pack_uint(count)
+    return rpc.call_bytes(xid, 100003, 3, 6, p.get_buffer(), cred=cred)

@@ -1,0 +1,174 @@
+"""Limits and memory pressure: connection caps, idle and record timeouts, a dribbling client that
+must not hold a worker, a client that never reads, --allow, --secure-ports, and an arena far smaller
+than demand (waits and recovers, no request fails, no deadlock, nothing leaked)."""
+import ipaddress
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from nfsbulk_testlib import ROOT, RawRpc, ServerProcess, in_process_server, leaked_pages, lookup_fh, read_call
+from rpcsrv import rpcmsg
+
+NFS = 100003
+
+
+def null_ok(port, xid=1):
+    c = RawRpc(port)
+    try:
+        h, _ = c.call(xid, NFS, 3, 0)
+        return h.accept_stat == rpcmsg.SUCCESS
+    finally:
+        c.close()
+
+
+def closed(sock, timeout=30):
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
+def test_max_connections(tmp_path):
+    with in_process_server(tmp_path, threads=2, max_connections=3) as srv:
+        held = [RawRpc(srv.port) for _ in range(3)]
+        for i, c in enumerate(held):
+            h, _ = c.call(i, NFS, 3, 0)                 # all three are really accepted
+        extra = socket.create_connection(("127.0.0.1", srv.port))
+        assert closed(extra)
+        held[0].close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:              # the slot frees once the server saw the close
+            c = RawRpc(srv.port, timeout=5)
+            try:
+                c.send_raw(c.call_bytes(9, NFS, 3, 0))
+                if c.recv_record() is not None:
+                    break
+            except OSError:
+                pass
+            finally:
+                c.close()
+        else:
+            pytest.fail("a freed connection slot was never reused")
+        for c in held[1:]:
+            c.close()
+
+
+def test_idle_connection_is_closed(tmp_path):
+    with in_process_server(tmp_path, threads=2, idle_timeout=1.0) as srv:
+        c = RawRpc(srv.port)
+        c.call(1, NFS, 3, 0)
+        t0 = time.monotonic()
+        assert closed(c.sock, timeout=30)
+        assert time.monotonic() - t0 >= 0.9
+        assert null_ok(srv.port)
+
+
+def test_dribbler_does_not_hold_a_worker_and_times_out(tmp_path):
+    with in_process_server(tmp_path, threads=1, record_timeout=2.0) as srv:
+        slow = RawRpc(srv.port)
+        data = slow.call_bytes(5, NFS, 3, 0)
+        slow.send_raw(data[:6])                          # marker and two bytes of the call
+        for i in range(5):                               # the only worker still serves others
+            assert null_ok(srv.port, 100 + i)
+        assert closed(slow.sock, timeout=30)             # then the incomplete record times out
+        assert srv.allocator.stats()["allocated"] >= srv.nslots    # the worker's own array only
+
+
+def test_client_that_never_reads_is_dropped(tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(b"\x5a" * (1 << 20))
+    with in_process_server(tmp_path, threads=2, send_timeout=1.0) as srv:
+        c = RawRpc(srv.port)
+        fh = lookup_fh(c, str(tmp_path), b"big")
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        for i in range(64):                              # 64 MiB of READ replies nobody reads
+            try:
+                c.send_raw(read_call(c, 1000 + i, fh, 0, 1 << 20))
+            except OSError:
+                break
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and srv.metrics._errors.labels("send_timeout")._value.get() == 0:
+            assert null_ok(srv.port)                     # others are served meanwhile
+        assert srv.metrics._errors.labels("send_timeout")._value.get() >= 1
+        c.close()
+
+
+def test_allow_cidr(tmp_path):
+    with in_process_server(tmp_path, threads=1, allow=(ipaddress.ip_network("10.0.0.0/8"),)) as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        assert closed(s)
+    with in_process_server(tmp_path, threads=1, allow=(ipaddress.ip_network("127.0.0.0/8"),)) as srv:
+        assert null_ok(srv.port)
+
+
+def test_secure_ports(tmp_path):
+    with in_process_server(tmp_path, threads=1, secure_ports=True) as srv:
+        c = RawRpc(srv.port)                              # an ephemeral (>= 1024) source port
+        h, _ = c.call(1, NFS, 3, 0)
+        assert h.stat == rpcmsg.MSG_DENIED and h.auth_stat == rpcmsg.AUTH_TOOWEAK
+        c.close()
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        for port in range(1023, 600, -1):                 # root may bind a privileged port
+            try:
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                s.close()
+        else:
+            pytest.skip("no free privileged port")
+        s.connect(("127.0.0.1", srv.port))
+        c = RawRpc.__new__(RawRpc)
+        from rpcsrv import record
+        c.sock, c.buf, c.pending = s, record.RecordBuffer(1 << 20), []
+        h, _ = c.call(2, NFS, 3, 0)
+        assert h.accept_stat == rpcmsg.SUCCESS
+        c.close()
+
+
+def scrape(port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_memory_pressure_waits_and_recovers(tmp_path):
+    """8 MiB arena, 8 workers of 259 pages (overcommitted), 16 clients of 256 KiB I/O for 8 s."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    mport = s.getsockname()[1]
+    s.close()
+    export = tmp_path / "export"
+    export.mkdir()
+    srv = ServerProcess(export, threads=8, arena_mib=8,
+                        extra=("--pages-per-request", "259", "--metrics-port", str(mport)))
+    try:
+        out = tmp_path / "run.json"
+        r = subprocess.run([sys.executable, "-m", "loadgen", "run", srv.url, "--profile", "rw256k",
+                            "--clients", "16", "--time", "8", "--warmup", "1", "--rw-files", "1",
+                            "--rw-file-size", str(1 << 20), "--metrics-port", "0", "--json", str(out)],
+                           cwd=ROOT, capture_output=True, timeout=240)
+        assert r.returncode == 0, r.stdout.decode()[-2000:] + r.stderr.decode()[-2000:]
+        doc = json.loads(out.read_text())
+        assert doc["unexpected"] == 0 and doc["errors"] == 0 and doc["ops_total"] > 100
+        m = scrape(mport)
+        assert m['nfsbulk_svc_alloc_arg_waits_total{strategy="array"}'] > 0
+        assert m['nfsbulk_alloc_bulk_fallbacks_total{reason="watermark"}'] > 0
+        assert null_ok(srv.port)                         # still answering afterwards
+    finally:
+        code, err = srv.stop()
+    assert code == 0, err
+    assert leaked_pages(err) == 0
