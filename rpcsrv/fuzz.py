@@ -1,0 +1,282 @@
+"""python -m rpcsrv.fuzz: send mutated RPC records to a live rpcsrv and count what went wrong.
+
+Starts `python -m rpcsrv` on 127.0.0.1:0 with a fresh export (a few files and
+directories, so handles and names are real), builds a valid call for every
+NFSv3 and MOUNT v3 procedure, then for --seconds sends mutations of them over
+many connections: bit and byte flips, truncations, wrong length words, wrong
+record markers, random fragment splits, random garbage, duplicated and
+reordered calls. After every batch a fresh connection must get a NULL
+answered within --hang-timeout (else a hang is counted); the server process
+must stay alive (else a crash). At the end the server is stopped with
+SIGTERM and must exit 0 reporting no allocator page still allocated.
+
+Prints records sent, replies, closes, crashes, hangs and pages leaked; exits
+non-zero if any of the last three is not 0. Loopback only; bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+from rpcsrv import record, rpcmsg
+from rpcsrv.xdr import Packer, Unpacker
+
+NFS, MOUNT = 100003, 100005
+CRED = rpcmsg.AuthSys(1, b"fuzz", 0, 0, [0])
+
+
+def start_server(export: str, threads: int):
+    p = subprocess.Popen([sys.executable, "-m", "rpcsrv", "--export", export, "--listen", "127.0.0.1:0",
+                          "--metrics-port", "0", "--threads", str(threads), "--arena-mib", "64",
+                          "--record-timeout", "2", "--idle-timeout", "5"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([p.stdout], [], [], 0.5)
+        if r:
+            line = p.stdout.readline().decode()
+            m = re.search(r"nfsport=(\d+)", line)
+            if m:
+                return p, int(m.group(1))
+            if not line:
+                break
+        if p.poll() is not None:
+            break
+    p.kill()
+    raise SystemExit("rpcsrv.fuzz: the server did not start: " + p.stderr.read().decode()[-1000:])
+
+
+class Client:
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = record.RecordBuffer(1 << 22)
+
+    def call(self, xid, prog, proc, args=b""):
+        p = Packer()
+        rpcmsg.pack_call(p, xid, prog, 3, proc, cred=CRED)
+        p.append(args)
+        self.sock.sendall(record.frame(p.get_buffer()))
+        while True:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("closed")
+            recs = self.buf.feed(data)
+            if recs:
+                u = Unpacker.from_bytes(recs[0])
+                rpcmsg.decode_reply(u)
+                return u
+
+    def close(self):
+        self.sock.close()
+
+
+def templates(port: int, export: str) -> list[bytes]:
+    """One valid call record body (header + args) per procedure, with real handles and names."""
+    c = Client(port)
+    p = Packer()
+    p.pack_string(export.encode())
+    u = c.call(1, MOUNT, 1, p.get_buffer())
+    assert u.unpack_uint() == 0
+    root = u.unpack_opaque(64)
+
+    def lookup(name):
+        q = Packer()
+        q.pack_opaque(root)
+        q.pack_string(name)
+        r = c.call(2, NFS, 3, q.get_buffer())
+        assert r.unpack_uint() == 0
+        return r.unpack_opaque(64)
+
+    fh, dfh = lookup(b"file"), lookup(b"dir")
+    c.close()
+
+    def args(*parts):
+        q = Packer()
+        for kind, v in parts:
+            getattr(q, "pack_" + kind)(v)
+        return bytes(q.get_buffer())
+
+    sattr_none = args(("uint", 0), ("uint", 0), ("uint", 0), ("uint", 0), ("uint", 0), ("uint", 0))
+    calls = {
+        (NFS, 0): b"", (NFS, 1): args(("opaque", fh)),
+        (NFS, 2): args(("opaque", fh)) + sattr_none + args(("uint", 0)),
+        (NFS, 3): args(("opaque", root), ("string", b"file")),
+        (NFS, 4): args(("opaque", fh), ("uint", 0x3F)),
+        (NFS, 5): args(("opaque", fh)),
+        (NFS, 6): args(("opaque", fh), ("uhyper", 0), ("uint", 8192)),
+        (NFS, 7): args(("opaque", fh), ("uhyper", 0), ("uint", 5), ("uint", 0), ("opaque", b"fuzz!")),
+        (NFS, 8): args(("opaque", dfh), ("string", b"new"), ("uint", 0)) + sattr_none,
+        (NFS, 9): args(("opaque", dfh), ("string", b"sub")) + sattr_none,
+        (NFS, 10): args(("opaque", dfh), ("string", b"ln")) + sattr_none + args(("string", b"target")),
+        (NFS, 11): args(("opaque", dfh), ("string", b"fifo"), ("uint", 7)) + sattr_none,
+        (NFS, 12): args(("opaque", dfh), ("string", b"new")),
+        (NFS, 13): args(("opaque", dfh), ("string", b"sub")),
+        (NFS, 14): args(("opaque", dfh), ("string", b"new"), ("opaque", dfh), ("string", b"new2")),
+        (NFS, 15): args(("opaque", fh), ("opaque", dfh), ("string", b"hard")),
+        (NFS, 16): args(("opaque", root), ("uhyper", 0)) + b"\0" * 8 + args(("uint", 4096)),
+        (NFS, 17): args(("opaque", root), ("uhyper", 0)) + b"\0" * 8 + args(("uint", 1024), ("uint", 8192)),
+        (NFS, 18): args(("opaque", root)), (NFS, 19): args(("opaque", root)), (NFS, 20): args(("opaque", root)),
+        (NFS, 21): args(("opaque", fh), ("uhyper", 0), ("uint", 0)),
+        (MOUNT, 0): b"", (MOUNT, 1): args(("string", export.encode())), (MOUNT, 2): b"",
+        (MOUNT, 3): args(("string", export.encode())), (MOUNT, 4): b"", (MOUNT, 5): b"",
+    }
+    out = []
+    for (prog, proc), a in calls.items():
+        q = Packer()
+        rpcmsg.pack_call(q, 0, prog, 3, proc, cred=CRED)
+        q.append(a)
+        out.append(bytes(q.get_buffer()))
+    return out
+
+
+def mutate(rnd: random.Random, body: bytes) -> bytes:
+    """One framed byte stream: a mutated call, framed well or badly."""
+    b = bytearray(body)
+    b[0:4] = struct.pack(">I", rnd.getrandbits(32))            # a fresh xid
+    kind = rnd.randrange(9)
+    if kind == 0:
+        for _ in range(rnd.randrange(1, 8)):
+            i = rnd.randrange(len(b))
+            b[i] ^= 1 << rnd.randrange(8)
+    elif kind == 1:
+        for _ in range(rnd.randrange(1, 4)):
+            b[rnd.randrange(len(b))] = rnd.randrange(256)
+    elif kind == 2:
+        b = b[:rnd.randrange(len(b))]
+    elif kind == 3 and len(b) >= 48:                          # a length word somewhere set huge or odd
+        i = rnd.randrange(40, len(b) - 3) & ~3
+        b[i:i + 4] = struct.pack(">I", rnd.choice([0xFFFFFFFF, 0x7FFFFFFF, 65, 4097, 1 << 20, 3]))
+    elif kind == 4:
+        b += rnd.randbytes(rnd.randrange(1, 64))
+    elif kind == 5:
+        b = bytearray(rnd.randbytes(rnd.randrange(1, 200)))
+    body = bytes(b) or b"\0\0\0\0"
+    framing = rnd.randrange(8)
+    if framing == 0:                                          # marker lies about the length
+        return struct.pack(">I", 0x80000000 | rnd.randrange(1 << 31)) + body
+    if framing == 1:
+        return struct.pack(">I", 0x80000000) + body           # zero-length fragment
+    if framing == 2 and body:
+        return record.frame(body, max_fragment=rnd.randrange(1, len(body) + 1))
+    if framing == 3:
+        return struct.pack(">I", len(body)) + body            # last-fragment bit missing
+    return record.frame(body)
+
+
+def probe(port: int, timeout: float) -> bool:
+    try:
+        c = Client(port, timeout)
+        try:
+            c.call(0xFEED, NFS, 0)
+            return True
+        finally:
+            c.close()
+    except (OSError, ConnectionError, ValueError):
+        return False
+
+
+def run(seconds: float, seed: int, threads: int = 4, hang_timeout: float = 10.0, out=sys.stdout) -> dict:
+    rnd = random.Random(seed)
+    tmp = tempfile.mkdtemp(prefix="nfsbulk-fuzz-")
+    export = os.path.join(tmp, "export")
+    os.makedirs(os.path.join(export, "dir"))
+    with open(os.path.join(export, "file"), "wb") as f:
+        f.write(os.urandom(20000))
+    proc, port = start_server(export, threads)
+    res = {"records": 0, "replies": 0, "closed": 0, "crashes": 0, "hangs": 0, "pages_leaked": None,
+           "seconds": seconds, "seed": seed}
+    try:
+        bodies = templates(port, export)
+        t_end = time.monotonic() + seconds
+        last_report = time.monotonic()
+        while time.monotonic() < t_end:
+            socks = []
+            for _ in range(rnd.randrange(1, 6)):
+                try:
+                    s = socket.create_connection(("127.0.0.1", port), timeout=2)
+                except OSError:
+                    break
+                for _ in range(rnd.randrange(1, 12)):
+                    data = mutate(rnd, rnd.choice(bodies))
+                    try:
+                        s.sendall(data)
+                        res["records"] += 1
+                    except OSError:
+                        break
+                socks.append(s)
+            for s in socks:
+                try:
+                    s.shutdown(socket.SHUT_WR)
+                    s.settimeout(2)
+                    while True:
+                        d = s.recv(1 << 16)
+                        if not d:
+                            res["closed"] += 1
+                            break
+                        res["replies"] += 1
+                except OSError:
+                    res["closed"] += 1
+                finally:
+                    s.close()
+            if proc.poll() is not None:
+                res["crashes"] += 1
+                break
+            if not probe(port, hang_timeout):
+                res["hangs"] += 1
+                if proc.poll() is not None:
+                    res["crashes"] += 1
+                break
+            if time.monotonic() - last_report > 5:
+                print("fuzz: %d records sent, %d s left" % (res["records"], max(0, t_end - time.monotonic())),
+                      file=sys.stderr, flush=True)
+                last_report = time.monotonic()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                _, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+                res["hangs"] += 1
+            m = re.search(rb"allocator pages still allocated: (\d+)", err)
+            res["pages_leaked"] = int(m.group(1)) if m else None
+            if proc.returncode != 0:
+                res["crashes"] += 1
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("fuzz: %(records)d records sent in %(seconds)g s (seed %(seed)d): %(replies)d reply reads, "
+          "%(closed)d connections closed by the server; crashes %(crashes)d, hangs %(hangs)d, "
+          "allocator pages leaked %(pages_leaked)s" % res, file=out, flush=True)
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rpcsrv.fuzz", description=__doc__.split("\n\n")[0],
+                                epilog="Exit status 0 when crashes, hangs and leaked pages are all 0.")
+    p.add_argument("--seconds", type=float, default=60.0, help="how long to send (default 60)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
+    p.add_argument("--threads", type=int, default=4, help="server worker threads (default 4)")
+    p.add_argument("--hang-timeout", type=float, default=10.0,
+                   help="a NULL probe unanswered this long after a batch counts as a hang (default 10)")
+    a = p.parse_args(argv)
+    if a.seconds <= 0 or a.threads < 1 or a.hang_timeout <= 0:
+        p.error("--seconds, --threads and --hang-timeout must be positive")
+    seed = a.seed if a.seed is not None else random.randrange(1 << 30)
+    res = run(a.seconds, seed, a.threads, a.hang_timeout)
+    return 0 if res["crashes"] == 0 and res["hangs"] == 0 and res["pages_leaked"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
