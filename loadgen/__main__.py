@@ -163,7 +163,19 @@ def _add_bench(sub) -> None:
     p.set_defaults(func=lambda a: bench.main(a))
 
 
-SUBCOMMANDS = (_add_run, _add_bench)
+def _add_soak(sub) -> None:
+    from . import soak
+    p = sub.add_parser(
+        "soak", help="many clients for a bounded time with a server restart in the middle",
+        description="Run rpcsrv with N client processes of mixed load for a bounded time, restart the server "
+                    "in the middle (clients reconnect with their old handles), sample the server's RSS, and "
+                    "report ops, unexpected statuses, client failures and allocator pages leaked; exit 0 only "
+                    "when unexpected, failures and leaks are all 0.")
+    soak.add_arguments(p)
+    p.set_defaults(func=lambda a: soak.main(a))
+
+
+SUBCOMMANDS = (_add_run, _add_bench, _add_soak)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,9 @@ NFS loadfile (nfs.load, nfs_2.load, nfs_3.load, nfs_lock.load)
   FSINFO3           substitute: nfs_stat64("/"), GETATTR3 of the root (FSINFO3 not wrapped;
                     libnfs sends FSINFO3 once, at mount)
   FSSTAT3           nfs_statvfs64("/") via ctypes: FSSTAT3
-  ACCESS3 p d g     nfs_access(p, d & 7): LOOKUP3s + ACCESS3
+  ACCESS3 p d g     nfs_access(p, mode): LOOKUP3s + ACCESS3; the loadfile's ACCESS3 bits d are
+                    translated to the POSIX mode libnfs takes (READ -> R_OK; MODIFY, EXTEND,
+                    DELETE -> W_OK; LOOKUP, EXECUTE -> X_OK) and libnfs asks for those back
   SETATTR3 p        nfs_utimes(p, NULL) via ctypes: LOOKUP3s + SETATTR3 (times = server time)
   CREATE3 p         nfs_creat(p, 0644): LOOKUP3s of the parent + CREATE3 UNCHECKED; the
                     handle is kept in the client's name->handle cache
@@ -296,7 +298,9 @@ class Executor:
     def _access(self, op):
         p = self.path(op.paths[0])
         desired, _granted = self.values(op)
-        rc = self.nfs.access(p, desired & 7)
+        mode = (os.R_OK if desired & 0x01 else 0) | (os.W_OK if desired & 0x1C else 0) | \
+            (os.X_OK if desired & 0x22 else 0)
+        rc = self.nfs.access(p, mode)
         return self._nfs_check(op, rc, f'"{p}"')
 
     def _setattr(self, op):

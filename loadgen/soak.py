@@ -1,0 +1,191 @@
+"""loadgen soak: many clients for a bounded time, a server restart in the middle, and the verdict.
+
+Starts `python -m rpcsrv` on a fixed free port with a fresh export, runs the
+load (the project's shipped mixed loadfile: creates, 64 KiB writes, commits,
+reads, renames, unlinks per client, or --loadfile) with --clients processes
+through this package's runner, and from a side thread: samples the server's
+RSS every --sample seconds, and at --restart-at seconds stops the server with
+SIGTERM (it must exit 0 and report no allocator page still allocated) and
+starts it again on the same port and export, so clients reconnect and go on
+with their old file handles. At the end it stops the server the same way and
+prints ops, unexpected statuses (must be 0), client failures (0), RSS over
+time (with the growth from the first sample after warmup to the last) and
+pages leaked at each stop (0). Exit status 0 only when all of that holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from .bench import BenchError, free_port
+
+
+class Server:
+    def __init__(self, export: str, port: int, threads: int, arena_mib: int):
+        self.args = [sys.executable, "-m", "rpcsrv", "--export", export, "--listen", "127.0.0.1:%d" % port,
+                     "--metrics-port", "0", "--threads", str(threads), "--arena-mib", str(arena_mib)]
+        self.proc = None
+        self.url = None
+
+    def start(self, timeout=60.0):
+        self.errf = tempfile.TemporaryFile()
+        deadline = time.monotonic() + timeout
+        while True:                      # the port may linger a moment after a restart
+            self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.errf)
+            while time.monotonic() < deadline:
+                r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+                if r:
+                    line = self.proc.stdout.readline().decode()
+                    m = re.search(r"(nfs://\S+)", line)
+                    if m:
+                        self.url = m.group(1)
+                        return
+                    if not line:
+                        break
+                if self.proc.poll() is not None:
+                    break
+            self.proc.wait(10)
+            if time.monotonic() >= deadline:
+                raise BenchError("rpcsrv did not start: " + self.stderr()[-1000:])
+            select.select([], [], [], 0.5)
+
+    def stderr(self):
+        self.errf.seek(0)
+        return self.errf.read().decode(errors="replace")
+
+    def rss_kib(self):
+        try:
+            with open("/proc/%d/status" % self.proc.pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except OSError:
+            return None
+        return None
+
+    def stop(self):
+        """SIGTERM; returns (exit status, pages still allocated as reported, or -1)."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+        m = re.search(r"allocator pages still allocated: (\d+)", self.stderr())
+        return self.proc.returncode, (int(m.group(1)) if m else -1)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--clients", type=int, default=64, help="client processes (default 64)")
+    p.add_argument("--time", type=float, default=600.0, help="measured seconds (default 600)")
+    p.add_argument("--warmup", type=float, default=5.0, help="warmup seconds (default 5)")
+    p.add_argument("--restart-at", type=float, default=None, metavar="SECONDS",
+                   help="restart the server this long after the start (default: the middle of the run; "
+                        "0 disables)")
+    p.add_argument("--loadfile", metavar="FILE", help="loadfile to replay (default: the shipped mixed one)")
+    p.add_argument("--threads", type=int, default=8, help="rpcsrv worker threads (default 8)")
+    p.add_argument("--arena-mib", type=int, default=256, help="rpcsrv arena (default 256)")
+    p.add_argument("--sample", type=float, default=5.0, help="RSS sampling interval in seconds (default 5)")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON")
+
+
+def main(args) -> int:
+    from . import workloads
+    from .bench import run_load
+    if args.clients < 1 or args.time <= 0 or args.warmup < 0 or args.sample <= 0:
+        print("loadgen soak: --clients >= 1, --time > 0, --warmup >= 0, --sample > 0", file=sys.stderr)
+        return 2
+    tmp = tempfile.mkdtemp(prefix="nfsbulk-soak-")
+    export = os.path.join(tmp, "export")
+    os.mkdir(export)
+    loadfile = args.loadfile
+    if loadfile is None:
+        loadfile = os.path.join(tmp, "mixed.load")
+        with open(loadfile, "w") as f:
+            f.write(workloads.DEFAULT_LOADFILE)
+    restart_at = args.restart_at if args.restart_at is not None else args.warmup + args.time / 2
+    srv = Server(export, free_port(), args.threads, args.arena_mib)
+    report = {"clients": args.clients, "time": args.time, "restart_at": restart_at, "rss_kib": [],
+              "stops": [], "restarts": 0}
+    stop_side = threading.Event()
+    side_error = []
+
+    def side():
+        t0 = time.monotonic()
+        restarted = restart_at <= 0
+        while not stop_side.wait(args.sample):
+            now = time.monotonic() - t0
+            report["rss_kib"].append((round(now, 1), srv.rss_kib()))
+            if not restarted and now >= restart_at:
+                restarted = True
+                print("soak: restarting the server at %.0f s" % now, file=sys.stderr, flush=True)
+                try:
+                    report["stops"].append(srv.stop())
+                    srv.start()
+                    report["restarts"] += 1
+                except Exception as e:  # reported as a failure below
+                    side_error.append(repr(e))
+                    return
+
+    try:
+        srv.start()
+        url = srv.url + ("&" if "?" in srv.url else "?") + "autoreconnect=-1"
+        print("soak: %d clients for %g s (+%g s warmup), restart at %g s, server %s"
+              % (args.clients, args.time, args.warmup, restart_at, url), file=sys.stderr, flush=True)
+        t = threading.Thread(target=side, daemon=True)
+        t.start()
+        opts = {"clients": args.clients, "time": args.time, "warmup": args.warmup, "profile": "dbench",
+                "loadfile": loadfile, "quiet": False}
+        try:
+            doc = run_load(url, opts)
+            load_error = None
+        except BenchError as e:
+            doc, load_error = None, str(e)
+        stop_side.set()
+        t.join(180)
+        report["stops"].append(srv.stop())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rss = [v for _, v in report["rss_kib"] if v]
+    after_warmup = [v for s, v in report["rss_kib"] if v and s >= args.warmup + args.sample]
+    report.update(
+        ops=doc["ops_total"] if doc else 0,
+        ops_per_s=doc["ops_per_second"] if doc else 0,
+        unexpected=doc["unexpected"] if doc else None,
+        client_failures=doc["client_failures"] if doc else None,
+        load_error=load_error, side_error=side_error,
+        rss_first_kib=after_warmup[0] if after_warmup else None,
+        rss_last_kib=rss[-1] if rss else None,
+        rss_max_kib=max(rss) if rss else None,
+        pages_leaked=[p for _, p in report["stops"]],
+        exit_statuses=[c for c, _ in report["stops"]],
+    )
+    ok = (doc is not None and report["unexpected"] == 0 and not report["client_failures"] and not side_error
+          and all(p == 0 for p in report["pages_leaked"]) and all(c == 0 for c in report["exit_statuses"])
+          and report["restarts"] == (1 if restart_at > 0 else 0))
+    print("soak: %s ops (%.0f/s), unexpected %s, client failures %s, restarts %d, server exits %s, "
+          "pages leaked %s, RSS %s -> %s KiB (max %s)" % (
+              format(report["ops"], ","), report["ops_per_s"], report["unexpected"],
+              len(report["client_failures"] or []) if doc else "n/a", report["restarts"],
+              report["exit_statuses"], report["pages_leaked"], report["rss_first_kib"],
+              report["rss_last_kib"], report["rss_max_kib"]))
+    print("soak: RSS samples (s, KiB): " + " ".join("%g:%s" % x for x in report["rss_kib"]))
+    if load_error or side_error:
+        print("soak: %s" % (load_error or side_error), file=sys.stderr)
+    report["ok"] = ok
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+            f.write("\n")
+    return 0 if ok else 1
