@@ -781,7 +781,11 @@ class Export:
 
     def _open_root(self) -> Obj:
         fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._root_fd)
-        return Obj(fd, os.fstat(fd), self._root_fh, ())
+        st = os.fstat(fd)
+        if st.st_nlink == 0:                  # the exported directory itself was removed
+            os.close(fd)
+            raise NfsError(NfsStat3.STALE, "the export was removed")
+        return Obj(fd, st, self._root_fh, ())
 
     def open_handle(self, fh: bytes) -> Obj:
         """Open the object a handle names (O_PATH).  Caller closes the Obj.
