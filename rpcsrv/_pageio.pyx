@@ -116,9 +116,9 @@ def recv_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t of
     return r
 
 
-def pread_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
-               int64_t file_off):
-    """preadv until n bytes or end of file; bytes read or -errno."""
+cdef Py_ssize_t _positioned(int fd, PageArray pa, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
+                            int64_t file_off, bint write):
+    """preadv (until n bytes or end of file) or pwritev (all n bytes); bytes moved or -errno."""
     cdef iovec iovbuf[MAX_IOV]
     cdef iovec *iov = iovbuf
     cdef int cnt
@@ -131,7 +131,10 @@ def pread_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t o
         return -EFAULT
     with nogil:
         while cnt > 0:
-            r = preadv(fd, iov, cnt, file_off + total)
+            if write:
+                r = pwritev(fd, iov, cnt, file_off + total)
+            else:
+                r = preadv(fd, iov, cnt, file_off + total)
             if r < 0:
                 if errno == EINTR:
                     continue
@@ -142,34 +145,18 @@ def pread_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t o
             total += r
             _advance(&iov, &cnt, r)
     return total
+
+
+def pread_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
+               int64_t file_off):
+    """preadv until n bytes or end of file; bytes read or -errno."""
+    return _positioned(fd, pa, base_slot, off, n, file_off, False)
 
 
 def pwrite_from(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
                 int64_t file_off):
     """pwritev the whole range at file_off; bytes written or -errno."""
-    cdef iovec iovbuf[MAX_IOV]
-    cdef iovec *iov = iovbuf
-    cdef int cnt
-    cdef ssize_t r
-    cdef Py_ssize_t total = 0
-    if n <= 0:
-        return 0
-    cnt = _iov(pa, base_slot, off, n, iov, 0)
-    if cnt < 0:
-        return -EFAULT
-    with nogil:
-        while cnt > 0:
-            r = pwritev(fd, iov, cnt, file_off + total)
-            if r < 0:
-                if errno == EINTR:
-                    continue
-                total = -errno
-                break
-            if r == 0:
-                break
-            total += r
-            _advance(&iov, &cnt, r)
-    return total
+    return _positioned(fd, pa, base_slot, off, n, file_off, True)
 
 
 def copy_in(PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, data):
