@@ -56,11 +56,14 @@ else:
     from alloc._core import Allocator, PageArray, PageList
     IMPLEMENTATION = "cython"
 
+# page_pool (net/core/page_pool.c) over the Cython allocator (it calls alloc._core's C paths)
+from alloc._pool import PagePool  # noqa: E402
+
 #: svc_alloc_arg's page count for a 1 MiB payload: ceil(1 MiB / 4096) + 2 + 1 (RPCSVC_MAXPAGES)
 RPCSVC_MAXPAGES = 259
 
 __all__ = [
     "Allocator", "PageArray", "PageList", "PAGE_SIZE", "RPCSVC_MAXPAGES", "API_NAMES",
     "FALLBACK_NAMES", "WMARK_NAMES", "IMPLEMENTATION", "compute_watermarks", "default_zones",
-    "zone_batchsize",
+    "zone_batchsize", "PagePool",
 ]

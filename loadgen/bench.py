@@ -62,11 +62,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 # --------------------------------------------------------------------------- server
 class Rpcsrv:
-    def __init__(self, strategy: str, export: str, threads: int, arena_mib: int, python=sys.executable):
+    def __init__(self, strategy: str, export: str, threads: int, arena_mib: int, python=sys.executable,
+                 extra=()):
         self.metrics_port = free_port()
         cmd = [python, "-m", "rpcsrv", "--export", export, "--listen", "127.0.0.1:0",
                "--metrics-port", str(self.metrics_port), "--threads", str(threads),
-               "--strategy", strategy, "--arena-mib", str(arena_mib)]
+               "--strategy", strategy, "--arena-mib", str(arena_mib), *extra]
         self.errf = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errf)
         self.url = None
@@ -387,9 +388,14 @@ def add_arguments(p) -> None:
                         "ganesha=nfs://127.0.0.1/srv/x?nfsport=20490&mountport=20491")
     p.add_argument("--json", metavar="FILE", help="write every figure and the raw histograms as JSON")
     p.add_argument("--plot", metavar="FILE", help="write a PNG: us per call vs the kernel's, and latency distributions")
+    from .udpbench import add_arguments as _udp_arguments
+    _udp_arguments(p)
 
 
 def main(args) -> int:
+    if getattr(args, "udp_pps", False):          # the page_pool table: RPC calls/s over UDP (udpbench.py)
+        from .udpbench import main as udp_main
+        return udp_main(args)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad or not strategies:

@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
+import time
 
 from rpcsrv.rqst import STRATEGIES
 
@@ -102,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", metavar="DIR",
                    help="where the file-handle key is kept (default ~/.cache/nfsbulk/<export hash>)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    u = p.add_argument_group("RPC over UDP (page_pool receive path, see rpcsrv/udp.py)")
+    u.add_argument("--udp", action="store_true",
+                   help="also serve RPC over UDP on the TCP port number; datagrams land in page_pool pages")
+    u.add_argument("--pool-strategy", choices=("single", "list", "array"), default="array",
+                   help="page_pool slow-path refill: array (bulk array API, 64 pages, the default), "
+                        "list (bulk list API, 64 pages) or single (one page per refill, the baseline)")
+    u.add_argument("--udp-threads", type=_positive, default=1,
+                   help="UDP receive threads, each with its own SO_REUSEPORT socket and pool (default 1; "
+                        "they share one GIL)")
+    u.add_argument("--udp-recycle", choices=("direct", "ring", "release"), default="direct",
+                   help="where a datagram's pages go after the reply: direct (the pool's cache, default), "
+                        "ring (the recycle ring) or release (the page allocator: every datagram needs a "
+                        "fresh page, as XDP_REDIRECT in 5.13)")
     return p
 
 
@@ -136,9 +149,17 @@ def main(argv=None) -> int:
         if getattr(args, name) <= 0:
             print("rpcsrv: --%s must be positive" % name.replace("_", "-"), file=sys.stderr)
             return 2
+    if args.udp:
+        from rpcsrv.udp import UdpConfig
+        cfg.udp = UdpConfig(pool_strategy=args.pool_strategy, threads=args.udp_threads,
+                            recycle=args.udp_recycle)
     try:
         server = Server(cfg, version=__version__)
         server.start()
+        if args.udp:
+            print("rpcsrv: UDP on port %d: pool strategy=%s, %d receive thread(s), recycle=%s"
+                  % (server.port, args.pool_strategy, args.udp_threads, args.udp_recycle),
+                  file=sys.stderr, flush=True)
     except OSError as e:
         print("rpcsrv: cannot serve on %s:%d: %s" % (host, port, e.strerror or e), file=sys.stderr)
         return 1
@@ -156,17 +177,19 @@ def main(argv=None) -> int:
             print("rpcsrv: cannot serve metrics on %s:%d: %s" % (host, args.metrics_port, e.strerror or e),
                   file=sys.stderr)
             return 1
-    stop = threading.Event()
+    stop = []
 
     def on_signal(signum, frame):
-        stop.set()
+        # only a flag: the handler runs in the main thread between bytecodes, and taking a lock
+        # here (Event.set) could deadlock with the main thread inside Event.wait
+        stop.append(signum)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     print("rpcsrv: serving %s strategy=%s threads=%d pages/request=%d rtmax/wtmax=%d%s"
           % (server.url(), cfg.strategy, cfg.threads, server.nslots, server.max_io, metrics_note), flush=True)
-    while not stop.wait(1.0):
-        pass
+    while not stop:
+        time.sleep(0.2)         # interrupted by the signal; the flag is checked right after
     print("rpcsrv: stopping", file=sys.stderr, flush=True)
     server.stop()
     st = server.allocator.stats()

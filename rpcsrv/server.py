@@ -79,6 +79,7 @@ class ServerConfig:
     trace_holes: bool = False       # record refill/release events per request (tests)
     write_verifier: bytes = field(default_factory=lambda: os.urandom(8))
     mount_clients: object = None
+    udp: object = None              # rpcsrv.udp.UdpConfig: also serve RPC over UDP on the same port
 
 
 class RequestContext:
@@ -237,6 +238,14 @@ class Server:
         """Bind, start the poller and workers; returns (host, port)."""
         self._listener = listen(self.config.host, self.config.port)
         self.host, self.port = self._listener.getsockname()[:2]
+        if self.config.udp is not None:     # RPC over UDP on page_pool pages, same port (rpcsrv/udp.py)
+            from rpcsrv.udp import UdpServer
+            self._udp = UdpServer(self, self.config.udp)
+            try:
+                self._udp.start(self.host, self.port)
+            except OSError:
+                self._listener.close()
+                raise
         self._epoll = select.epoll()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -267,6 +276,8 @@ class Server:
         except (OSError, ValueError):
             pass
         self._listener.close()
+        if getattr(self, "_udp", None) is not None:
+            self._udp.stop(timeout)         # UDP threads joined, pools closed: pages back
         os.write(self._wake_w, b"x")
         with self._cond:
             self._cond.notify_all()
