@@ -15,7 +15,6 @@ the table for what ran, a second one kills them at once.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import signal
 import socket
 import sys
@@ -153,7 +152,6 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
 
         def pump(timeout):
             """Wait for messages, exits or Ctrl-C; returns after handling them."""
-            nonlocal sigints
             objs = [c.conn for c in clients if c.state not in ("done", "failed")]
             objs += [c.proc.sentinel for c in clients if c.proc.exitcode is None]
             objs.append(rsock)

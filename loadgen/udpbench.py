@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 
-from .bench import KERNEL_XDP, BenchError, Rpcsrv, _get
+from .bench import KERNEL_XDP, BenchError, Rpcsrv
 from .udpflood import OPS, FloodError, mount_root, run_flood
 
 POOL_STRATEGIES = ("single", "list", "array")

@@ -43,7 +43,7 @@ from rpcsrv import _pageio, rpcmsg
 from rpcsrv.dispatch import Dispatcher, dispatch
 from rpcsrv.rpcmsg import RpcError, decode_call
 from rpcsrv.rqst import SvcRqst
-from rpcsrv.transport import CLOSED, PARTIAL, RECORD, Connection, listen
+from rpcsrv.transport import CLOSED, PARTIAL, Connection, listen
 from rpcsrv.xdr import Packer, Unpacker
 
 log = logging.getLogger("rpcsrv")
@@ -503,25 +503,45 @@ class Server:
         ctx.cred = call.cred
         ctx.reply_slot = reply_slot
         ctx.payload_len = 0
+        reply, payload, outcome = self.execute(call, u, ctx, packer, self.drc, conn.peer[0],
+                                               rqst.pages, rec_len)
+        if outcome is None:                         # the reply cache: a duplicate in progress, or answered
+            return self._send(rqst, conn, packer, reply_slot, 0) if reply else True
+        keep = self._send(rqst, conn, packer, reply_slot, payload) if reply else True
+        metrics.request(outcome.program or "unknown", call.vers, outcome.name or "unknown", outcome.status,
+                        time.perf_counter() - t0)
+        self.requests_served += 1
+        return keep
+
+    def execute(self, call, u, ctx, packer, drc, peer_key, pages, rec_len: int, dispatcher=None):
+        """Reply cache, dispatch, logging and error counting of one decoded call (TCP and UDP).
+
+        Returns (reply, payload, outcome): reply False means send nothing (a
+        duplicate of a call still in progress); outcome None means the packer
+        now holds the cached reply of a retransmission; else payload is the
+        byte count read_payload put in the reply's pages.
+        """
+        metrics = self.metrics
+        dispatcher = dispatcher or self.dispatcher
         drc_key = None
         try:
-            entry = self.dispatcher.lookup(call.prog, call.vers, call.proc)
+            entry = dispatcher.lookup(call.prog, call.vers, call.proc)
         except RpcError:
             entry = None                            # dispatch() answers the error
         if entry is not None and not entry.idempotent:
-            head = _pageio.copy_out(rqst.pages, 0, 0, min(rec_len, 256))
-            drc_key = (conn.peer[0], call.xid, call.prog, call.vers, call.proc, rec_len, zlib.crc32(head))
-            cached = self.drc.begin(drc_key)
+            head = _pageio.copy_out(pages, 0, 0, min(rec_len, 256))
+            drc_key = (peer_key, call.xid, call.prog, call.vers, call.proc, rec_len, zlib.crc32(head))
+            cached = drc.begin(drc_key)
             if cached is ReplyCache.IN_PROGRESS:
                 metrics.drc_in_progress.inc()
-                return True
+                return False, 0, None
             if cached is not None:
                 metrics.drc_hit.inc()
                 packer.reset()
                 packer.append(cached)
-                return self._send(rqst, conn, packer, reply_slot, 0)
+                return True, 0, None
             metrics.drc_miss.inc()
-        outcome = dispatch(self.dispatcher, call, u, ctx, packer)
+        outcome = dispatch(dispatcher, call, u, ctx, packer)
         if outcome.error is not None:
             log.error("%s.%s xid %#x: %r", outcome.program, outcome.name, call.xid, outcome.error,
                       exc_info=outcome.error)
@@ -532,12 +552,8 @@ class Server:
         payload = ctx.payload_len if outcome.result is not None and \
             getattr(outcome.result, "payload_len", 0) == ctx.payload_len else 0
         if drc_key is not None:
-            self.drc.finish(drc_key, bytes(packer.buffer) if outcome.reply else None)
-        keep = self._send(rqst, conn, packer, reply_slot, payload)
-        metrics.request(outcome.program or "unknown", call.vers, outcome.name or "unknown", outcome.status,
-                        time.perf_counter() - t0)
-        self.requests_served += 1
-        return keep
+            drc.finish(drc_key, bytes(packer.buffer) if outcome.reply else None)
+        return outcome.reply, payload, outcome
 
     def _send(self, rqst, conn, packer, reply_slot: int, payload: int) -> bool:
         """Encode the reply into the response pages, send it in one sendmsg, free the pages."""

@@ -57,14 +57,13 @@ import logging
 import socket
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 
 from alloc._pool import PagePool
 from alloc.pool_metrics import PoolCollector
-from rpcsrv import _pageio, _udpio
+from rpcsrv import _udpio
 from rpcsrv import nfs3xdr as X
-from rpcsrv.dispatch import Dispatcher, ProcEntry, Program, dispatch
+from rpcsrv.dispatch import Dispatcher, ProcEntry, Program
 from rpcsrv.nfs3const import NFS_PROGRAM, NFS_V3, NfsProc3 as P
 from rpcsrv.rpcmsg import AUTH_TOOWEAK, AuthError, GarbageArgs, RpcError, SystemErr, decode_call
 from rpcsrv.xdr import Packer, Unpacker
@@ -328,34 +327,12 @@ class UdpServer:
             AuthError(AUTH_TOOWEAK, "source port %d" % ctx.addr[1], call.xid).pack_reply(packer)
             self._send(ep, packer, 0)
             return
-        drc_key = None
-        try:
-            entry = self.dispatcher.lookup(call.prog, call.vers, call.proc)
-        except RpcError:
-            entry = None
-        if entry is not None and not entry.idempotent:
-            head = _pageio.copy_out(ep.pages, 0, 0, min(n, 256))
-            drc_key = (ctx.addr[:2], call.xid, call.prog, call.vers, call.proc, n, zlib.crc32(head))
-            cached = self.drc.begin(drc_key)
-            if cached is self.drc.IN_PROGRESS:
-                metrics.drc_in_progress.inc()
-                return
-            if cached is not None:
-                metrics.drc_hit.inc()
-                packer.append(cached)
+        reply, payload, outcome = self.server.execute(call, u, ctx, packer, self.drc, ctx.addr[:2],
+                                                      ep.pages, n, self.dispatcher)
+        if outcome is None:                         # the reply cache: a duplicate in progress, or answered
+            if reply:
                 self._send(ep, packer, 0)
-                return
-            metrics.drc_miss.inc()
-        outcome = dispatch(self.dispatcher, call, u, ctx, packer)
-        if outcome.error is not None:
-            log.error("%s.%s xid %#x over UDP: %r", outcome.program, outcome.name, call.xid, outcome.error,
-                      exc_info=outcome.error)
-            metrics.error("system_err")
-        elif not outcome.reply or outcome.status in ("garbage_args", "proc_unavail", "prog_unavail",
-                                                      "prog_mismatch"):
-            metrics.error(outcome.status)
-        payload = ctx.payload_len if outcome.result is not None and \
-            getattr(outcome.result, "payload_len", 0) == ctx.payload_len else 0
+            return
         pad = (-payload) & 3
         status = outcome.status
         if outcome.reply and len(packer) + payload + pad > UDP_MAX_REPLY:
@@ -364,8 +341,6 @@ class UdpServer:
             SystemErr("reply over %d bytes" % UDP_MAX_REPLY, call.xid).pack_reply(packer)
             payload = pad = 0
             status = "system_err"
-        if drc_key is not None:
-            self.drc.finish(drc_key, bytes(packer.buffer) if outcome.reply else None)
         if outcome.reply:
             self._send(ep, packer, payload + pad)
         metrics.request(outcome.program or "unknown", call.vers, outcome.name or "unknown", status,
