@@ -830,16 +830,19 @@ class Export:
             if v[2] < now or v[0] != st.st_dev or v[1] != st.st_ino:
                 del self._verified[fh]
                 return False
-            self._verified.move_to_end(fh)
             return True
 
     def _verified_add(self, fh: bytes, st) -> None:
-        exp = time.monotonic() + self.verify_ttl
+        # Entries stay in insertion order, which is expiry order (a hit does not extend an
+        # entry), so expired ones are dropped from the front: the cache holds about
+        # verify_ttl seconds of handles, not verified_cache of them (a soak filled 65536).
+        now = time.monotonic()
         with self._vlock:
-            self._verified[fh] = (st.st_dev, st.st_ino, exp)
-            self._verified.move_to_end(fh)
-            while len(self._verified) > self._verified_max:
-                self._verified.popitem(last=False)
+            self._verified.pop(fh, None)
+            self._verified[fh] = (st.st_dev, st.st_ino, now + self.verify_ttl)
+            v = self._verified
+            while v and (len(v) > self._verified_max or next(iter(v.values()))[2] < now):
+                v.popitem(last=False)
 
     def _contained(self, fd: int, st, parent) -> bool:
         if self._root_is_mount_root:
@@ -893,11 +896,12 @@ class Export:
                 os.close(cur)
         exp = now + self.verify_ttl
         with self._dlock:
+            d = self._inside_dirs
             for ident in seen:
-                self._inside_dirs[ident] = exp
-                self._inside_dirs.move_to_end(ident)
-            while len(self._inside_dirs) > self._verified_max:
-                self._inside_dirs.popitem(last=False)
+                d.pop(ident, None)
+                d[ident] = exp                     # insertion order == expiry order, as above
+            while d and (len(d) > self._verified_max or next(iter(d.values())) < now):
+                d.popitem(last=False)
         return True
 
     def _kernel_path_inside(self, fd: int, st) -> bool:
