@@ -1147,18 +1147,8 @@ class Export:
     def lookup(self, dir_fh: bytes, name: bytes | str) -> tuple[bytes, os.stat_result]:
         """LOOKUP: (handle, lstat) of ``name`` in the directory.  Symlinks are
         not followed; ``..`` at the root is the root."""
-        name = check_name(name)
-        dinfo = self._parse(dir_fh)
-        with self.open_handle(dir_fh) as d:
-            if not d.is_dir:
-                raise NfsError(NfsStat3.NOTDIR)
-            try:
-                fh, st, fd, _ = self._child(d, dinfo, name)
-            except OSError as e:
-                raise NfsError.from_oserror(e) from None
-            os.close(fd)
-        self._verified_add(fh, st)
-        return fh, st
+        with self.lookup_obj(dir_fh, name) as o:
+            return o.fh, o.st
 
     def lookup_obj(self, dir_fh: bytes, name: bytes | str) -> Obj:
         """Like :meth:`lookup` but returns the open :class:`Obj` (caller closes)."""
