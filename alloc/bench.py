@@ -15,15 +15,11 @@ timer_overhead_ns. Strategies are interleaved inside every round, the
 starting strategy rotating, so drift on a shared machine hits all alike;
 figures are medians over rounds.
 
-Strategies:
-  single    Python loop over the 259 slots calling alloc_page() per empty slot
-            (svc_alloc_arg before 5.13)
-  list      count the holes, one alloc_pages_bulk_list(holes), move the pages
-            into the holes (the v4 list variant); repeat while short
-  array     alloc_pages_bulk_array(259, pages) until it returns 259 (5.13+)
-  range     alloc_pages_bulk_array(holes, pages, start) over exactly the
-            emptied range, no scan (2026 SUNRPC svc_fill_pages())
+Strategies: the svc_alloc_arg table of alloc.strategies (single, list,
+array, range: the very functions rpcsrv's workers call), plus
   single_c  the single-page path called per empty slot from a C loop
+            (Allocator.refill_array_single), for the per-page cost of the
+            single-page path without Python's loop around it.
 """
 
 from __future__ import annotations
@@ -37,8 +33,9 @@ import sys
 import time
 
 import alloc
+from alloc.strategies import STRATEGIES as SVC_STRATEGIES
 
-STRATEGIES = ("single", "list", "array", "range", "single_c")
+STRATEGIES = tuple(SVC_STRATEGIES) + ("single_c",)
 HOLES = (1, 16, 64, 259)
 NSLOTS = alloc.RPCSVC_MAXPAGES
 
@@ -47,61 +44,29 @@ def _hole_start(holes: int) -> int:
     return 0 if holes >= NSLOTS else 1
 
 
+def _no_memory(seq):
+    raise MemoryError("arena exhausted")
+
+
 def make_refill(strategy: str, allocator, holes: int):
     """Return fn(arrays) that refills every array's holes with `strategy` (no timing inside)."""
     start = _hole_start(holes)
-    if strategy == "single":
-        alloc_page = allocator.alloc_page
-
-        def refill(arrays):
-            for arr in arrays:
-                for i in range(NSLOTS):
-                    if arr[i] is None:
-                        p = alloc_page()
-                        if p is None:
-                            raise MemoryError("arena exhausted")
-                        arr[i] = p
-    elif strategy == "list":
-        bulk_list = allocator.alloc_pages_bulk_list
-        lst = allocator.page_list()
-
-        def refill(arrays):
-            for arr in arrays:
-                needed = arr.count_empty()
-                while needed:
-                    if bulk_list(needed, lst) == 0:
-                        raise MemoryError("arena exhausted")
-                    needed -= arr.fill_from_list(lst)
-    elif strategy == "array":
-        bulk_array = allocator.alloc_pages_bulk_array
-
-        def refill(arrays):
-            for arr in arrays:
-                filled = 0
-                while filled < NSLOTS:
-                    got = bulk_array(NSLOTS, arr)
-                    if got == filled:
-                        raise MemoryError("arena exhausted")
-                    filled = got
-    elif strategy == "range":
-        bulk_array = allocator.alloc_pages_bulk_array
-
-        def refill(arrays):
-            for arr in arrays:
-                filled = 0
-                while filled < holes:
-                    got = bulk_array(holes, arr, start)
-                    if got == filled:
-                        raise MemoryError("arena exhausted")
-                    filled = got
-    elif strategy == "single_c":
+    if strategy == "single_c":
         refill_single = allocator.refill_array_single
 
         def refill(arrays):
             for arr in arrays:
                 refill_single(arr)
-    else:
+        return refill
+    if strategy not in SVC_STRATEGIES:
         raise ValueError("unknown strategy %r" % strategy)
+    fn = SVC_STRATEGIES[strategy].refill
+    lst = allocator.page_list()
+    stop = start + holes
+
+    def refill(arrays):
+        for arr in arrays:
+            fn(allocator, arr, lst, start, stop, _no_memory)
     return refill
 
 

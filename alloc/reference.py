@@ -15,14 +15,64 @@ single-threaded sequence of calls maps to cpu 0 exactly as in the core.
 from __future__ import annotations
 
 import collections
+import math
 import mmap
 import os
 import threading
 
-from alloc._core import (API_NAMES, FALLBACK_NAMES, ORDERS as MAX_ORDER, PAGE_BYTES as PAGE_SIZE,
-                         compute_watermarks, default_zones, zone_batchsize)
+__all__ = ["Allocator", "PageArray", "PageList", "zone_batchsize", "default_zones", "compute_watermarks"]
 
-__all__ = ["Allocator", "PageArray", "PageList"]
+# The twin's own constants and zone sizing (it imports nothing compiled, so a
+# sizing bug in either implementation shows in the differential tests, and
+# tests/alloc/test_sizing.py holds both to figures worked out by hand from
+# the kernel's formulas).
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+MAX_ORDER = 11                      # orders 0..10
+MAX_ZONES = 4
+DMA32_LOWMEM_RESERVE_RATIO = 256
+API_NAMES = ("single", "bulk_list", "bulk_array")
+FALLBACK_NAMES = ("last_page", "watermark", "pcp_empty")
+
+
+def zone_batchsize(managed: int) -> int:
+    """5.13's zone_batchsize: managed/1024 pages, at most 1 MiB worth, /4, at least 1,
+    then rounddown_pow_of_two(b + b/2) - 1."""
+    b = min(managed >> 10, (1 << 20) // PAGE_SIZE) // 4
+    b = max(b, 1)
+    b = (1 << ((b + b // 2).bit_length() - 1)) - 1
+    return max(b, 1)
+
+
+def default_zones(nr_pages: int) -> list:
+    """DMA32 a quarter of the arena (whole max-order blocks when there are 8 or more), Normal the rest."""
+    block = 1 << (MAX_ORDER - 1)
+    small = nr_pages // 4
+    if nr_pages >= 8 * block:
+        small -= small % block
+    if small < 1:
+        return [("Normal", nr_pages)]
+    return [("DMA32", small), ("Normal", nr_pages - small)]
+
+
+def compute_watermarks(sizes, min_free_kbytes=None, watermark_scale_factor=10):
+    """(min_free_kbytes, [(min, low, high)], [[lowmem_reserve]]): min_free_kbytes = int_sqrt(16 *
+    lowmem kB) clamped to [128, 262144]; each zone's min its share of it; the gap
+    max(min/4, managed * scale / 10000); low = min + gap, high = min + 2 gap; a zone's reserve
+    against allocations that could use higher zones = their pages / 256."""
+    total = sum(sizes)
+    if min_free_kbytes is None:
+        min_free_kbytes = min(262144, max(128, math.isqrt(total * (PAGE_SIZE >> 10) * 16)))
+    pages_min = min_free_kbytes >> (PAGE_SHIFT - 10)
+    marks = []
+    for managed in sizes:
+        zmin = pages_min * managed // total if total else 0
+        gap = max(zmin // 4, managed * watermark_scale_factor // 10000)
+        marks.append((zmin, zmin + gap, zmin + 2 * gap))
+    n = len(sizes)
+    reserves = [[sum(sizes[i + 1:j + 1]) // DMA32_LOWMEM_RESERVE_RATIO if i < j < n else 0
+                 for j in range(MAX_ZONES)] for i in range(n)]
+    return min_free_kbytes, marks, reserves
 
 _SINGLE, _LIST, _ARRAY = range(3)
 _LAST_PAGE, _WATERMARK, _PCP_EMPTY = range(3)
