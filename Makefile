@@ -35,7 +35,7 @@ $(VENV)/.stamp-pip: pyproject.toml
 # Cython build in place; cythonize skips unchanged sources, so this is quick.
 build: $(VENV)/.stamp-pip
 	@$(PY) setup.py -q build_ext --inplace 2>&1 | grep -v '^\(running\|copying\)' || true
-	@$(PY) -c 'import alloc._core, rpcsrv._pageio'
+	@$(PY) -c 'import alloc._core, rpcsrv.xprt._pageio'
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
@@ -49,4 +49,4 @@ bench: setup
 	    --json results/bench.json --plot results/bench.png $(BENCH_ARGS)
 
 clean:
-	rm -rf build results alloc/*.so alloc/*.c rpcsrv/*.so rpcsrv/*.c
+	rm -rf build results alloc/*.so alloc/*.c rpcsrv/xprt/*.so rpcsrv/xprt/*.c

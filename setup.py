@@ -13,9 +13,9 @@ CFLAGS = ["-O2", "-g", "-Wno-unused-function", "-Wno-unreachable-code"]
 
 extensions = [
     Extension("alloc._core", ["alloc/_core.pyx"], extra_compile_args=CFLAGS),
-    Extension("rpcsrv._pageio", ["rpcsrv/_pageio.pyx"], extra_compile_args=CFLAGS),
+    Extension("rpcsrv.xprt._pageio", ["rpcsrv/xprt/_pageio.pyx"], extra_compile_args=CFLAGS),
     Extension("alloc._pool", ["alloc/_pool.pyx"], extra_compile_args=CFLAGS),
-    Extension("rpcsrv._udpio", ["rpcsrv/_udpio.pyx"], extra_compile_args=CFLAGS),
+    Extension("rpcsrv.xprt._udpio", ["rpcsrv/xprt/_udpio.pyx"], extra_compile_args=CFLAGS),
 ]
 
 setup(

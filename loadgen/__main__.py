@@ -175,7 +175,17 @@ def _add_soak(sub) -> None:
     p.set_defaults(func=lambda a: soak.main(a))
 
 
-SUBCOMMANDS = (_add_run, _add_bench, _add_soak)
+def _add_fuzz(sub) -> None:
+    from . import fuzz
+    p = sub.add_parser(
+        "fuzz", help="mutated RPC records against a live rpcsrv: count crashes, hangs, leaked pages",
+        description=fuzz.__doc__.split("\n\n")[0],
+        epilog="Exit status 0 when crashes, hangs and leaked pages are all 0.")
+    fuzz.add_arguments(p)
+    p.set_defaults(func=lambda a: fuzz.main_args(a))
+
+
+SUBCOMMANDS = (_add_run, _add_bench, _add_soak, _add_fuzz)
 
 
 def build_parser() -> argparse.ArgumentParser:

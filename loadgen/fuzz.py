@@ -1,4 +1,4 @@
-"""python -m rpcsrv.fuzz: send mutated RPC records to a live rpcsrv and count what went wrong.
+"""loadgen fuzz (python -m loadgen.fuzz): send mutated RPC records to a live rpcsrv and count what went wrong.
 
 Starts `python -m rpcsrv` on 127.0.0.1:0 with a fresh export (a few files and
 directories, so handles and names are real), builds a valid call for every
@@ -12,6 +12,8 @@ SIGTERM and must exit 0 reporting no allocator page still allocated.
 
 Prints records sent, replies, closes, crashes, hangs and pages leaked; exits
 non-zero if any of the last three is not 0. Loopback only; bounded in time.
+Calls are packed with loadgen's own RPC codec (rpcwire): the fuzzer is an
+outside client and imports nothing of the server.
 """
 
 from __future__ import annotations
@@ -30,11 +32,10 @@ import sys
 import tempfile
 import time
 
-from rpcsrv import record, rpcmsg
-from rpcsrv.xdr import Packer, Unpacker
+from .rpcwire import MOUNT_PROGRAM as MOUNT, NFS_PROGRAM as NFS, RpcWireError, TcpRpcClient, auth_sys, frame, \
+    opaque, pack_call, u32, u64
 
-NFS, MOUNT = 100003, 100005
-CRED = rpcmsg.AuthSys(1, b"fuzz", 0, 0, [0])
+CRED = auth_sys(0, 0, (0,), b"fuzz", 1)
 
 
 def start_server(export: str, threads: int):
@@ -55,58 +56,31 @@ def start_server(export: str, threads: int):
         if p.poll() is not None:
             break
     p.kill()
-    raise SystemExit("rpcsrv.fuzz: the server did not start: " + p.stderr.read().decode()[-1000:])
-
-
-class Client:
-    def __init__(self, port, timeout=5.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = record.RecordBuffer(1 << 22)
-
-    def call(self, xid, prog, proc, args=b""):
-        p = Packer()
-        rpcmsg.pack_call(p, xid, prog, 3, proc, cred=CRED)
-        p.append(args)
-        self.sock.sendall(record.frame(p.get_buffer()))
-        while True:
-            data = self.sock.recv(1 << 20)
-            if not data:
-                raise ConnectionError("closed")
-            recs = self.buf.feed(data)
-            if recs:
-                u = Unpacker.from_bytes(recs[0])
-                rpcmsg.decode_reply(u)
-                return u
-
-    def close(self):
-        self.sock.close()
+    raise SystemExit("fuzz: the server did not start: " + p.stderr.read().decode()[-1000:])
 
 
 def templates(port: int, export: str) -> list[bytes]:
     """One valid call record body (header + args) per procedure, with real handles and names."""
-    c = Client(port)
-    p = Packer()
-    p.pack_string(export.encode())
-    u = c.call(1, MOUNT, 1, p.get_buffer())
-    assert u.unpack_uint() == 0
-    root = u.unpack_opaque(64)
+    c = TcpRpcClient("127.0.0.1", port, cred=CRED)
+
+    def handle(res: bytes) -> bytes:
+        status, n = struct.unpack_from(">2I", res)
+        if status != 0:
+            raise SystemExit("fuzz: setting up the templates failed (status %d)" % status)
+        return res[8:8 + n]
+
+    root = handle(c.call(1, MOUNT, 3, 1, opaque(export.encode())))
 
     def lookup(name):
-        q = Packer()
-        q.pack_opaque(root)
-        q.pack_string(name)
-        r = c.call(2, NFS, 3, q.get_buffer())
-        assert r.unpack_uint() == 0
-        return r.unpack_opaque(64)
+        return handle(c.call(2, NFS, 3, 3, opaque(root) + opaque(name)))
 
     fh, dfh = lookup(b"file"), lookup(b"dir")
     c.close()
 
+    packers = {"opaque": opaque, "string": opaque, "uint": u32, "uhyper": u64}
+
     def args(*parts):
-        q = Packer()
-        for kind, v in parts:
-            getattr(q, "pack_" + kind)(v)
-        return bytes(q.get_buffer())
+        return b"".join(packers[kind](v) for kind, v in parts)
 
     sattr_none = args(("uint", 0), ("uint", 0), ("uint", 0), ("uint", 0), ("uint", 0), ("uint", 0))
     calls = {
@@ -132,13 +106,7 @@ def templates(port: int, export: str) -> list[bytes]:
         (MOUNT, 0): b"", (MOUNT, 1): args(("string", export.encode())), (MOUNT, 2): b"",
         (MOUNT, 3): args(("string", export.encode())), (MOUNT, 4): b"", (MOUNT, 5): b"",
     }
-    out = []
-    for (prog, proc), a in calls.items():
-        q = Packer()
-        rpcmsg.pack_call(q, 0, prog, 3, proc, cred=CRED)
-        q.append(a)
-        out.append(bytes(q.get_buffer()))
-    return out
+    return [pack_call(0, prog, 3, proc, a, CRED) for (prog, proc), a in calls.items()]
 
 
 def mutate(rnd: random.Random, body: bytes) -> bytes:
@@ -169,21 +137,21 @@ def mutate(rnd: random.Random, body: bytes) -> bytes:
     if framing == 1:
         return struct.pack(">I", 0x80000000) + body           # zero-length fragment
     if framing == 2 and body:
-        return record.frame(body, max_fragment=rnd.randrange(1, len(body) + 1))
+        return frame(body, max_fragment=rnd.randrange(1, len(body) + 1))
     if framing == 3:
         return struct.pack(">I", len(body)) + body            # last-fragment bit missing
-    return record.frame(body)
+    return frame(body)
 
 
 def probe(port: int, timeout: float) -> bool:
     try:
-        c = Client(port, timeout)
+        c = TcpRpcClient("127.0.0.1", port, timeout, CRED)
         try:
-            c.call(0xFEED, NFS, 0)
+            c.call(0xFEED, NFS, 3, 0)
             return True
         finally:
             c.close()
-    except (OSError, ConnectionError, ValueError):
+    except (OSError, ConnectionError, RpcWireError):
         return False
 
 
@@ -262,20 +230,28 @@ def run(seconds: float, seed: int, threads: int = 4, hang_timeout: float = 10.0,
     return res
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rpcsrv.fuzz", description=__doc__.split("\n\n")[0],
-                                epilog="Exit status 0 when crashes, hangs and leaked pages are all 0.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="how long to send (default 60)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     p.add_argument("--threads", type=int, default=4, help="server worker threads (default 4)")
     p.add_argument("--hang-timeout", type=float, default=10.0,
                    help="a NULL probe unanswered this long after a batch counts as a hang (default 10)")
-    a = p.parse_args(argv)
+
+
+def main_args(a) -> int:
     if a.seconds <= 0 or a.threads < 1 or a.hang_timeout <= 0:
-        p.error("--seconds, --threads and --hang-timeout must be positive")
+        print("loadgen fuzz: --seconds, --threads and --hang-timeout must be positive", file=sys.stderr)
+        return 2
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     res = run(a.seconds, seed, a.threads, a.hang_timeout)
     return 0 if res["crashes"] == 0 and res["hangs"] == 0 and res["pages_leaked"] == 0 else 1
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadgen.fuzz", description=__doc__.split("\n\n")[0],
+                                epilog="Exit status 0 when crashes, hangs and leaked pages are all 0.")
+    add_arguments(p)
+    return main_args(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -30,9 +30,8 @@ import struct
 import sys
 import time
 
-NFS_PROGRAM, NFS_V3 = 100003, 3
-MOUNT_PROGRAM, MOUNT_V3 = 100005, 3
-_CALL = struct.Struct(">6I")
+from .rpcwire import MOUNT_PROGRAM, MOUNT_V3, NFS_PROGRAM, NFS_V3, opaque as pack_opaque, pack_call
+
 _XID = struct.Struct(">I")
 _REPLY_HEAD = struct.Struct(">6I")    # xid REPLY MSG_ACCEPTED verf_flavor verf_len(0) accept_stat
 OPS = ("null", "getattr", "mix")
@@ -40,15 +39,6 @@ OPS = ("null", "getattr", "mix")
 
 class FloodError(Exception):
     pass
-
-
-def pack_call(xid: int, prog: int, vers: int, proc: int, args: bytes = b"") -> bytes:
-    """A call with AUTH_NONE credential and verifier."""
-    return _CALL.pack(xid, 0, 2, prog, vers, proc) + b"\0" * 16 + args
-
-
-def pack_opaque(data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + data + b"\0" * ((-len(data)) & 3)
 
 
 def call_once(host: str, port: int, prog: int, vers: int, proc: int, args: bytes = b"",

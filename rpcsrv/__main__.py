@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from rpcsrv.rqst import STRATEGIES
+from alloc.strategies import STRATEGIES
 
 __version__ = "0.1.0"
 
@@ -68,10 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", metavar="HOST:PORT", type=_hostport, default=("127.0.0.1", 2049),
                    help="address to serve on (default 127.0.0.1:2049; port 0 picks a free one)")
     p.add_argument("--threads", type=_positive, default=8, help="worker threads (nfsd threads; default 8)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="array",
-                   help="svc_alloc_arg strategy: single (alloc_page per hole), list (bulk list API), "
-                        "array (bulk array API over all 259 slots, the default) or range (bulk array "
-                        "over exactly the released slots)")
+    p.add_argument("--strategy", choices=list(STRATEGIES), default="array",
+                   help="svc_alloc_arg strategy: " + "; ".join(
+                       "%s (%s)" % (s.name, s.summary) for s in STRATEGIES.values())
+                   + ". Default array. --list-strategies prints the table with the kernel's figures")
+    p.add_argument("--list-strategies", action="store_true",
+                   help="print the svc_alloc_arg strategy table as JSON (name, summary, kernel variant, "
+                        "the kernel's us per call where measured) and exit")
     p.add_argument("--arena-mib", type=_positive, default=256,
                    help="page allocator arena in MiB (default 256)")
     p.add_argument("--pages-per-request", type=int, default=0, metavar="N",
@@ -102,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", metavar="DIR",
                    help="where the file-handle key is kept (default ~/.cache/nfsbulk/<export hash>)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    u = p.add_argument_group("RPC over UDP (page_pool receive path, see rpcsrv/udp.py)")
+    u = p.add_argument_group("RPC over UDP (page_pool receive path, see rpcsrv/xprt/udp.py)")
     u.add_argument("--udp", action="store_true",
                    help="also serve RPC over UDP on the TCP port number; datagrams land in page_pool pages")
     u.add_argument("--pool-strategy", choices=("single", "list", "array"), default="array",
@@ -118,8 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def list_strategies() -> str:
+    """The strategy table as JSON lines: what `loadgen bench` reads (it never imports rpcsrv)."""
+    import json
+    return "\n".join(json.dumps({"name": s.name, "summary": s.summary, "kernel": s.kernel,
+                                 "kernel_us": s.kernel_us, "kernel_calls": s.kernel_calls})
+                      for s in STRATEGIES.values())
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.list_strategies:
+        print(list_strategies())
+        return 0
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="rpcsrv: %(levelname)s %(message)s", stream=sys.stderr)
     if not 0 <= args.metrics_port <= 65535:
@@ -150,7 +164,7 @@ def main(argv=None) -> int:
             print("rpcsrv: --%s must be positive" % name.replace("_", "-"), file=sys.stderr)
             return 2
     if args.udp:
-        from rpcsrv.udp import UdpConfig
+        from rpcsrv.xprt.udp import UdpConfig
         cfg.udp = UdpConfig(pool_strategy=args.pool_strategy, threads=args.udp_threads,
                             recycle=args.udp_recycle)
     try:

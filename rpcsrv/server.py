@@ -1,56 +1,59 @@
-"""The server: the only module that owns threads (the poller, the workers) and their shutdown.
+"""The server: its threads and their lifecycle, and the wiring of transports, svc and programs.
 
 Threads and what they own
 -------------------------
-poller   one thread. Owns the epoll set and the listening socket: accepts
-         connections, and when a connection has data it is taken out of the
-         epoll set (EPOLLONESHOT) and queued for the workers with the time it
-         became ready (svc_xprt_enqueue).
+poller   one thread. Runs the TCP listener's epoll loop (xprt.tcp.TcpListener:
+         accept, and connections with data, taken out of the epoll set by
+         EPOLLONESHOT) and queues ready connections for the workers with the
+         time they became ready (svc_xprt_enqueue); sweeps idle connections.
 worker   `threads` of them. Each owns one SvcRqst (its page array and
-         per-thread allocator lists) for life, and loops like nfsd:
-         svc_alloc_arg -> take a ready connection -> receive one record into
-         the pages -> decode, dispatch, encode the reply into the pages after
-         the call -> one sendmsg -> free the reply pages (the next holes) ->
-         re-arm the connection in the epoll set. A connection is therefore
-         served by one worker at a time, in order; different connections in
-         parallel.
+         per-thread allocator lists) and one svc.Request for life, and loops
+         like nfsd: svc_alloc_arg -> take a ready connection -> receive one
+         record into the pages -> svc.Svc.process (decode, dispatch, encode
+         the reply into the pages after the call) -> one sendmsg -> free the
+         reply pages (the next holes) -> re-arm the connection. A connection
+         is therefore served by one worker at a time, in order; different
+         connections in parallel.
+udp      with --udp, one per UDP socket (xprt.udp.UdpEndpoints): receive a
+         datagram into a page_pool page -> the same Svc.process -> sendmsg ->
+         recycle the pages.
 main     start() and stop(): stop closes the listener, lets the workers finish
          what is queued and in flight, joins everything, closes connections
          and gives every page back to the allocator.
 
-Shared state and its locks: `_ready` (a deque under `_cond`), `_conns` (the
-open connections, under `_conns_lock`), the duplicate request cache (its own
-lock), prometheus metrics (thread-safe). The allocator has its own locks.
-A request never kills a worker: protocol errors become RPC replies, peer
-misbehaviour closes that connection, and an unexpected exception becomes
-SYSTEM_ERR and a log line.
+Shared state and its locks: `_ready` (a deque under `_cond`), the listener's
+connection table and parking budget (its lock), each Svc's duplicate request
+cache (its own lock), prometheus metrics (thread-safe). The allocator has its
+own locks. A request never kills a worker: protocol errors become RPC
+replies, peer misbehaviour closes that connection, and an unexpected
+exception becomes SYSTEM_ERR (or a closed connection) and a log line.
 """
 
 from __future__ import annotations
 
 import collections
-import ipaddress
+import errno
 import logging
 import os
-import select
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 
 import alloc
-from rpcsrv import _pageio, rpcmsg
-from rpcsrv.dispatch import Dispatcher, dispatch
-from rpcsrv.rpcmsg import RpcError, decode_call
-from rpcsrv.rqst import SvcRqst
-from rpcsrv.transport import CLOSED, PARTIAL, Connection, listen
-from rpcsrv.xdr import Packer, Unpacker
+from rpcsrv.proto.xdr import Packer
+from rpcsrv.svc.dispatch import Dispatcher
+from rpcsrv.svc.rqst import SvcRqst
+from rpcsrv.svc.svc import ReplyCache, Request, Svc, XprtLimits
+from rpcsrv.xprt import _pageio
+from rpcsrv.xprt.tcp import CLOSED, PARTIAL, TcpListener, TcpPayloadIO, send_reply
 
 log = logging.getLogger("rpcsrv")
 
 PAGE = alloc.PAGE_SIZE
 #: the largest record accepted: a 1 MiB payload plus headers (sv_max_mesg)
 MAX_RECORD = (1 << 20) + PAGE
+#: bound on READDIR(PLUS) reply bytes
+DIR_REPLY_MAX = 1 << 20
 
 
 @dataclass
@@ -79,117 +82,45 @@ class ServerConfig:
     trace_holes: bool = False       # record refill/release events per request (tests)
     write_verifier: bytes = field(default_factory=lambda: os.urandom(8))
     mount_clients: object = None
-    udp: object = None              # rpcsrv.udp.UdpConfig: also serve RPC over UDP on the same port
+    udp: object = None              # xprt.udp.UdpConfig: also serve RPC over UDP on the same port
 
 
-class RequestContext:
-    """What a procedure handler sees of its request (one per worker, reset per call)."""
-
-    __slots__ = ("xid", "addr", "cred", "export", "config", "rqst", "reply_slot", "payload_len",
-                 "metrics")
-
-    def __init__(self, rqst, export, config, metrics):
-        self.rqst = rqst
-        self.export = export
-        self.config = config
-        self.metrics = metrics
-        self.xid = 0
-        self.addr = None
-        self.cred = None
-        self.reply_slot = 1
-        self.payload_len = 0
-
-    def read_payload(self, fd: int, offset: int, count: int) -> int:
-        """Read up to count file bytes straight into the reply's payload pages (zero copy)."""
-        if self.payload_len:
-            raise RuntimeError("read_payload called twice for one request")
-        room = (self.rqst.nslots - self.reply_slot - 1) * PAGE
-        if count > room:
-            count = room
-        n = _pageio.pread_into(fd, self.rqst.pages, self.reply_slot + 1, 0, count, offset)
-        if n < 0:
-            raise OSError(-n, os.strerror(-n))
-        self.payload_len = n
-        self.metrics.read_bytes.inc(n)
-        return n
-
-    def write_payload(self, fd: int, file_offset: int, rec_offset: int, length: int) -> int:
-        """Write `length` bytes of the call record at rec_offset to fd at file_offset (from the pages)."""
-        n = _pageio.pwrite_from(fd, self.rqst.pages, 0, rec_offset, length, file_offset)
-        if n < 0:
-            raise OSError(-n, os.strerror(-n))
-        self.metrics.write_bytes.inc(n)
-        return n
-
-
-class ReplyCache:
-    """Duplicate request cache for non-idempotent calls (knfsd's nfsd_cache).
-
-    Keyed on client host, xid, program/version/procedure and a checksum of the
-    call's first bytes and length, so a retransmission after a lost reply gets
-    the original reply instead of a second execution. An entry is IN_PROGRESS
-    until its reply is stored; a duplicate arriving meanwhile is dropped.
-    """
-    IN_PROGRESS = object()
-
-    def __init__(self, size: int):
-        self.size = size
-        self._lock = threading.Lock()
-        self._d = collections.OrderedDict()
-
-    def begin(self, key):
-        """None: new call (now in progress); IN_PROGRESS: drop the duplicate; bytes: the cached reply."""
-        with self._lock:
-            v = self._d.get(key)
-            if v is not None:
-                self._d.move_to_end(key)
-                return v
-            self._d[key] = self.IN_PROGRESS
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
-            return None
-
-    def finish(self, key, reply: bytes | None):
-        with self._lock:
-            if reply is None:
-                self._d.pop(key, None)
-            elif key in self._d:
-                self._d[key] = reply
+def _copy_head(pages, n: int) -> bytes:
+    return _pageio.copy_out(pages, 0, 0, n)
 
 
 class Server:
-    """An ONC RPC server on TCP serving the given programs (NFS and MOUNT by default)."""
+    """An ONC RPC server on TCP (and UDP with config.udp) serving the given programs
+    (NFS and MOUNT by default)."""
 
     def __init__(self, config: ServerConfig, registry=None, programs=None, version: str = "0.1.0"):
         from prometheus_client import REGISTRY
-        from rpcsrv.metrics import ServerMetrics
+        from rpcsrv.svc.metrics import ServerMetrics
         self.config = config
         self.allocator = alloc.Allocator(config.arena_mib, max_threads=max(64, config.threads + 8))
         self.registry = registry if registry is not None else REGISTRY
         self.metrics = ServerMetrics(self.registry, config.strategy, version, self.allocator)
         self.nslots, self.max_io, self.partial_budget = self._size_requests()
         self.config.max_record = min(self.config.max_record, self.max_io + PAGE)
-        self._partial_pages = 0                  # pages parked in connections (under _conns_lock)
         self.export = None
         if programs is None:
             programs, self.export = self._default_programs()
-            fs = self.export.FSINFO
-            self.export.FSINFO = fs._replace(rtmax=self.max_io, rtpref=min(fs.rtpref, self.max_io),
-                                             wtmax=self.max_io, wtpref=min(fs.wtpref, self.max_io))
         self.dispatcher = Dispatcher(programs)
-        self.drc = ReplyCache(config.drc_size)
+        self.limits = self._tcp_limits()
+        self.svc = Svc(self.dispatcher, config, self.metrics, ReplyCache(config.drc_size), _copy_head)
         self._ready = collections.deque()
         self._cond = threading.Condition()
-        self._conns = {}
-        self._conns_lock = threading.Lock()
         self._stopping = False
         self._threads = []
-        self._listener = None
-        self._epoll = None
-        self._wake_r = self._wake_w = None
+        self._udp = None
+        self._udp_threads = []
+        self.listener = None
         self.host, self.port = config.host, config.port
-        self.requests_served = 0
         self.rqsts = []             # every worker's SvcRqst (for tests and debugging)
+
+    @property
+    def requests_served(self) -> int:
+        return self.svc.requests_served + (self._udp_svc.requests_served if self._udp else 0)
 
     def _size_requests(self):
         """Pages per request, largest READ/WRITE payload, and the budget for parked partial records.
@@ -209,7 +140,7 @@ class Server:
         forced = self.config.pages_per_request
         if forced:
             # an explicit size may overcommit the arena (memory-pressure experiments): workers then
-            # wait for each other and break stalls by giving pages back (rqst.SvcRqst._wait); one
+            # wait for each other and break stalls by giving pages back (svc.rqst.SvcRqst._wait); one
             # worker must at least be able to fill its array alone
             if not 8 <= forced <= alloc.RPCSVC_MAXPAGES:
                 raise ValueError("--pages-per-request must be in 8..%d" % alloc.RPCSVC_MAXPAGES)
@@ -226,35 +157,42 @@ class Server:
         return per, io, budget
 
     def _default_programs(self):
-        from rpcsrv import mount3, nfs3
         from rpcsrv.export import Export
+        from rpcsrv.nfsd import mount3, nfs3
         export = Export(self.config.export, read_only=self.config.read_only, state_dir=self.config.state_dir)
         if self.config.mount_clients is None:
             self.config.mount_clients = mount3.MountRegistry()
         return [nfs3.make_program(), mount3.make_program()], export
 
+    def _tcp_limits(self) -> XprtLimits:
+        """READ/WRITE payloads up to max_io, READDIR replies up to max_io (and 1 MiB)."""
+        from rpcsrv.export import Export
+        fs = Export.FSINFO
+        io = self.max_io
+        fsinfo = fs._replace(rtmax=io, rtpref=min(fs.rtpref, io), wtmax=io, wtpref=min(fs.wtpref, io))
+        return XprtLimits(rtmax=io, wtmax=io, dirmax=min(DIR_REPLY_MAX, io), fsinfo=fsinfo)
+
     # -- lifecycle -------------------------------------------------------------
     def start(self):
-        """Bind, start the poller and workers; returns (host, port)."""
-        self._listener = listen(self.config.host, self.config.port)
-        self.host, self.port = self._listener.getsockname()[:2]
-        if self.config.udp is not None:     # RPC over UDP on page_pool pages, same port (rpcsrv/udp.py)
-            from rpcsrv.udp import UdpServer
-            self._udp = UdpServer(self, self.config.udp)
+        """Bind, start the poller, the workers and the UDP threads; returns (host, port)."""
+        cfg = self.config
+        metrics = self.metrics
+        self.listener = TcpListener(cfg.host, cfg.port, max_record=cfg.max_record, allocator=self.allocator,
+                                    allow=cfg.allow, max_connections=cfg.max_connections,
+                                    partial_budget=self.partial_budget, on_error=metrics.error,
+                                    on_connections=metrics.connections.inc)
+        self.host, self.port = self.listener.host, self.listener.port
+        if cfg.udp is not None:     # RPC over UDP on page_pool pages, same port
             try:
-                self._udp.start(self.host, self.port)
+                self._start_udp()
             except OSError:
-                self._listener.close()
+                self.listener.stop_accepting()
+                self.listener.close_all()
                 raise
-        self._epoll = select.epoll()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        self._epoll.register(self._listener.fileno(), select.EPOLLIN)
-        self._epoll.register(self._wake_r, select.EPOLLIN)
         t = threading.Thread(target=self._poller, name="rpcsrv-poller", daemon=True)
         t.start()
         self._poller_thread = t
-        for i in range(self.config.threads):
+        for i in range(cfg.threads):
             w = threading.Thread(target=self._worker, name="rpcsrv-worker-%d" % i, daemon=True)
             w.start()
             self._threads.append(w)
@@ -271,142 +209,46 @@ class Server:
         if self._stopping:
             return
         self._stopping = True
-        try:
-            self._epoll.unregister(self._listener.fileno())
-        except (OSError, ValueError):
-            pass
-        self._listener.close()
-        if getattr(self, "_udp", None) is not None:
-            self._udp.stop(timeout)         # UDP threads joined, pools closed: pages back
-        os.write(self._wake_w, b"x")
+        self.listener.stop_accepting()
+        deadline = time.monotonic() + timeout
+        if self._udp is not None:
+            for t in self._udp_threads:
+                t.join(max(0.1, deadline - time.monotonic()))
+            self._udp.close([not t.is_alive() for t in self._udp_threads])
+        self.listener.wake()
         with self._cond:
             self._cond.notify_all()
-        deadline = time.monotonic() + timeout
         for w in self._threads:
             w.join(max(0.1, deadline - time.monotonic()))
         self._poller_thread.join(max(0.1, deadline - time.monotonic()))
-        with self._conns_lock:
-            conns = list(self._conns.values())
-            self._conns.clear()
-        for c in conns:
-            c.close()
-        self.metrics.connections.set(0)
-        self._epoll.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self.listener.close_all()
         if self.export is not None:
             self.export.close()
         self.allocator.drain_all()
 
     def still_running(self):
-        return [t.name for t in self._threads + [self._poller_thread] if t.is_alive()]
+        return [t.name for t in self._threads + self._udp_threads + [self._poller_thread] if t.is_alive()]
 
     # -- poller ----------------------------------------------------------------
     def _poller(self):
-        lfd = self._listener.fileno()
-        ep = self._epoll
+        cfg = self.config
+        listener = self.listener
         next_sweep = time.monotonic() + 1.0
         while not self._stopping:
             try:
-                events = ep.poll(1.0)
-            except InterruptedError:
-                continue
+                ready = listener.poll(1.0)
             except OSError:
                 break
             now = time.monotonic()
             if now >= next_sweep:
-                self._sweep(now)
+                listener.sweep(now, cfg.idle_timeout, cfg.record_timeout)
                 next_sweep = now + 1.0
-            for fd, ev in events:
-                if fd == lfd:
-                    self._accept()
-                elif fd == self._wake_r:
-                    try:
-                        os.read(self._wake_r, 64)
-                    except BlockingIOError:
-                        pass
-                else:
-                    with self._conns_lock:
-                        conn = self._conns.get(fd)
-                    if conn is None:
-                        continue
-                    conn.ready_since = now
-                    conn.busy = True
-                    with self._cond:
+            if ready:
+                with self._cond:
+                    for conn in ready:
+                        conn.ready_since = now
                         self._ready.append(conn)
                         self._cond.notify()
-
-    def _accept(self):
-        while True:
-            try:
-                sock, peer = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                log.warning("accept failed: %s", e)
-                return
-            refuse = None
-            if self.config.allow and not any(ipaddress.ip_address(peer[0].split("%")[0]) in net
-                                             for net in self.config.allow):
-                refuse = "not_allowed"
-            elif len(self._conns) >= self.config.max_connections:
-                refuse = "too_many_connections"
-            if refuse:
-                self.metrics.error(refuse)
-                sock.close()
-                continue
-            conn = Connection(sock, peer, self.config.max_record, self.allocator)
-            with self._conns_lock:
-                self._conns[conn.fd] = conn
-            self.metrics.connections.inc()
-            self._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLONESHOT)
-
-    def _park(self, n: int) -> bool:
-        """May n more pages be parked in a connection with a partial record? (see _size_requests)"""
-        with self._conns_lock:
-            if self._partial_pages + n > self.partial_budget:
-                return False
-            self._partial_pages += n
-            return True
-
-    def _unpark(self, n: int) -> None:
-        with self._conns_lock:
-            self._partial_pages -= n
-
-    def _sweep(self, now):
-        """Close connections idle too long, or with a record that began too long ago (poller thread)."""
-        cfg = self.config
-        with self._conns_lock:
-            victims = [c for c in self._conns.values() if not c.busy and (
-                now - c.last_active > cfg.idle_timeout or
-                (c.record_started and now - c.record_started > cfg.record_timeout))]
-        for c in victims:
-            c.error_reason = "record_timeout" if c.record_started and \
-                now - c.record_started > cfg.record_timeout else "idle_timeout"
-            self._close(c)
-
-    def _rearm(self, conn):
-        conn.busy = False
-        try:
-            self._epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLONESHOT)
-        except (OSError, ValueError):
-            self._close(conn)
-
-    def _close(self, conn):
-        with self._conns_lock:
-            if self._conns.get(conn.fd) is not conn:
-                return
-            del self._conns[conn.fd]
-        try:
-            self._epoll.unregister(conn.fd)
-        except (OSError, ValueError):
-            pass
-        if conn.error_reason:
-            self.metrics.error(conn.error_reason)
-        with self._conns_lock:
-            self._partial_pages -= conn.saved_slots
-        conn.close()
-        self.metrics.connections.dec()
 
     def _dequeue(self):
         with self._cond:
@@ -422,7 +264,9 @@ class Server:
         if self.config.trace_holes:
             rqst.trace = []
         self.rqsts.append(rqst)
-        ctx = RequestContext(rqst, self.export, self.config, self.metrics)
+        io = TcpPayloadIO(rqst)
+        req = Request(self.export, self.config, self.metrics, self.limits, io, rqst.pages, 0,
+                      "reply_too_large", addr_checked=True)
         packer = Packer()
         metrics = self.metrics
         stopping = lambda: self._stopping  # noqa: E731
@@ -439,7 +283,7 @@ class Server:
                 if conn is None:
                     break
                 metrics.queue_wait.observe(time.monotonic() - conn.ready_since)
-                self._serve(rqst, ctx, packer, conn)
+                self._serve(rqst, req, io, packer, conn)
         except Exception:  # pragma: no cover - a bug in the server itself
             log.exception("worker died")
             raise
@@ -447,24 +291,26 @@ class Server:
             rqst.release_all()
             self.allocator.drain_local()
 
-    def _serve(self, rqst, ctx, packer, conn):
+    def _serve(self, rqst, req, io, packer, conn):
+        """One turn of a connection: receive what there is; a whole record is processed and answered."""
+        listener = self.listener
         if conn.closed:
             return
         try:
-            status = conn.receive(rqst, self._park, self._unpark, self.config.record_timeout)
+            status = conn.receive(rqst, listener.park, listener.unpark, self.config.record_timeout)
         except Exception:
             log.exception("receive failed")
             conn.error_reason = "server_bug"
             status = CLOSED
         if status == CLOSED:
-            self._close(conn)
+            listener.close(conn)
             return
         if status == PARTIAL:
-            self._rearm(conn)
+            listener.rearm(conn)
             return
         self.metrics.in_flight.inc()
         try:
-            keep = self._process(rqst, ctx, packer, conn)
+            keep = self._process(rqst, req, io, packer, conn)
         except Exception:
             log.exception("request processing failed")
             conn.error_reason = "server_bug"
@@ -473,106 +319,90 @@ class Server:
             self.metrics.in_flight.dec()
             conn.record_done()
         if keep and not conn.closed:
-            self._rearm(conn)
+            listener.rearm(conn)
         else:
-            self._close(conn)
+            listener.close(conn)
 
-    def _process(self, rqst, ctx, packer, conn) -> bool:
-        """Decode, dispatch and answer one record held in rqst's pages. False: drop the connection."""
+    def _process(self, rqst, req, io, packer, conn) -> bool:
+        """svc_process one record held in rqst's pages and send the reply. False: drop the connection."""
         t0 = time.perf_counter()
-        metrics = self.metrics
         rec_len = conn.decoder.record_len
-        call_pages = (rec_len + PAGE - 1) // PAGE
-        reply_slot = call_pages
-        u = Unpacker(rqst.views, rec_len)
+        reply_slot = (rec_len + PAGE - 1) // PAGE
+        io.reply_slot = reply_slot
+        req.room = (rqst.nslots - reply_slot) * PAGE
+        req.set_peer(conn.peer)
         packer.reset()
-        packer.reserve_uint()                       # the record marker, patched below
-        try:
-            call = decode_call(u)
-        except RpcError as e:
-            metrics.error(e.reason)
-            if not e.pack_reply(packer):
-                return True                         # no xid: nothing to answer, keep the connection
-            return self._send(rqst, conn, packer, reply_slot, 0)
-        if self.config.secure_ports and conn.peer[1] >= 1024:
-            metrics.error("insecure_port")
-            rpcmsg.AuthError(rpcmsg.AUTH_TOOWEAK, "source port %d" % conn.peer[1], call.xid).pack_reply(packer)
-            return self._send(rqst, conn, packer, reply_slot, 0)
-        ctx.xid = call.xid
-        ctx.addr = conn.peer
-        ctx.cred = call.cred
-        ctx.reply_slot = reply_slot
-        ctx.payload_len = 0
-        reply, payload, outcome = self.execute(call, u, ctx, packer, self.drc, conn.peer[0],
-                                               rqst.pages, rec_len)
-        if outcome is None:                         # the reply cache: a duplicate in progress, or answered
-            return self._send(rqst, conn, packer, reply_slot, 0) if reply else True
-        keep = self._send(rqst, conn, packer, reply_slot, payload) if reply else True
-        metrics.request(outcome.program or "unknown", call.vers, outcome.name or "unknown", outcome.status,
-                        time.perf_counter() - t0)
-        self.requests_served += 1
+        packer.reserve_uint()                       # the record marker, patched by send_reply
+        reply = self.svc.process(req, packer, rqst.views, rec_len)
+        keep = True
+        if reply.send:
+            keep = send_reply(conn, rqst, packer, reply_slot, reply.payload, self.config.send_timeout)
+        self.svc.account(reply, time.perf_counter() - t0)
         return keep
 
-    def execute(self, call, u, ctx, packer, drc, peer_key, pages, rec_len: int, dispatcher=None):
-        """Reply cache, dispatch, logging and error counting of one decoded call (TCP and UDP).
+    # -- UDP -------------------------------------------------------------------
+    def _start_udp(self):
+        from rpcsrv.xprt.udp import UDP_DIRMAX, UDP_MAX_REPLY, UDP_RTMAX, UdpEndpoints, udp_fsinfo
+        cfg = self.config
+        lim = self.limits
+        self._udp_limits = XprtLimits(rtmax=min(UDP_RTMAX, lim.rtmax), wtmax=lim.wtmax,
+                                      dirmax=min(UDP_DIRMAX, lim.dirmax), fsinfo=udp_fsinfo(lim.fsinfo))
+        self._udp_svc = Svc(self.dispatcher, cfg, self.metrics, ReplyCache(cfg.drc_size), _copy_head)
+        self._udp_room = UDP_MAX_REPLY
+        self._udp = UdpEndpoints(self.allocator, cfg.udp, self.registry)
+        for i, ep in enumerate(self._udp.open(self.host, self.port)):
+            t = threading.Thread(target=self._udp_loop, args=(ep,), name="rpcsrv-udp-%d" % i, daemon=True)
+            t.start()
+            self._udp_threads.append(t)
 
-        Returns (reply, payload, outcome): reply False means send nothing (a
-        duplicate of a call still in progress); outcome None means the packer
-        now holds the cached reply of a retransmission; else payload is the
-        byte count read_payload put in the reply's pages.
-        """
+    def _udp_loop(self, ep) -> None:
+        from rpcsrv.xprt.udp import PAGE as UDP_PAGE, POLL_MS, UdpPayloadIO
         metrics = self.metrics
-        dispatcher = dispatcher or self.dispatcher
-        drc_key = None
+        svc = self._udp_svc
+        req = Request(self.export, self.config, metrics, self._udp_limits, UdpPayloadIO(ep), ep.pages,
+                      self._udp_room, "udp_reply_too_large", addr_checked=False, key_has_port=True)
+        packer = Packer()
+        segs = ep.views()
+        recv = ep.recv
+        recycle = ep.recycle_pages
+        peer = ep.peer
+        EAGAIN, ENOBUFS = -errno.EAGAIN, -errno.ENOBUFS
         try:
-            entry = dispatcher.lookup(call.prog, call.vers, call.proc)
-        except RpcError:
-            entry = None                            # dispatch() answers the error
-        if entry is not None and not entry.idempotent:
-            head = _pageio.copy_out(pages, 0, 0, min(rec_len, 256))
-            drc_key = (peer_key, call.xid, call.prog, call.vers, call.proc, rec_len, zlib.crc32(head))
-            cached = drc.begin(drc_key)
-            if cached is ReplyCache.IN_PROGRESS:
-                metrics.drc_in_progress.inc()
-                return False, 0, None
-            if cached is not None:
-                metrics.drc_hit.inc()
-                packer.reset()
-                packer.append(cached)
-                return True, 0, None
-            metrics.drc_miss.inc()
-        outcome = dispatch(dispatcher, call, u, ctx, packer)
-        if outcome.error is not None:
-            log.error("%s.%s xid %#x: %r", outcome.program, outcome.name, call.xid, outcome.error,
-                      exc_info=outcome.error)
-            metrics.error("system_err")
-        elif not outcome.reply or outcome.status in ("garbage_args", "proc_unavail", "prog_unavail",
-                                                      "prog_mismatch"):
-            metrics.error(outcome.status)
-        payload = ctx.payload_len if outcome.result is not None and \
-            getattr(outcome.result, "payload_len", 0) == ctx.payload_len else 0
-        if drc_key is not None:
-            drc.finish(drc_key, bytes(packer.buffer) if outcome.reply else None)
-        return outcome.reply, payload, outcome
+            while not self._stopping:
+                n = recv(POLL_MS)
+                if n < 0:
+                    if n == EAGAIN:
+                        continue
+                    if n == ENOBUFS:
+                        metrics.error("udp_no_page")
+                        continue
+                    if n in (-errno.EBADF, -errno.ENOTSOCK):
+                        break
+                    metrics.error("udp_recv_" + errno.errorcode.get(-n, "error").lower())
+                    continue
+                try:
+                    t0 = time.perf_counter()
+                    oversize = n > UDP_PAGE
+                    req.set_peer(peer_fn=peer)
+                    packer.reset()
+                    reply = svc.process(req, packer, segs, UDP_PAGE if oversize else n,
+                                        "udp_oversize" if oversize else None)
+                    if reply.send:
+                        r = ep.send(packer.buffer, reply.payload + ((-reply.payload) & 3))
+                        if r < 0:
+                            metrics.error("udp_send_" + errno.errorcode.get(-r, "error").lower())
+                    svc.account(reply, time.perf_counter() - t0)
+                except Exception:
+                    log.exception("UDP request processing failed")
+                    metrics.error("server_bug")
+                finally:
+                    recycle()
+        finally:
+            try:
+                recycle()
+            except Exception:  # pragma: no cover
+                log.exception("UDP page recycle failed")
+            self.allocator.drain_local()
 
-    def _send(self, rqst, conn, packer, reply_slot: int, payload: int) -> bool:
-        """Encode the reply into the response pages, send it in one sendmsg, free the pages."""
-        hdr_len = len(packer)
-        pad = (-payload) & 3
-        total = hdr_len - 4 + payload + pad
-        packer.patch_uint(0, 0x80000000 | total)
-        hdr_pages = (hdr_len + PAGE - 1) // PAGE
-        if payload:
-            if hdr_pages > 1:
-                raise RuntimeError("reply header over one page with a payload")
-            end = reply_slot + 1 + (payload + pad + PAGE - 1) // PAGE
-        else:
-            end = reply_slot + hdr_pages
-        if end > rqst.nslots:
-            raise RuntimeError("reply does not fit the page array")
-        _pageio.copy_in(rqst.pages, reply_slot, 0, packer.buffer)
-        if pad:
-            _pageio.zero(rqst.pages, reply_slot + 1, payload, pad)
-        ok = conn.send(rqst, reply_slot, hdr_len, reply_slot + 1, payload + pad, self.config.send_timeout)
-        rqst.release(reply_slot, end)
-        return ok
+
+__all__ = ["Server", "ServerConfig", "MAX_RECORD"]

@@ -1,4 +1,4 @@
-"""Shared test helpers: start rpcsrv (subprocess or in-process), a raw RPC client, tree builders.
+"""Shared test helpers: start rpcsrv (subprocess or in-process), tree builders, MNT/LOOKUP/READ over rpcclient.
 
 Synchronisation is always on a real event: the server's ready line, a reply,
 a process exit; every wait has a deadline.
@@ -10,13 +10,13 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
 
-from rpcsrv import record, rpcmsg
-from rpcsrv.xdr import Packer, Unpacker
+from rpcclient import ROOT_CRED, RpcClient  # noqa: F401  (re-exported for the server tests)
+from rpcsrv.proto import rpcmsg
+from rpcsrv.proto.xdr import Packer
 
 URL_RE = re.compile(r"(nfs://\S+)")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,44 +79,6 @@ def leaked_pages(stderr: str) -> int:
     return int(m.group(1))
 
 
-class RawRpc:
-    """A minimal ONC RPC/TCP client for tests: build calls byte by byte, read records."""
-
-    def __init__(self, port, host="127.0.0.1", timeout=30.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.buf = record.RecordBuffer(1 << 22)
-        self.pending = []
-
-    def close(self):
-        self.sock.close()
-
-    def send_raw(self, data: bytes):
-        self.sock.sendall(data)
-
-    def call_bytes(self, xid, prog, vers, proc, args=b"", cred=None):
-        p = Packer()
-        rpcmsg.pack_call(p, xid, prog, vers, proc, cred=cred)
-        p.append(args)
-        return record.frame(p.get_buffer())
-
-    def recv_record(self):
-        """The next reply record, or None when the server closed the connection."""
-        while not self.pending:
-            data = self.sock.recv(1 << 20)
-            if not data:
-                return None
-            self.pending.extend(self.buf.feed(data))
-        return self.pending.pop(0)
-
-    def call(self, xid, prog, vers, proc, args=b"", cred=None):
-        """Send a call, return (ReplyHeader, Unpacker at the results)."""
-        self.send_raw(self.call_bytes(xid, prog, vers, proc, args, cred))
-        rec = self.recv_record()
-        assert rec is not None, "connection closed instead of a reply"
-        u = Unpacker.from_bytes(rec)
-        return rpcmsg.decode_reply(u), u
-
-
 def make_tree(root, seed=1):
     """A tree of files of known content (1 byte .. 3 MiB), nested dirs, a symlink; returns {relpath: bytes}."""
     import random
@@ -149,7 +111,6 @@ def in_process_server(export, strategy="array", threads=2, arena_mib=64, **kw):
         srv.stop()
 
 
-ROOT_CRED = rpcmsg.AuthSys(1, b"nfsbulk-test", 0, 0, [0])
 
 
 def mount_root(rpc, path, cred=ROOT_CRED):

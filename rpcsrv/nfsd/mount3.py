@@ -1,43 +1,44 @@
-# rpcsrv/mount3.py -- the MOUNT v3 procedure table (program 100005, version 3;
-# RFC 1813 appendix I).
-#
-# Owns: MNT/DUMP/UMNT/UMNTALL/EXPORT handlers, their XDR, and MountRegistry,
-# the list of active mounts that DUMP reports.
-#
-# Theory and invariants
-# ---------------------
-# * MNT accepts the export's absolute path (as configured or its realpath)
-#   and any directory below it, as knfsd does (nfs-cat / nfs-cp mount a
-#   file's parent directory): Export.mount_path_to_handle resolves it one
-#   component at a time, symlinks refused.  Its NfsError statuses are valid
-#   mountstat3 values; anything else becomes MNT3ERR_SERVERFAULT.  A path of
-#   more than MNTPATHLEN (1024) bytes is NAMETOOLONG (decoded up to 4096 so
-#   that this is an answer, not GARBAGE_ARGS).
-# * The reply offers AUTH_SYS then AUTH_NONE (the flavors rpcmsg accepts).
-# * The registry is advisory (as rmtab is): MNT adds (client host, path),
-#   UMNT removes it, UMNTALL removes every entry of the host.  It is bounded
-#   (oldest entries dropped) so a client cannot grow it without limit.  The
-#   host is the client's address as the server saw it (ctx.addr[0]).
-# * EXPORT lists the one export with an empty groups list (everyone).
-# * Handlers never raise for client errors; results are tuples.
-# * Threads: MountRegistry is locked; everything else is stateless.
-#
-# The request context (provided by the server): ctx.export, ctx.addr,
-# ctx.config.mount_clients (a MountRegistry) unless make_program was given
-# a registry.
+"""The MOUNT v3 program (100005, version 3; RFC 1813 appendix I).
+
+Owns: MNT/DUMP/UMNT/UMNTALL/EXPORT handlers, their XDR, and MountRegistry,
+the list of active mounts that DUMP reports.
+
+Theory and invariants
+---------------------
+* MNT accepts the export's absolute path (as configured or its realpath)
+  and any directory below it, as knfsd does (nfs-cat / nfs-cp mount a
+  file's parent directory): Export.mount_path_to_handle resolves it one
+  component at a time, symlinks refused.  Its NfsError statuses are valid
+  mountstat3 values; anything else becomes MNT3ERR_SERVERFAULT.  A path of
+  more than MNTPATHLEN (1024) bytes is NAMETOOLONG (decoded up to 4096 so
+  that this is an answer, not GARBAGE_ARGS).
+* The reply offers AUTH_SYS then AUTH_NONE (the flavors rpcmsg accepts).
+* The registry is advisory (as rmtab is): MNT adds (client host, path),
+  UMNT removes it, UMNTALL removes every entry of the host.  It is bounded
+  (oldest entries dropped) so a client cannot grow it without limit.  The
+  host is the client's address as the server saw it (ctx.addr[0]).
+* EXPORT lists the one export with an empty groups list (everyone).
+* Handlers never raise for client errors; MNT answers a MntRes.
+* Threads: MountRegistry is locked; everything else is stateless.
+
+The request context (provided by the server): ctx.export, ctx.addr,
+ctx.config.mount_clients (a MountRegistry) unless make_program was given
+a registry.
+"""
 
 import threading
 from collections import OrderedDict
+from typing import NamedTuple
 
-from .dispatch import ProcEntry, Program, null_entry
-from .export import NfsError, nfsstat_from_oserror
-from .nfs3const import (
+from ..export import NfsError, nfsstat_from_oserror
+from ..proto.nfs3const import (
     MNTNAMLEN, MNTPATHLEN, MOUNT_PROGRAM, MOUNT_V3, MOUNTSTAT3_NAMES, NFS3_FHSIZE,
     MountProc3 as P, MountStat3,
 )
-from .rpcmsg import AUTH_NONE, AUTH_SYS
+from ..proto.rpcmsg import AUTH_NONE, AUTH_SYS
+from ..svc.dispatch import ProcEntry, Program, decode_void, encode_void, null_entry
 
-__all__ = ["MountRegistry", "make_program", "make_table", "AUTH_FLAVORS",
+__all__ = ["MountRegistry", "MntRes", "make_program", "make_table", "AUTH_FLAVORS",
            "DIRPATH_DECODE_MAX"]
 
 AUTH_FLAVORS = (AUTH_SYS, AUTH_NONE)
@@ -102,21 +103,22 @@ def decode_dirpath(u):
     return u.unpack_opaque(DIRPATH_DECODE_MAX)
 
 
-def decode_void(u):
-    return None
-
-
-def encode_void(p, r):
-    pass
+class MntRes(NamedTuple):
+    """mountres3: status (mountstat3); the handle and auth flavors when OK."""
+    status: int
+    fh: bytes | None = None
+    flavors: tuple = ()
 
 
 def encode_mnt(p, r):
-    """mountres3: r = (status, fh, flavors)."""
-    status, fh, flavors = r
-    p.pack_uint(status)
-    if status == 0:
-        p.pack_opaque(fh, NFS3_FHSIZE)
-        p.pack_array(flavors, p.pack_int)
+    p.pack_uint(r.status)
+    if r.status == 0:
+        p.pack_opaque(r.fh, NFS3_FHSIZE)
+        p.pack_array(r.flavors, p.pack_int)
+
+
+#: the largest mountres3: status, fhandle3, the flavors array
+MNT_RES_MAX = 4 + 4 + NFS3_FHSIZE + 4 + 4 * 2
 
 
 def encode_dump(p, entries):
@@ -141,7 +143,7 @@ def encode_export(p, exports):
 
 
 def mnt_status(r):
-    return MOUNTSTAT3_NAMES.get(r[0], "unknown")
+    return MOUNTSTAT3_NAMES.get(r.status, "unknown")
 
 
 # --------------------------------------------------------------------------
@@ -163,17 +165,16 @@ def make_table(registry=None):
 
     def mnt(ctx, path):
         if len(path) > MNTPATHLEN:
-            return (MountStat3.NAMETOOLONG.value, None, ())
+            return MntRes(MountStat3.NAMETOOLONG.value)
         try:
             fh = ctx.export.mount_path_to_handle(path)
         except NfsError as e:
-            st = e.status if e.status in _VALID else MountStat3.SERVERFAULT.value
-            return (st, None, ())
+            return MntRes(e.status if e.status in _VALID else MountStat3.SERVERFAULT.value)
         except OSError as e:
             st = nfsstat_from_oserror(e)
-            return (st if st in _VALID else MountStat3.SERVERFAULT.value, None, ())
+            return MntRes(st if st in _VALID else MountStat3.SERVERFAULT.value)
         reg(ctx).add(_host(ctx), path)
-        return (0, fh, AUTH_FLAVORS)
+        return MntRes(0, fh, AUTH_FLAVORS)
 
     def dump(ctx, args):
         return reg(ctx).entries()
@@ -189,10 +190,11 @@ def make_table(registry=None):
 
     return {
         P.NULL.value: null_entry("null"),
-        P.MNT.value: ProcEntry("mnt", decode_dirpath, mnt, encode_mnt, True, mnt_status),
+        P.MNT.value: ProcEntry("mnt", decode_dirpath, mnt, encode_mnt, True, mnt_status,
+                               reply_max=MNT_RES_MAX),
         P.DUMP.value: ProcEntry("dump", decode_void, dump, encode_dump),
-        P.UMNT.value: ProcEntry("umnt", decode_dirpath, umnt, encode_void),
-        P.UMNTALL.value: ProcEntry("umntall", decode_void, umntall, encode_void),
+        P.UMNT.value: ProcEntry("umnt", decode_dirpath, umnt, encode_void, reply_max=0),
+        P.UMNTALL.value: ProcEntry("umntall", decode_void, umntall, encode_void, reply_max=0),
         P.EXPORT.value: ProcEntry("export", decode_void, export, encode_export),
     }
 

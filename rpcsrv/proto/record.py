@@ -1,40 +1,41 @@
-# rpcsrv/record.py -- ONC RPC record marking (RFC 5531 section 11), sans-IO.
-#
-# Owns: the framing state of one byte stream; never the bytes themselves.
-#
-# Theory
-# ------
-# On a stream transport an RPC message is one record made of one or more
-# fragments.  Each fragment is a 4-byte big-endian marker -- bit 31 set on the
-# last fragment, bits 0..30 the fragment length -- followed by that many body
-# bytes.  The record is the concatenation of the fragment bodies.
-#
-# The server reads the socket itself (recv_into straight into page memory), so
-# RecordDecoder only tracks state and tells the caller what to read next:
-#
-#   want() -> (HEADER, n): n (1..4) bytes of the marker are still missing; give
-#                          them to feed_header() (any split, even byte by byte).
-#             (BODY, n):   n > 0 body bytes of the current fragment remain; the
-#                          caller stores them at record offset `record_len`
-#                          (fragments are contiguous in record space) and reports
-#                          them with body_received(k), 1 <= k <= n.
-#             (DONE, 0):   the record is complete (body_received returned True);
-#                          record_len is its length.  next_record() resets.
-#
-# Invariants
-# ----------
-# * record_len = body bytes stored so far for the current record; it never
-#   exceeds max_record, because every marker is checked against the bound
-#   *before* any of its body is read (a peer cannot make us buffer an oversized
-#   record).  A fragment of length 0 is rejected (it carries nothing and only a
-#   misbehaving peer would send an endless stream of them).
-# * Errors are sticky: after a RecordError the stream is out of sync, every
-#   later call raises the same error, and the caller must close the connection.
-#   RecordError (a ValueError) is the peer's fault and has a .reason for
-#   metrics; calling methods out of order or with bad sizes is a ValueError of
-#   ours (the caller's bug).
-# * No I/O, no threads, no logging, no locks: one decoder per connection, used
-#   by whichever single worker currently owns the connection.
+"""ONC RPC record marking (RFC 5531 section 11), sans-IO.
+
+Owns: the framing state of one byte stream; never the bytes themselves.
+
+Theory
+------
+On a stream transport an RPC message is one record made of one or more
+fragments.  Each fragment is a 4-byte big-endian marker -- bit 31 set on the
+last fragment, bits 0..30 the fragment length -- followed by that many body
+bytes.  The record is the concatenation of the fragment bodies.
+
+The server reads the socket itself (recv_into straight into page memory), so
+RecordDecoder only tracks state and tells the caller what to read next:
+
+  want() -> (HEADER, n): n (1..4) bytes of the marker are still missing; give
+                         them to feed_header() (any split, even byte by byte).
+            (BODY, n):   n > 0 body bytes of the current fragment remain; the
+                         caller stores them at record offset `record_len`
+                         (fragments are contiguous in record space) and reports
+                         them with body_received(k), 1 <= k <= n.
+            (DONE, 0):   the record is complete (body_received returned True);
+                         record_len is its length.  next_record() resets.
+
+Invariants
+----------
+* record_len = body bytes stored so far for the current record; it never
+  exceeds max_record, because every marker is checked against the bound
+  *before* any of its body is read (a peer cannot make us buffer an oversized
+  record).  A fragment of length 0 is rejected (it carries nothing and only a
+  misbehaving peer would send an endless stream of them).
+* Errors are sticky: after a RecordError the stream is out of sync, every
+  later call raises the same error, and the caller must close the connection.
+  RecordError (a ValueError) is the peer's fault and has a .reason for
+  metrics; calling methods out of order or with bad sizes is a ValueError of
+  ours (the caller's bug).
+* No I/O, no threads, no logging, no locks: one decoder per connection, used
+  by whichever single worker currently owns the connection.
+"""
 
 import struct
 

@@ -1,45 +1,48 @@
-# rpcsrv/rpcmsg.py -- ONC RPC v2 messages (RFC 5531), sans-IO.
-#
-# Owns: the call header (xid .. verifier), AUTH_NONE / AUTH_SYS credentials,
-# and the encoding of every reply header kind.  Procedure arguments and
-# results belong to the program modules (mount3, nfs3); dispatch.py glues.
-#
-# Theory and policy
-# -----------------
-# * "Errors carry their reply": every error a peer can cause while we process
-#   a call is an RpcError subclass with a lower-case .reason (the metric
-#   label), the .xid when it was decoded, and pack_reply(packer) which appends
-#   the reply header to send and returns True -- or returns False when no
-#   reply must be sent (GarbageHeader).  decode_call() raises nothing but
-#   RpcError subclasses, whatever the input.
-# * decode_call() checks, in wire order:
-#     - xid missing               -> GarbageHeader(xid=None)      no reply
-#     - msg_type missing or != CALL -> GarbageHeader(xid)         no reply
-#     - rpcvers != 2              -> RpcMismatch (MSG_DENIED RPC_MISMATCH 2..2).
-#                                    Checked as soon as rpcvers is read: a
-#                                    different RPC version may lay out the rest
-#                                    differently, so the rest is not parsed.
-#     - record ends inside prog/vers/proc/cred/verf -> GarbageHeader(xid), no
-#       reply.  Like the Linux kernel ("short len ... dropping request"): the
-#       header is not a call we understood, so we do not answer it.  Record
-#       boundaries are intact, so the connection may stay open; only the
-#       record is dropped.
-#     - credential: body longer than 400 bytes (RFC 5531 opaque_auth) ->
-#       AUTH_BADCRED.  Unknown flavor -> AUTH_BADCRED, as the Linux kernel's
-#       svc_authenticate() does (AUTH_REJECTEDCRED means "begin a new session",
-#       which is meaningless for flavors we do not implement).  A flavor we know
-#       but the caller did not allow (the `flavors` argument) -> AUTH_TOOWEAK.
-#       AUTH_NONE with a non-empty body -> AUTH_BADCRED.  AUTH_SYS is parsed in
-#       place (no copy): machinename <= 255 bytes, <= 16 gids, and the parse
-#       must consume exactly the declared body length, else AUTH_BADCRED.
-#     - verifier: body longer than 400 bytes, or (for AUTH_NONE and AUTH_SYS
-#       calls) anything but an empty AUTH_NONE verifier -> AUTH_BADVERF, as
-#       the kernel's svcauth_null/unix_accept() do.
-#   After decode_call() the Unpacker is positioned at the procedure arguments.
-# * Reply verifiers are always AUTH_NONE (we implement no flavor with a
-#   server verifier); the encoders take verf=(flavor, body) for completeness.
-# * Encoders raise ValueError for unencodable values (our bug).
-# * No I/O, no threads, no logging, no locks.
+"""ONC RPC v2 messages (RFC 5531), sans-IO: the server side.
+
+Owns: the call header (xid .. verifier), AUTH_NONE / AUTH_SYS credentials,
+and the encoding of every reply header kind.  Procedure arguments and
+results belong to the program modules (mount3, nfs3); dispatch.py glues.
+
+Theory and policy
+-----------------
+* "Errors carry their reply": every error a peer can cause while we process
+  a call is an RpcError subclass with a lower-case .reason (the metric
+  label), the .xid when it was decoded, and pack_reply(packer) which appends
+  the reply header to send and returns True -- or returns False when no
+  reply must be sent (GarbageHeader).  decode_call() raises nothing but
+  RpcError subclasses, whatever the input.
+* decode_call() checks, in wire order:
+    - xid missing               -> GarbageHeader(xid=None)      no reply
+    - msg_type missing or != CALL -> GarbageHeader(xid)         no reply
+    - rpcvers != 2              -> RpcMismatch (MSG_DENIED RPC_MISMATCH 2..2).
+                                   Checked as soon as rpcvers is read: a
+                                   different RPC version may lay out the rest
+                                   differently, so the rest is not parsed.
+    - record ends inside prog/vers/proc/cred/verf -> GarbageHeader(xid), no
+      reply.  Like the Linux kernel ("short len ... dropping request"): the
+      header is not a call we understood, so we do not answer it.  Record
+      boundaries are intact, so the connection may stay open; only the
+      record is dropped.
+    - credential: body longer than 400 bytes (RFC 5531 opaque_auth) ->
+      AUTH_BADCRED.  Unknown flavor -> AUTH_BADCRED, as the Linux kernel's
+      svc_authenticate() does (AUTH_REJECTEDCRED means "begin a new session",
+      which is meaningless for flavors we do not implement).  A flavor we know
+      but the caller did not allow (the `flavors` argument) -> AUTH_TOOWEAK.
+      AUTH_NONE with a non-empty body -> AUTH_BADCRED.  AUTH_SYS is parsed in
+      place (no copy): machinename <= 255 bytes, <= 16 gids, and the parse
+      must consume exactly the declared body length, else AUTH_BADCRED.
+    - verifier: body longer than 400 bytes, or (for AUTH_NONE and AUTH_SYS
+      calls) anything but an empty AUTH_NONE verifier -> AUTH_BADVERF, as
+      the kernel's svcauth_null/unix_accept() do.
+  After decode_call() the Unpacker is positioned at the procedure arguments.
+* Reply verifiers are always AUTH_NONE (we implement no flavor with a
+  server verifier).  Replies are packed by pack_success() and by each
+  RpcError's pack_reply(); they raise ValueError for unencodable values
+  (our bug).  The client side (packing calls, decoding replies) is not
+  here: the server never needs it.
+* No I/O, no threads, no logging, no locks.
+"""
 
 import struct
 
@@ -57,15 +60,12 @@ __all__ = [
     "AUTH_NONE", "AUTH_NULL", "AUTH_SYS", "AUTH_UNIX", "AUTH_SHORT", "AUTH_DH", "RPCSEC_GSS",
     "MAX_AUTH_BYTES", "MAX_MACHINENAME", "MAX_GIDS", "DEFAULT_FLAVORS",
     # data
-    "AuthSys", "CallHeader", "ReplyHeader",
+    "AuthSys", "CallHeader",
     # errors
     "RpcError", "GarbageHeader", "RpcMismatch", "AuthError", "ProgUnavail", "ProgMismatch",
     "ProcUnavail", "GarbageArgs", "SystemErr",
     # codecs
-    "decode_call", "decode_authsys", "pack_authsys", "pack_call", "decode_reply",
-    "pack_accepted_reply", "pack_success", "pack_prog_unavail", "pack_prog_mismatch",
-    "pack_proc_unavail", "pack_garbage_args", "pack_system_err", "pack_rpc_mismatch",
-    "pack_auth_error",
+    "decode_call", "decode_authsys", "pack_success",
 ]
 
 RPC_VERSION = 2
@@ -115,15 +115,11 @@ MAX_GIDS = 16
 DEFAULT_FLAVORS = frozenset((AUTH_NONE, AUTH_SYS))
 _IMPLEMENTED_FLAVORS = DEFAULT_FLAVORS
 
-_ACCEPT_STATS = frozenset((SUCCESS, PROG_UNAVAIL, PROG_MISMATCH, PROC_UNAVAIL, GARBAGE_ARGS,
-                           SYSTEM_ERR))
-
 # Precompiled reply headers: xid, REPLY, reply_stat, then the rest.
 _ACCEPTED_NONE = struct.Struct(">6I")    # xid REPLY MSG_ACCEPTED AUTH_NONE 0 accept_stat
 _ACCEPTED_NONE_2 = struct.Struct(">8I")  # ... PROG_MISMATCH low high
 _DENIED_3 = struct.Struct(">5I")         # xid REPLY MSG_DENIED reject_stat x
 _DENIED_4 = struct.Struct(">6I")         # xid REPLY MSG_DENIED RPC_MISMATCH low high
-_CALL_HEAD = struct.Struct(">6I")        # xid CALL rpcvers prog vers proc
 _HEAD8 = struct.Struct(">8I")            # ... cred_flavor cred_len
 _U32x2 = struct.Struct(">2I")
 _U32x3 = struct.Struct(">3I")
@@ -189,35 +185,6 @@ class CallHeader:
                    self.cred, self.verf_flavor, self.verf_body))
 
 
-class ReplyHeader:
-    """A decoded reply header (for tests and the raw RPC test client).
-
-    stat is MSG_ACCEPTED or MSG_DENIED.  Accepted: verf_flavor, verf_body,
-    accept_stat, and low/high for PROG_MISMATCH.  Denied: reject_stat, and
-    low/high for RPC_MISMATCH or auth_stat for AUTH_ERROR.  Unused fields are
-    None.  On SUCCESS the Unpacker is left at the procedure results.
-    """
-
-    __slots__ = ("xid", "stat", "verf_flavor", "verf_body", "accept_stat", "reject_stat",
-                 "low", "high", "auth_stat")
-
-    def __init__(self, xid, stat):
-        self.xid = xid
-        self.stat = stat
-        self.verf_flavor = None
-        self.verf_body = None
-        self.accept_stat = None
-        self.reject_stat = None
-        self.low = None
-        self.high = None
-        self.auth_stat = None
-
-    def __repr__(self):
-        fields = ", ".join("%s=%r" % (k, getattr(self, k)) for k in self.__slots__
-                           if getattr(self, k) is not None)
-        return "ReplyHeader(%s)" % fields
-
-
 # --------------------------------------------------------------------------
 # Errors that carry their reply
 
@@ -254,7 +221,7 @@ class RpcMismatch(RpcError):
         self.high = high
 
     def pack_reply(self, packer):
-        pack_rpc_mismatch(packer, self.xid, self.low, self.high)
+        _pack(packer, _DENIED_4, self.xid, REPLY, MSG_DENIED, RPC_MISMATCH, self.low, self.high)
         return True
 
 
@@ -266,7 +233,7 @@ class AuthError(RpcError):
         self.auth_stat = auth_stat
 
     def pack_reply(self, packer):
-        pack_auth_error(packer, self.xid, self.auth_stat)
+        _pack(packer, _DENIED_3, self.xid, REPLY, MSG_DENIED, AUTH_ERROR, self.auth_stat)
         return True
 
 
@@ -274,7 +241,7 @@ class _AcceptedError(RpcError):
     accept_stat = None
 
     def pack_reply(self, packer):
-        pack_accepted_reply(packer, self.xid, self.accept_stat)
+        _pack(packer, _ACCEPTED_NONE, self.xid, REPLY, MSG_ACCEPTED, AUTH_NONE, 0, self.accept_stat)
         return True
 
 
@@ -307,7 +274,8 @@ class ProgMismatch(RpcError):
         self.high = high
 
     def pack_reply(self, packer):
-        pack_prog_mismatch(packer, self.xid, self.low, self.high)
+        _pack(packer, _ACCEPTED_NONE_2, self.xid, REPLY, MSG_ACCEPTED, AUTH_NONE, 0, PROG_MISMATCH,
+              self.low, self.high)
         return True
 
 
@@ -405,152 +373,16 @@ def decode_call(u, flavors=DEFAULT_FLAVORS):
 
 
 # --------------------------------------------------------------------------
-# Call encoding (tests and the raw RPC client)
-
-
-def pack_authsys(packer, cred):
-    """Append authsys_parms (without the opaque_auth flavor/length wrapper)."""
-    packer.pack_uint(cred.stamp)
-    packer.pack_string(cred.machinename, MAX_MACHINENAME)
-    packer.pack_uint(cred.uid)
-    packer.pack_uint(cred.gid)
-    packer.pack_array(cred.gids, packer.pack_uint, MAX_GIDS)
-
-
-def _pack_opaque_auth(packer, auth):
-    if auth is None:
-        packer.append(b"\0\0\0\0\0\0\0\0")
-    elif isinstance(auth, AuthSys):
-        packer.pack_uint(AUTH_SYS)
-        pos = packer.reserve_uint()
-        start = len(packer)
-        pack_authsys(packer, auth)
-        n = len(packer) - start
-        if n > MAX_AUTH_BYTES:
-            raise ValueError("AUTH_SYS credential of %d bytes exceeds %d" % (n, MAX_AUTH_BYTES))
-        packer.patch_uint(pos, n)
-    else:
-        flavor, body = auth
-        packer.pack_uint(flavor)
-        packer.pack_opaque(body, MAX_AUTH_BYTES)
-
-
-def pack_call(packer, xid, prog, vers, proc, cred=None, verf=None, rpcvers=RPC_VERSION):
-    """Append a call header.  cred/verf: None (AUTH_NONE), an AuthSys, or (flavor, body).
-
-    The caller then appends the arguments.
-    """
-    try:
-        packer.append(_CALL_HEAD.pack(xid, CALL, rpcvers, prog, vers, proc))
-    except _structerror as e:
-        raise ValueError("cannot pack call header: %s" % e) from None
-    _pack_opaque_auth(packer, cred)
-    _pack_opaque_auth(packer, verf)
-
-
-# --------------------------------------------------------------------------
 # Reply encoding
 
 
-def pack_accepted_reply(packer, xid, accept_stat=SUCCESS, verf=None):
-    """MSG_ACCEPTED header with accept_stat (no PROG_MISMATCH: use pack_prog_mismatch).
-
-    For SUCCESS the caller then appends the procedure results.
-    """
-    if accept_stat not in _ACCEPT_STATS or accept_stat == PROG_MISMATCH:
-        raise ValueError("bad accept_stat %r for pack_accepted_reply" % (accept_stat,))
-    if verf is None:
-        try:
-            packer.append(_ACCEPTED_NONE.pack(xid, REPLY, MSG_ACCEPTED, AUTH_NONE, 0, accept_stat))
-        except _structerror as e:
-            raise ValueError("cannot pack reply header: %s" % e) from None
-    else:
-        packer.pack_uint(xid)
-        packer.pack_uint(REPLY)
-        packer.pack_uint(MSG_ACCEPTED)
-        _pack_opaque_auth(packer, verf)
-        packer.pack_uint(accept_stat)
+def _pack(packer, st, *fields):
+    try:
+        packer.append(st.pack(*fields))
+    except _structerror as e:
+        raise ValueError("cannot pack reply header: %s" % e) from None
 
 
 def pack_success(packer, xid):
-    """MSG_ACCEPTED SUCCESS with an AUTH_NONE verifier (the hot path)."""
-    try:
-        packer.append(_ACCEPTED_NONE.pack(xid, REPLY, MSG_ACCEPTED, AUTH_NONE, 0, SUCCESS))
-    except _structerror as e:
-        raise ValueError("cannot pack reply header: %s" % e) from None
-
-
-def pack_prog_unavail(packer, xid):
-    pack_accepted_reply(packer, xid, PROG_UNAVAIL)
-
-
-def pack_proc_unavail(packer, xid):
-    pack_accepted_reply(packer, xid, PROC_UNAVAIL)
-
-
-def pack_garbage_args(packer, xid):
-    pack_accepted_reply(packer, xid, GARBAGE_ARGS)
-
-
-def pack_system_err(packer, xid):
-    pack_accepted_reply(packer, xid, SYSTEM_ERR)
-
-
-def pack_prog_mismatch(packer, xid, low, high):
-    try:
-        packer.append(_ACCEPTED_NONE_2.pack(xid, REPLY, MSG_ACCEPTED, AUTH_NONE, 0,
-                                            PROG_MISMATCH, low, high))
-    except _structerror as e:
-        raise ValueError("cannot pack reply header: %s" % e) from None
-
-
-def pack_rpc_mismatch(packer, xid, low=RPC_VERSION, high=RPC_VERSION):
-    try:
-        packer.append(_DENIED_4.pack(xid, REPLY, MSG_DENIED, RPC_MISMATCH, low, high))
-    except _structerror as e:
-        raise ValueError("cannot pack reply header: %s" % e) from None
-
-
-def pack_auth_error(packer, xid, auth_stat):
-    try:
-        packer.append(_DENIED_3.pack(xid, REPLY, MSG_DENIED, AUTH_ERROR, auth_stat))
-    except _structerror as e:
-        raise ValueError("cannot pack reply header: %s" % e) from None
-
-
-# --------------------------------------------------------------------------
-# Reply decoding (tests and the raw RPC client)
-
-
-def decode_reply(u):
-    """Decode a reply header; raises XdrError if malformed.
-
-    On MSG_ACCEPTED SUCCESS, u is left at the results.
-    """
-    xid = u.unpack_uint()
-    mtype = u.unpack_uint()
-    if mtype != REPLY:
-        raise XdrError("msg_type %d is not REPLY" % mtype)
-    stat = u.unpack_uint()
-    r = ReplyHeader(xid, stat)
-    if stat == MSG_ACCEPTED:
-        r.verf_flavor = u.unpack_uint()
-        r.verf_body = u.unpack_opaque(MAX_AUTH_BYTES)
-        r.accept_stat = a = u.unpack_uint()
-        if a == PROG_MISMATCH:
-            r.low = u.unpack_uint()
-            r.high = u.unpack_uint()
-        elif a not in _ACCEPT_STATS:
-            raise XdrError("bad accept_stat %d" % a)
-    elif stat == MSG_DENIED:
-        r.reject_stat = rs = u.unpack_uint()
-        if rs == RPC_MISMATCH:
-            r.low = u.unpack_uint()
-            r.high = u.unpack_uint()
-        elif rs == AUTH_ERROR:
-            r.auth_stat = u.unpack_uint()
-        else:
-            raise XdrError("bad reject_stat %d" % rs)
-    else:
-        raise XdrError("bad reply_stat %d" % stat)
-    return r
+    """MSG_ACCEPTED SUCCESS with an AUTH_NONE verifier (the hot path); the results follow."""
+    _pack(packer, _ACCEPTED_NONE, xid, REPLY, MSG_ACCEPTED, AUTH_NONE, 0, SUCCESS)

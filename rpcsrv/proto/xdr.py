@@ -1,42 +1,43 @@
-# rpcsrv/xdr.py -- XDR (RFC 4506) primitives, sans-IO.
-#
-# Owns: the byte-level encoding of XDR basic types, for decoding out of a
-# *segmented* RPC record and for encoding into a growing bytearray.
-#
-# Theory and invariants
-# ---------------------
-# * A received RPC record lives in fixed-size pages that are not contiguous.
-#   Record byte k is in segments[k // seg_size] at offset k % seg_size; every
-#   segment is seg_size bytes long except possibly the last one, and only the
-#   first `length` record bytes are valid.  Segments are only ever touched
-#   through struct.Struct.unpack_from(seg, off) or memoryview(seg): the
-#   allocator's page views export a buffer but support neither slicing nor
-#   indexing.
-# * Unpacker keeps a cursor as (current segment, offset inside it, limit of
-#   valid bytes inside it).  The fast path is a read that lies wholly inside
-#   the current segment: one bounds compare, one unpack_from, no copies.  The
-#   slow path (_locate) moves to another segment, detects the end of the
-#   record, and assembles the rare value that straddles a segment boundary.
-#   Because the limit of the current segment is clamped to the record length,
-#   the fast-path compare is also the bounds check.  Since every XDR item is
-#   4-byte aligned in the record and records start at page offset 0, a 4-byte
-#   read never straddles a 4096-byte page; only an 8-byte hyper at page
-#   offset 4092 or an opaque's bytes can.
-# * Callables given to unpack_optional/unpack_array take no argument (bound
-#   methods such as u.unpack_uint); those given to Packer.pack_optional/
-#   pack_array take the item (as the old stdlib xdrlib did).
-# * Every XDR item occupies a multiple of 4 bytes.  Padding bytes must be
-#   present in the record, but their value is NOT checked: RFC 4506 says they
-#   are zero, and we are liberal in what we accept, as most receivers are.
-# * unpack_opaque_ref never copies: it returns (record_offset, length) and
-#   skips the data and its padding.  views()/copy() turn such a range into
-#   memoryviews (for os.pwritev) or bytes.
-# * Errors: XdrError (a ValueError) means the input is short or malformed,
-#   i.e. the peer's fault.  The Packer raises plain ValueError for values it
-#   cannot encode, which is *our* bug.  Keep the two apart (h11's
-#   RemoteProtocolError vs LocalProtocolError).
-# * No I/O, no threads, no logging, no locks.  An Unpacker or a Packer is
-#   used by one thread at a time (one request).
+"""XDR (RFC 4506) primitives, sans-IO.
+
+Owns: the byte-level encoding of XDR basic types, for decoding out of a
+*segmented* RPC record and for encoding into a growing bytearray.
+
+Theory and invariants
+---------------------
+* A received RPC record lives in fixed-size pages that are not contiguous.
+  Record byte k is in segments[k // seg_size] at offset k % seg_size; every
+  segment is seg_size bytes long except possibly the last one, and only the
+  first `length` record bytes are valid.  Segments are only ever touched
+  through struct.Struct.unpack_from(seg, off) or memoryview(seg): the
+  allocator's page views export a buffer but support neither slicing nor
+  indexing.
+* Unpacker keeps a cursor as (current segment, offset inside it, limit of
+  valid bytes inside it).  The fast path is a read that lies wholly inside
+  the current segment: one bounds compare, one unpack_from, no copies.  The
+  slow path (_locate) moves to another segment, detects the end of the
+  record, and assembles the rare value that straddles a segment boundary.
+  Because the limit of the current segment is clamped to the record length,
+  the fast-path compare is also the bounds check.  Since every XDR item is
+  4-byte aligned in the record and records start at page offset 0, a 4-byte
+  read never straddles a 4096-byte page; only an 8-byte hyper at page
+  offset 4092 or an opaque's bytes can.
+* Callables given to unpack_optional/unpack_array take no argument (bound
+  methods such as u.unpack_uint); those given to Packer.pack_optional/
+  pack_array take the item (as the old stdlib xdrlib did).
+* Every XDR item occupies a multiple of 4 bytes.  Padding bytes must be
+  present in the record, but their value is NOT checked: RFC 4506 says they
+  are zero, and we are liberal in what we accept, as most receivers are.
+* unpack_opaque_ref never copies: it returns (record_offset, length) and
+  skips the data and its padding.  views()/copy() turn such a range into
+  memoryviews (for os.pwritev) or bytes.
+* Errors: XdrError (a ValueError) means the input is short or malformed,
+  i.e. the peer's fault.  The Packer raises plain ValueError for values it
+  cannot encode, which is *our* bug.  Keep the two apart (h11's
+  RemoteProtocolError vs LocalProtocolError).
+* No I/O, no threads, no logging, no locks.  An Unpacker or a Packer is
+  used by one thread at a time (one request).
+"""
 
 import struct
 

@@ -1,4 +1,4 @@
-"""RPC and svc metrics of the server (names and units: shared/design/metrics.md).
+"""RPC and svc metrics of the server (names, labels and units: README, section Metrics).
 
 One ServerMetrics per server, registered on the registry it is given (tests
 pass their own CollectorRegistry). Children with fixed labels (the strategy,

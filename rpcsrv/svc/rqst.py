@@ -8,15 +8,9 @@ slots after it; after the reply is sent those reply slots are freed in one
 batch and left empty: they are the holes the next svc_alloc_arg refills.
 
 svc_alloc_arg(strategy) refills every empty slot before the worker waits for
-a transport, as the kernel's svc_recv() does first:
-  single  a Python loop over the slots calling alloc_page() per hole
-          (the pre-5.13 loop);
-  list    one alloc_pages_bulk_list(holes), pages moved into the holes
-          (the v4 list variant), repeated while short;
-  array   alloc_pages_bulk_array(259, pages) until full (5.13), retrying at
-          once on progress and waiting only when a call made none (5.15);
-  range   one bulk array call over exactly the slots the last reply (or a
-          saved partial record) released, no scan (2026 svc_fill_pages()).
+a transport, as the kernel's svc_recv() does first, with one of the
+strategies declared in alloc.strategies (single, list, array, range); the
+request keeps the range of slots it emptied (holes_lo, holes_hi) for `range`.
 When a call makes no progress the worker sleeps until a page is freed
 anywhere (Allocator.wait_for_free), with a bounded back-off, and counts the
 wait; a stop request ends the wait (the kernel's -EINTR / kthread_should_stop).
@@ -35,8 +29,7 @@ import random
 import time
 
 from alloc import RPCSVC_MAXPAGES
-
-STRATEGIES = ("single", "list", "array", "range")
+from alloc.strategies import STRATEGIES
 
 #: first and last wait of the no-progress back-off (seconds)
 WAIT_MIN = 0.001
@@ -52,11 +45,12 @@ class SvcRqst:
 
     __slots__ = ("allocator", "strategy", "pages", "views", "nslots", "holes_lo", "holes_hi",
                  "page_list", "_refill", "last_holes", "last_waits", "last_ns", "trace", "stalls",
-                 "_rnd", "_given_back")
+                 "_rnd", "_given_back", "_waits", "_should_stop")
 
     def __init__(self, allocator, strategy: str = "array", nslots: int = RPCSVC_MAXPAGES):
         if strategy not in STRATEGIES:
             raise ValueError("strategy must be one of %s" % ", ".join(STRATEGIES))
+        self._refill = STRATEGIES[strategy].refill
         self.allocator = allocator
         self.strategy = strategy
         self.nslots = nslots
@@ -64,11 +58,12 @@ class SvcRqst:
         self.views = self.pages.views()           # persistent per-slot buffers, built once
         self.page_list = allocator.page_list()
         self.holes_lo, self.holes_hi = 0, nslots  # every slot starts empty
-        self._refill = getattr(self, "_refill_" + strategy)
         self.last_holes = self.last_waits = self.last_ns = 0
         self.trace = None        # a list to record ("refill", n) / ("release", n) events (tests)
         self.stalls = 0          # times this worker gave its pages back to break a stall
         self._given_back = 0
+        self._waits = 0
+        self._should_stop = None
         self._rnd = random.Random()
 
     # -- holes bookkeeping -------------------------------------------------
@@ -106,30 +101,35 @@ class SvcRqst:
         """
         holes = self.pages.count_empty()
         self._given_back = 0
+        self._waits = 0
+        self._should_stop = should_stop
         t0 = time.perf_counter_ns()
-        waits = 0
         while True:
-            ok, waits = self._refill(should_stop, waits)
+            ok = self._refill(self.allocator, self.pages, self.page_list, self.holes_lo, self.holes_hi,
+                              self._wait)
             if ok is not RESTART:
                 break
         self.last_ns = time.perf_counter_ns() - t0
         self.last_holes = holes + self._given_back - self.pages.count_empty()
-        self.last_waits = waits
+        self.last_waits = self._waits
         if self.trace is not None:
             self.trace.append(("refill", self.last_holes))
         if ok:
             self.holes_lo = self.holes_hi = 0
         return ok
 
-    def _wait(self, seq, waits, should_stop):
+    def _wait(self, seq):
         """No progress: sleep until a page is freed (bounded back-off).
 
         Returns True to retry, False to give up (stop requested), or RESTART
         after giving every page back (every STALL_WAITS waits in a row).
         """
+        should_stop = self._should_stop
+        self._waits += 1
+        waits = self._waits
         if should_stop is not None and should_stop():
             return False
-        if waits and waits % STALL_WAITS == 0:
+        if waits % STALL_WAITS == 0:
             n = self.allocator.free_pages_bulk(self.pages) + self.allocator.free_pages_bulk(self.page_list)
             self.note_holes(0, self.nslots)
             self._given_back += n
@@ -141,70 +141,3 @@ class SvcRqst:
         delay = min(WAIT_MAX, WAIT_MIN * (1 << min(waits, 16)))
         self.allocator.wait_for_free(seq, delay)
         return not (should_stop is not None and should_stop())
-
-    # Each _refill_* returns (True, waits) when full, (False, waits) when told to
-    # stop, or (RESTART, waits) after a stall gave the pages back.
-
-    def _refill_single(self, should_stop, waits):
-        pages = self.pages
-        alloc_page = self.allocator.alloc_page
-        for i in range(self.nslots):
-            while pages[i] is None:
-                seq = self.allocator.free_seq()
-                p = alloc_page()
-                if p is None:
-                    waits += 1
-                    w = self._wait(seq, waits, should_stop)
-                    if w is not True:
-                        return w, waits
-                    continue
-                pages[i] = p
-        return True, waits
-
-    def _refill_list(self, should_stop, waits):
-        pages, lst = self.pages, self.page_list
-        bulk_list = self.allocator.alloc_pages_bulk_list
-        needed = pages.count_empty()
-        while needed:
-            seq = self.allocator.free_seq()
-            if bulk_list(needed, lst) == 0:
-                waits += 1
-                w = self._wait(seq, waits, should_stop)
-                if w is not True:
-                    return w, waits
-                continue
-            needed -= pages.fill_from_list(lst)
-        return True, waits
-
-    def _refill_array(self, should_stop, waits):
-        pages, n = self.pages, self.nslots
-        bulk_array = self.allocator.alloc_pages_bulk_array
-        filled = 0
-        while filled < n:
-            seq = self.allocator.free_seq()
-            ret = bulk_array(n, pages)
-            if ret > filled:
-                filled = ret
-                continue
-            waits += 1
-            w = self._wait(seq, waits, should_stop)
-            if w is not True:
-                return w, waits
-        return True, waits
-
-    def _refill_range(self, should_stop, waits):
-        lo, hi = self.holes_lo, self.holes_hi
-        n = hi - lo
-        bulk_array = self.allocator.alloc_pages_bulk_array
-        filled = 0
-        while filled < n:
-            seq = self.allocator.free_seq()
-            ret = bulk_array(n, self.pages, lo)
-            if ret > filled:
-                filled = ret
-                continue
-            waits += 1
-            w = self._wait(seq, waits, should_stop)
-            if w is not True:
-                return w, waits
-        return True, waits

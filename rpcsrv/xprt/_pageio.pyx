@@ -22,43 +22,14 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
 from alloc._core cimport PageArray, NO_PAGE, PAGE_SIZE, PAGE_SHIFT
 
-cdef extern from "sys/uio.h" nogil:
-    cdef struct iovec:
-        void *iov_base
-        size_t iov_len
-    ssize_t readv(int fd, const iovec *iov, int iovcnt)
-    ssize_t preadv(int fd, const iovec *iov, int iovcnt, long offset)
-    ssize_t pwritev(int fd, const iovec *iov, int iovcnt, long offset)
-
-cdef extern from "sys/socket.h" nogil:
-    cdef struct msghdr:
-        void *msg_name
-        unsigned int msg_namelen
-        iovec *msg_iov
-        size_t msg_iovlen
-        void *msg_control
-        size_t msg_controllen
-        int msg_flags
-    ssize_t sendmsg(int fd, const msghdr *msg, int flags)
-    int MSG_NOSIGNAL
-    int MSG_DONTWAIT
-
-cdef extern from "poll.h" nogil:
-    cdef struct pollfd:
-        int fd
-        short events
-        short revents
-    int poll(pollfd *fds, unsigned long nfds, int timeout)
-    short POLLOUT
-
-cdef enum:
-    MAX_IOV = 320
+from rpcsrv.xprt._sys cimport (iovec, msghdr, pollfd, poll, POLLOUT, preadv, pwritev, readv, sendmsg,
+                               MSG_DONTWAIT, MSG_NOSIGNAL)
 
 PAGE = PAGE_SIZE
 
 
-cdef int _iov(PageArray pa, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
-              iovec *iov, int start) noexcept nogil:
+cdef int page_iov(PageArray pa, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
+                  iovec *iov, int start) noexcept nogil:
     """Append the iovec of a byte range; returns the new count or -1 (empty slot / overflow)."""
     cdef Py_ssize_t slot = base_slot + (off >> PAGE_SHIFT)
     cdef Py_ssize_t o = off & (PAGE_SIZE - 1)
@@ -83,7 +54,7 @@ cdef int _iov(PageArray pa, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
     return cnt
 
 
-cdef void _advance(iovec **iovp, int *cnt, size_t done) noexcept nogil:
+cdef void iov_advance(iovec **iovp, int *cnt, size_t done) noexcept nogil:
     cdef iovec *iov = iovp[0]
     while cnt[0] > 0 and done >= iov[0].iov_len:
         done -= iov[0].iov_len
@@ -102,7 +73,7 @@ def recv_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t of
     cdef ssize_t r
     if n <= 0:
         return 0
-    cnt = _iov(pa, base_slot, off, n, iov, 0)
+    cnt = page_iov(pa, base_slot, off, n, iov, 0)
     if cnt < 0:
         return -EFAULT
     with nogil:
@@ -116,35 +87,42 @@ def recv_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t of
     return r
 
 
+cdef ssize_t positioned_io(int fd, iovec *iov, int cnt, int64_t file_off, bint write) noexcept nogil:
+    """preadv (until the iovec is full or end of file) or pwritev (all of it) at file_off.
+
+    Consumes the iovec array (it is advanced in place). Bytes moved or -errno.
+    """
+    cdef ssize_t r
+    cdef ssize_t total = 0
+    while cnt > 0:
+        if write:
+            r = pwritev(fd, iov, cnt, file_off + total)
+        else:
+            r = preadv(fd, iov, cnt, file_off + total)
+        if r < 0:
+            if errno == EINTR:
+                continue
+            return -errno
+        if r == 0:
+            break
+        total += r
+        iov_advance(&iov, &cnt, r)
+    return total
+
+
 cdef Py_ssize_t _positioned(int fd, PageArray pa, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
                             int64_t file_off, bint write):
-    """preadv (until n bytes or end of file) or pwritev (all n bytes); bytes moved or -errno."""
-    cdef iovec iovbuf[MAX_IOV]
-    cdef iovec *iov = iovbuf
+    cdef iovec iov[MAX_IOV]
     cdef int cnt
     cdef ssize_t r
-    cdef Py_ssize_t total = 0
     if n <= 0:
         return 0
-    cnt = _iov(pa, base_slot, off, n, iov, 0)
+    cnt = page_iov(pa, base_slot, off, n, iov, 0)
     if cnt < 0:
         return -EFAULT
     with nogil:
-        while cnt > 0:
-            if write:
-                r = pwritev(fd, iov, cnt, file_off + total)
-            else:
-                r = preadv(fd, iov, cnt, file_off + total)
-            if r < 0:
-                if errno == EINTR:
-                    continue
-                total = -errno
-                break
-            if r == 0:
-                break
-            total += r
-            _advance(&iov, &cnt, r)
-    return total
+        r = positioned_io(fd, iov, cnt, file_off, write)
+    return r
 
 
 def pread_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
@@ -167,7 +145,7 @@ def copy_in(PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, data):
     cdef Py_ssize_t done = 0
     PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
     try:
-        cnt = _iov(pa, base_slot, off, buf.len, iov, 0)
+        cnt = page_iov(pa, base_slot, off, buf.len, iov, 0)
         if cnt < 0:
             return -EFAULT
         for i in range(cnt):
@@ -182,7 +160,7 @@ def zero(PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t
     """Zero n bytes of the range (XDR padding)."""
     cdef iovec iov[MAX_IOV]
     cdef int cnt, i
-    cnt = _iov(pa, base_slot, off, n, iov, 0)
+    cnt = page_iov(pa, base_slot, off, n, iov, 0)
     if cnt < 0:
         return -EFAULT
     for i in range(cnt):
@@ -195,7 +173,7 @@ def copy_out(PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssi
     cdef iovec iov[MAX_IOV]
     cdef int cnt, i
     cdef Py_ssize_t done = 0
-    cnt = _iov(pa, base_slot, off, n, iov, 0)
+    cnt = page_iov(pa, base_slot, off, n, iov, 0)
     if cnt < 0:
         raise ValueError("range touches an empty slot")
     out = bytearray(n)
@@ -222,9 +200,9 @@ def send_ranges(int fd, PageArray pa not None, Py_ssize_t slot1, Py_ssize_t len1
     cdef Py_ssize_t total = 0
     cdef pollfd p
     cdef int waited = 0, step
-    cnt = _iov(pa, slot1, 0, len1, iov, 0)
+    cnt = page_iov(pa, slot1, 0, len1, iov, 0)
     if cnt >= 0 and len2 > 0:
-        cnt = _iov(pa, slot2, 0, len2, iov, cnt)
+        cnt = page_iov(pa, slot2, 0, len2, iov, cnt)
     if cnt < 0:
         return -EFAULT
     memset(&msg, 0, sizeof(msg))
@@ -250,5 +228,5 @@ def send_ranges(int fd, PageArray pa not None, Py_ssize_t slot1, Py_ssize_t len1
                 total = -errno
                 break
             total += r
-            _advance(&iov, &cnt, r)
+            iov_advance(&iov, &cnt, r)
     return total

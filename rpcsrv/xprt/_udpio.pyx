@@ -31,61 +31,10 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from alloc._core cimport Allocator, PageArray, NO_PAGE, PAGE_SIZE
 from alloc._pool cimport PagePool
 
-cdef extern from "sys/uio.h" nogil:
-    cdef struct iovec:
-        void *iov_base
-        size_t iov_len
-    ssize_t preadv(int fd, const iovec *iov, int iovcnt, long offset)
-
-cdef extern from "unistd.h" nogil:
-    ssize_t pwrite(int fd, const void *buf, size_t n, long offset)
-
-cdef extern from "sys/socket.h" nogil:
-    ctypedef unsigned int socklen_t
-    cdef struct sockaddr:
-        unsigned short sa_family
-    cdef struct sockaddr_storage:
-        unsigned short ss_family
-    cdef struct msghdr:
-        void *msg_name
-        socklen_t msg_namelen
-        iovec *msg_iov
-        size_t msg_iovlen
-        void *msg_control
-        size_t msg_controllen
-        int msg_flags
-    ssize_t sendmsg(int fd, const msghdr *msg, int flags)
-    ssize_t recvmsg(int fd, msghdr *msg, int flags)
-    int MSG_DONTWAIT
-    int MSG_TRUNC
-    int AF_INET
-    int AF_INET6
-
-cdef extern from "netinet/in.h" nogil:
-    cdef struct in_addr:
-        unsigned int s_addr
-    cdef struct sockaddr_in:
-        unsigned short sin_family
-        unsigned short sin_port
-        in_addr sin_addr
-    cdef struct in6_addr:
-        pass
-    cdef struct sockaddr_in6:
-        unsigned short sin6_family
-        unsigned short sin6_port
-        in6_addr sin6_addr
-    unsigned short ntohs(unsigned short)
-
-cdef extern from "arpa/inet.h" nogil:
-    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
-
-cdef extern from "poll.h" nogil:
-    cdef struct pollfd:
-        int fd
-        short events
-        short revents
-    int poll(pollfd *fds, unsigned long nfds, int timeout)
-    short POLLIN
+from rpcsrv.xprt._pageio cimport positioned_io
+from rpcsrv.xprt._sys cimport (AF_INET, AF_INET6, MSG_DONTWAIT, MSG_TRUNC, POLLIN, inet_ntop, iovec, msghdr,
+                               ntohs, poll, pollfd, recvmsg, sendmsg, sockaddr_in, sockaddr_in6,
+                               sockaddr_storage, socklen_t)
 
 cdef enum:
     NPAYLOAD = 2                   # READ reply pages: rtmax over UDP = 2 pages (8192 bytes)
@@ -207,9 +156,8 @@ cdef class UdpEndpoint:
         Returns bytes read (payload_len) or -errno; -ENOBUFS if the pool gave no page.
         """
         cdef iovec iov[NPAYLOAD]
-        cdef int cnt = 0, i
+        cdef int cnt = 0
         cdef int32_t pfn
-        cdef ssize_t r
         cdef Py_ssize_t total = 0, left, pad
         cdef char *base
         if count < 0 or count > NPAYLOAD * PAGE_SIZE:
@@ -227,24 +175,8 @@ cdef class UdpEndpoint:
             iov[cnt].iov_len = PAGE_SIZE if left > PAGE_SIZE else left
             left -= iov[cnt].iov_len
             cnt += 1
-        i = 0
         with nogil:
-            while i < cnt:
-                r = preadv(fd, iov + i, cnt - i, offset + total)
-                if r < 0:
-                    if errno == EINTR:
-                        continue
-                    total = -errno
-                    break
-                if r == 0:
-                    break
-                total += r
-                while i < cnt and <size_t>r >= iov[i].iov_len:
-                    r -= iov[i].iov_len
-                    i += 1
-                if i < cnt and r:
-                    iov[i].iov_base = <char *>iov[i].iov_base + r
-                    iov[i].iov_len -= r
+            total = positioned_io(fd, iov, cnt, offset, False)
         if total < 0:
             return total
         pad = (-total) & 3
@@ -257,23 +189,16 @@ cdef class UdpEndpoint:
     def write_from(self, int fd, int64_t file_off, Py_ssize_t rec_off, Py_ssize_t length):
         """pwrite `length` datagram bytes at rec_off to fd at file_off; bytes written or -errno."""
         cdef int32_t pfn = self.pages.slots[0]
-        cdef const char *src
-        cdef ssize_t r
-        cdef Py_ssize_t done = 0
+        cdef ssize_t done
+        cdef iovec iov
         if pfn == NO_PAGE or rec_off < 0 or length < 0 or rec_off + length > PAGE_SIZE:
             return -EFAULT
-        src = self.alloc.page_address(pfn) + rec_off
+        iov.iov_base = self.alloc.page_address(pfn) + rec_off
+        iov.iov_len = length
+        if length == 0:
+            return 0
         with nogil:
-            while done < length:
-                r = pwrite(fd, src + done, length - done, file_off + done)
-                if r < 0:
-                    if errno == EINTR:
-                        continue
-                    done = -errno
-                    break
-                if r == 0:
-                    break
-                done += r
+            done = positioned_io(fd, &iov, 1, file_off, True)
         return done
 
     def send(self, header, Py_ssize_t payload):

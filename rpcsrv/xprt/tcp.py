@@ -1,4 +1,14 @@
-"""TCP transport: the only module that touches sockets.
+"""RPC over TCP: the listener, its epoll set, and connections (record marking, page I/O).
+
+This package (xprt) is the only one that touches sockets. It knows nothing of
+RPC beyond record marking: the server's worker loop hands a received record
+to svc.Svc.process and gives the reply back to send_reply().
+
+TcpListener owns the listening socket, the epoll set and the table of open
+connections: accept (applying --allow and --max-connections), EPOLLONESHOT
+re-arming, closing, the sweep of idle connections and of records that take
+too long, and the budget of pages parked in partial records. Its methods are
+thread-safe (one lock for the table and the budget; epoll calls are).
 
 A Connection wraps one accepted, non-blocking client socket. It is served by
 one worker at a time (the poller hands it out with EPOLLONESHOT and re-arms
@@ -15,23 +25,31 @@ it only when that worker is done), so its state needs no lock:
   request; the next worker that serves the connection frees its own pages
   in those slots and moves the saved ones in (svc_tcp_restore_pages).
 
-A reply goes out with one sendmsg of the header page(s) and payload pages;
-a client that does not read its replies for `send_timeout` seconds is
+A reply goes out with one sendmsg of the header page(s) and payload pages
+(send_reply), after which the reply pages are freed: the next call's holes.
+A client that does not read its replies for `send_timeout` seconds is
 dropped. Errors here are the peer's: they end the connection, never a worker.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
+import logging
+import os
 import select
 import socket
+import threading
 import time
 
-from rpcsrv import _pageio
-from rpcsrv.record import BODY, HEADER, RecordDecoder, RecordError
+from ..proto.record import BODY, HEADER, RecordDecoder, RecordError
+from . import _pageio
+
+log = logging.getLogger("rpcsrv")
 
 RECORD, PARTIAL, CLOSED = "record", "partial", "closed"
-PAGE = 4096
+PAGE = _pageio.PAGE
+_ARM = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLONESHOT
 
 
 class Connection:
@@ -205,3 +223,208 @@ def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
     s.listen(backlog)
     s.setblocking(False)
     return s
+
+
+def send_reply(conn: Connection, rqst, packer, reply_slot: int, payload: int, send_timeout: float) -> bool:
+    """Put the reply header (packer, its first 4 bytes the record marker to patch) into the
+    reply pages from reply_slot, send it and `payload` bytes of payload pages (already in
+    the slots after the header page) in one sendmsg, then free the reply pages.
+    False: the connection must go."""
+    hdr_len = len(packer)
+    pad = (-payload) & 3
+    total = hdr_len - 4 + payload + pad
+    packer.patch_uint(0, 0x80000000 | total)
+    hdr_pages = (hdr_len + PAGE - 1) // PAGE
+    if payload:
+        if hdr_pages > 1:
+            raise RuntimeError("reply header over one page with a payload")
+        end = reply_slot + 1 + (payload + pad + PAGE - 1) // PAGE
+    else:
+        end = reply_slot + hdr_pages
+    if end > rqst.nslots:
+        raise RuntimeError("reply does not fit the page array")
+    _pageio.copy_in(rqst.pages, reply_slot, 0, packer.buffer)
+    if pad:
+        _pageio.zero(rqst.pages, reply_slot + 1, payload, pad)
+    ok = conn.send(rqst, reply_slot, hdr_len, reply_slot + 1, payload + pad, send_timeout)
+    rqst.release(reply_slot, end)
+    return ok
+
+
+class TcpPayloadIO:
+    """Request.io of a TCP call: READ data into the slots after the reply's header page,
+    WRITE data from the call's own pages (record offset == page offset from slot 0)."""
+
+    __slots__ = ("rqst", "reply_slot")
+
+    def __init__(self, rqst):
+        self.rqst = rqst
+        self.reply_slot = 1
+
+    def read_payload(self, fd: int, offset: int, count: int) -> int:
+        room = (self.rqst.nslots - self.reply_slot - 1) * PAGE
+        if count > room:
+            count = room
+        n = _pageio.pread_into(fd, self.rqst.pages, self.reply_slot + 1, 0, count, offset)
+        if n < 0:
+            raise OSError(-n, os.strerror(-n))
+        return n
+
+    def write_payload(self, fd: int, file_offset: int, rec_offset: int, length: int) -> int:
+        n = _pageio.pwrite_from(fd, self.rqst.pages, 0, rec_offset, length, file_offset)
+        if n < 0:
+            raise OSError(-n, os.strerror(-n))
+        return n
+
+
+class TcpListener:
+    """The listening socket, the epoll set and the open connections (see the module doc).
+
+    on_error(reason) counts a connection-level error; on_connections(delta)
+    follows the number of open connections (metrics, both from the server).
+    """
+
+    def __init__(self, host: str, port: int, *, max_record: int, allocator, allow=(),
+                 max_connections: int = 1024, partial_budget: int = 0, on_error=None,
+                 on_connections=None):
+        self.sock = listen(host, port)
+        self.host, self.port = self.sock.getsockname()[:2]
+        self.max_record = max_record
+        self.allocator = allocator
+        self.allow = allow
+        self.max_connections = max_connections
+        self.partial_budget = partial_budget
+        self._on_error = on_error or (lambda reason: None)
+        self._on_connections = on_connections or (lambda delta: None)
+        self._conns = {}
+        self._lock = threading.Lock()
+        self._partial_pages = 0                 # pages parked in connections (under _lock)
+        self.epoll = select.epoll()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self.epoll.register(self.sock.fileno(), select.EPOLLIN)
+        self.epoll.register(self._wake_r, select.EPOLLIN)
+
+    # -- the poller's side
+    def poll(self, timeout: float):
+        """Wait for events; accept new connections; return the connections with data ready,
+        taken out of the epoll set until rearm(). Raises OSError when the set is closed."""
+        try:
+            events = self.epoll.poll(timeout)
+        except InterruptedError:
+            return []
+        ready = []
+        lfd = self.sock.fileno()
+        for fd, ev in events:
+            if fd == lfd:
+                self._accept()
+            elif fd == self._wake_r:
+                try:
+                    os.read(self._wake_r, 64)
+                except BlockingIOError:
+                    pass
+            else:
+                with self._lock:
+                    conn = self._conns.get(fd)
+                if conn is not None:
+                    conn.busy = True
+                    ready.append(conn)
+        return ready
+
+    def wake(self) -> None:
+        """Make a poll() in progress return at once."""
+        os.write(self._wake_w, b"x")
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.warning("accept failed: %s", e)
+                return
+            refuse = None
+            if self.allow and not any(ipaddress.ip_address(peer[0].split("%")[0]) in net
+                                      for net in self.allow):
+                refuse = "not_allowed"
+            elif len(self._conns) >= self.max_connections:
+                refuse = "too_many_connections"
+            if refuse:
+                self._on_error(refuse)
+                sock.close()
+                continue
+            conn = Connection(sock, peer, self.max_record, self.allocator)
+            with self._lock:
+                self._conns[conn.fd] = conn
+            self._on_connections(1)
+            self.epoll.register(conn.fd, _ARM)
+
+    def sweep(self, now: float, idle_timeout: float, record_timeout: float) -> None:
+        """Close connections idle too long, or with a record that began too long ago."""
+        with self._lock:
+            victims = [c for c in self._conns.values() if not c.busy and (
+                now - c.last_active > idle_timeout or
+                (c.record_started and now - c.record_started > record_timeout))]
+        for c in victims:
+            c.error_reason = "record_timeout" if c.record_started and \
+                now - c.record_started > record_timeout else "idle_timeout"
+            self.close(c)
+
+    # -- the workers' side
+    def park(self, n: int) -> bool:
+        """May n more pages be parked in a connection with a partial record?"""
+        with self._lock:
+            if self._partial_pages + n > self.partial_budget:
+                return False
+            self._partial_pages += n
+            return True
+
+    def unpark(self, n: int) -> None:
+        with self._lock:
+            self._partial_pages -= n
+
+    def rearm(self, conn: Connection) -> None:
+        """Give a served connection back to the epoll set (one-shot)."""
+        conn.busy = False
+        try:
+            self.epoll.modify(conn.fd, _ARM)
+        except (OSError, ValueError):
+            self.close(conn)
+
+    def close(self, conn: Connection) -> None:
+        """Take a connection out of the table, count its error reason, close it. Idempotent."""
+        with self._lock:
+            if self._conns.get(conn.fd) is not conn:
+                return
+            del self._conns[conn.fd]
+        try:
+            self.epoll.unregister(conn.fd)
+        except (OSError, ValueError):
+            pass
+        if conn.error_reason:
+            self._on_error(conn.error_reason)
+        with self._lock:
+            self._partial_pages -= conn.saved_slots
+        conn.close()
+        self._on_connections(-1)
+
+    # -- shutdown
+    def stop_accepting(self) -> None:
+        try:
+            self.epoll.unregister(self.sock.fileno())
+        except (OSError, ValueError):
+            pass
+        self.sock.close()
+
+    def close_all(self) -> None:
+        """After the threads are joined: close every connection, the epoll set and the wake pipe."""
+        with self._lock:
+            conns = list(self._conns.values())
+            self._conns.clear()
+        for c in conns:
+            c.close()
+        self._on_connections(-len(conns))
+        self.epoll.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)

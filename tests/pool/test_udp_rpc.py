@@ -1,4 +1,4 @@
-"""RPC over UDP on page_pool pages (rpcsrv/udp.py, rpcsrv/_udpio.pyx) against a live server."""
+"""RPC over UDP on page_pool pages (rpcsrv/xprt/udp.py, rpcsrv/xprt/_udpio.pyx) against a live server."""
 
 import os
 import socket
@@ -8,43 +8,36 @@ import sys
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from rpcsrv import rpcmsg
+from rpcclient import RpcClient
+from rpcsrv.proto import rpcmsg
 from rpcsrv.server import Server, ServerConfig
-from rpcsrv.udp import UDP_RTMAX, UDP_WTMAX, UdpConfig
-from rpcsrv.xdr import Packer
+from rpcsrv.xprt.udp import UDP_RTMAX, UDP_WTMAX, UdpConfig
 
 NFS, MOUNT = 100003, 100005
 
 
 class UdpClient:
+    """rpcclient.RpcClient over UDP, with this file's call shape: call() -> (accept_stat, result bytes)."""
+
     def __init__(self, port):
-        self.addr = ("127.0.0.1", port)
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.s.settimeout(3)
+        self.rpc = RpcClient(port, timeout=3, udp=True)
         self.xid = 1000
 
     def raw(self, data: bytes, expect_reply=True, timeout=3.0):
-        self.s.sendto(data, self.addr)
+        self.rpc.send_raw(data)
         if not expect_reply:
             return None
-        self.s.settimeout(timeout)
-        return self.s.recv(70000)
+        self.rpc.sock.settimeout(timeout)
+        return self.rpc.recv_record()
 
     def call(self, prog, vers, proc, args=b"", cred=None):
         self.xid += 1
-        p = Packer()
-        rpcmsg.pack_call(p, self.xid, prog, vers, proc, cred)
-        p.append(args)
-        data = self.raw(bytes(p.buffer))
-        xid, mtype, stat = struct.unpack_from(">III", data)
-        assert xid == self.xid and mtype == 1 and stat == 0
-        verf_len, = struct.unpack_from(">I", data, 16)
-        assert verf_len == 0
-        acc, = struct.unpack_from(">I", data, 20)
-        return acc, data[24:]
+        h, u = self.rpc.call(self.xid, prog, vers, proc, args, cred)
+        assert h.xid == self.xid and h.stat == rpcmsg.MSG_ACCEPTED and h.verf_body == b""
+        return h.accept_stat, u.copy(u.pos, u.remaining)
 
     def close(self):
-        self.s.close()
+        self.rpc.close()
 
 
 def opaque(b):
@@ -75,7 +68,7 @@ def stop_and_check(srv):
     srv.allocator.drain_all()
     assert srv.allocator.stats()["allocated"] == 0
     srv.allocator.check()
-    assert not [t for t in srv._udp.threads if t.is_alive()]
+    assert not [t for t in srv._udp_threads if t.is_alive()]
 
 
 @pytest.fixture
@@ -197,9 +190,7 @@ def test_bad_datagrams_are_answered_or_dropped_and_serving_goes_on(export):
     srv = start(export, registry=reg)
     c = UdpClient(srv.port)
     try:
-        p = Packer()
-        rpcmsg.pack_call(p, 4242, NFS, 3, 0)
-        call = bytes(p.buffer)
+        call = c.rpc.call_bytes(4242, NFS, 3, 0)
         for junk in (b"", b"\x01", call[:10], call[:-4], b"\xff" * 64, os.urandom(3000)):
             c.raw(junk, expect_reply=False)
         # cut by the page (more than 4096 bytes): a decodable header gets GARBAGE_ARGS

@@ -5,8 +5,9 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rpcsrv import mount3, nfs3, rpcmsg
-from rpcsrv.xdr import Packer, Unpacker, XdrError
+from rpcsrv.nfsd import mount3, nfs3
+from rpcsrv.proto import rpcmsg
+from rpcsrv.proto.xdr import Packer, Unpacker, XdrError
 
 ENTRIES = sorted(((("nfs", p, e) for p, e in nfs3.make_table().items())), key=lambda x: x[1]) + \
     sorted(((("mount", p, e) for p, e in mount3.make_table().items())), key=lambda x: x[1])

@@ -1,17 +1,17 @@
-"""rpcsrv.dispatch: declared tables, lookup errors, and the reply policy of dispatch()."""
+"""rpcsrv.svc.dispatch: declared tables, lookup errors, and the reply policy of dispatch()."""
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from rpcsrv import rpcmsg as m
-from rpcsrv.dispatch import (
+from rpcsrv.proto import rpcmsg as m
+from rpcsrv.svc.dispatch import (
     Dispatcher, Outcome, ProcEntry, Program, dispatch, null_entry,
 )
-from rpcsrv.rpcmsg import (
-    AuthError, GarbageArgs, ProcUnavail, ProgMismatch, ProgUnavail, decode_call, decode_reply,
-    pack_call,
+from rpcsrv.proto.rpcmsg import (
+    AuthError, GarbageArgs, ProcUnavail, ProgMismatch, ProgUnavail, decode_call,
 )
-from rpcsrv.xdr import Packer, Unpacker, XdrError
+from rpcclient import decode_reply, pack_call
+from rpcsrv.proto.xdr import Packer, Unpacker, XdrError
 
 PROG = 200100
 XID = 0xCAFE
@@ -22,11 +22,10 @@ def w(*words):
 
 
 class Payload:
-    """A result that carries pages for the server to send after the header."""
+    """A result whose data the handler put into reply pages: n bytes to send after the header."""
 
-    def __init__(self, n, pages):
+    def __init__(self, n):
         self.n = n
-        self.payload = pages
 
 
 def boom(ctx, args):
@@ -67,11 +66,12 @@ V3 = {
     3: ProcEntry("badenc", u32, lambda c, a: a, half_encode),
     4: ProcEntry("refuse", u32, refuse, pack_u32),
     5: ProcEntry("semantic", u32, semantic_garbage, pack_u32),
-    6: ProcEntry("read", u32, lambda c, a: Payload(a, ["page0", "page1"]),
-                 lambda p, r: p.pack_uint(r.n), idempotent=True),
+    6: ProcEntry("read", u32, lambda c, a: Payload(a), lambda p, r: p.pack_uint(r.n), idempotent=True,
+                 reply_max=4, payload=lambda r: r.n),
     7: ProcEntry("status", u32, lambda c, a: a, pack_u32,
                  status=lambda r: "noent" if r else "ok"),
     9: ProcEntry("decodebug", lambda u: 1 // 0, double, pack_u32),
+    10: ProcEntry("toobig", u32, lambda c, a: a, lambda p, r: [p.pack_uint(r) for _ in range(r)], reply_max=8),
 }
 
 DISP = Dispatcher([Program(PROG, "toy", {1: V1, 3: V3}),
@@ -205,10 +205,28 @@ def test_handler_rpcerror_carries_its_reply():
     assert oc.status == "garbage_args" and rh.accept_stat == m.GARBAGE_ARGS
 
 
-def test_payload_result_passes_through():
+def test_declared_payload_is_in_the_outcome():
     oc, rh, rest = run(3, 6, w(5))
     assert rest == w(5)
-    assert isinstance(oc.result, Payload) and oc.result.payload == ["page0", "page1"]
+    assert isinstance(oc.result, Payload) and oc.payload == 5
+    assert run(3, 1, w(5))[0].payload == 0            # no payload declared: none
+
+
+def test_result_over_its_declared_maximum_is_our_bug():
+    oc, rh, rest = run(3, 10, w(2))                     # 8 bytes: at the maximum
+    assert oc.status == "ok" and rest == w(2, 2)
+    oc, rh, rest = run(3, 10, w(3))                     # 12 bytes: over it
+    assert oc.status == "system_err" and isinstance(oc.error, RuntimeError)
+    assert rh.accept_stat == m.SYSTEM_ERR and rest == b""
+
+
+def test_resolve_answers_the_table_lookup_without_raising():
+    p, e, err = DISP.resolve(PROG, 3, 1)
+    assert (p.name, e.name, err) == ("toy", "double", None)
+    p, e, err = DISP.resolve(PROG, 2, 0)
+    assert p.name == "toy" and e is None and isinstance(err, ProgMismatch) and (err.low, err.high) == (1, 3)
+    assert isinstance(DISP.resolve(PROG, 3, 8)[2], ProcUnavail)
+    assert DISP.resolve(1, 1, 0)[:2] == (None, None) and isinstance(DISP.resolve(1, 1, 0)[2], ProgUnavail)
 
 
 def test_status_callable():
@@ -236,7 +254,7 @@ def test_base_exceptions_propagate():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(0, 10), st.sampled_from([1, 2, 3, 4]), st.binary(max_size=16))
+@given(st.integers(0, 9), st.sampled_from([1, 2, 3, 4]), st.binary(max_size=16))
 def test_dispatch_never_raises(proc, vers, args):
     oc, rh, rest = run(vers, proc, args)
     assert oc.reply

@@ -1,4 +1,5 @@
-"""Tests for rpcsrv.export (file handles, path safety, READDIR) and nfs3const."""
+"""Tests for rpcsrv.export (file handles, path safety, READDIR), nfs3const, and the fattr3 encoding
+and ACCESS3 table the NFS layer builds on the export's values."""
 
 from __future__ import annotations
 
@@ -9,19 +10,15 @@ import threading
 
 import pytest
 
-from rpcsrv import nfs3const as C
-from rpcsrv.export import (
-    FH_MAC_LEN,
-    Export,
-    NfsError,
-    _kernel_handle,
-    access_from_stat,
-    check_name,
-    fattr3_from_stat,
-    nfsstat_from_oserror,
-    wcc_attr_from_stat,
-)
-from rpcsrv.nfs3const import NfsStat3 as S
+import struct
+
+from rpcsrv.export import FH_MAC_LEN, Export, NfsError, check_name, nfsstat_from_oserror
+from rpcsrv.export.handles import kernel_handle as _kernel_handle
+from rpcsrv.nfsd.perm import access_from_stat
+from rpcsrv.proto import nfs3const as C
+from rpcsrv.proto import nfs3res, nfs3xdr
+from rpcsrv.proto.nfs3const import NfsStat3 as S
+from rpcsrv.proto.xdr import Packer
 
 KEY = b"k" * 32
 
@@ -60,6 +57,25 @@ def mode(request, tmp_path):
     if request.param == "kernel" and not _kernel_ok(tmp_path):
         pytest.skip("open_by_handle_at not available (not root?)")
     return request.param
+
+
+def rd(e, fh, cookie, verf, count, plus=False, maxcount=None):
+    """READDIR(PLUS) of the export with the wire codec's byte budget, as the NFS layer calls it."""
+    return e.readdir(fh, cookie, verf, nfs3res.DirBudget(count, maxcount, plus), plus=plus)
+
+
+def readlink(e, fh):
+    with e.open_handle(fh) as o:
+        return os.readlink(b"", dir_fd=o.fd)
+
+
+def fattr3(st, fsid=0):
+    """fattr3 as encoded by nfs3xdr, unpacked: (type, mode, nlink, uid, gid, size, used, (r1, r2),
+    fsid, fileid, atime, mtime, ctime) with times as (seconds, nseconds)."""
+    p = Packer()
+    nfs3xdr.pack_fattr3(p, st, fsid)
+    f = struct.unpack(">5I2Q2I2Q6I", p.get_buffer())
+    return f[:7] + ((f[7], f[8]), f[9], f[10], (f[11], f[12]), (f[13], f[14]), (f[15], f[16]))
 
 
 def mk(tree, mode, **kw):
@@ -117,14 +133,13 @@ def test_lookup_getattr_readlink(tree, mode):
         # symlinks are not followed
         lfh, lst = e.lookup(root, "link_in")
         assert stat.S_ISLNK(lst.st_mode)
-        assert e.readlink(lfh) == b"d1/b.txt"
-        assert status_of(e.readlink, fh) == S.INVAL
+        assert readlink(e, lfh) == b"d1/b.txt"
         assert status_of(e.lookup, fh, "x") == S.NOTDIR
         assert status_of(e.lookup, root, "nope") == S.NOENT
         ffh, fst = e.lookup(root, "fifo")
-        assert e.fattr3(fst)[0] == C.Ftype3.FIFO
-        assert e.fattr3(lst)[0] == C.Ftype3.LNK
-        assert e.fattr3(e.getattr(root))[0] == C.Ftype3.DIR
+        assert fattr3(fst)[0] == C.Ftype3.FIFO
+        assert fattr3(lst)[0] == C.Ftype3.LNK
+        assert fattr3(e.getattr(root))[0] == C.Ftype3.DIR
         for h in (root, fh, hfh, cfh, lfh, ffh):
             assert len(h) <= C.NFS3_FHSIZE
 
@@ -239,7 +254,7 @@ def test_outside_object_is_stale_kernel(tree):
                 finally:
                     os.close(pfd)
                 par = (pt, pb)
-            return e._pack_kernel(t, hb, par)
+            return e.codec.pack_kernel(t, hb, par)
 
         inside_dir = forge(tree / "exp" / "d1")
         # sanity: the forging code makes handles the export accepts
@@ -268,7 +283,7 @@ def test_outside_object_is_stale_inode(tree):
     with mk(tree, "inode") as e:
         for p in (tree / "outside" / "secret.txt", tree / "outside", tree):
             st = os.stat(p)
-            fh = e._pack_inode(st.st_ino, 0, e.root_st.st_ino)
+            fh = e.codec.pack_inode(st.st_ino, 0, e.root_st.st_ino)
             assert status_of(e.getattr, fh) == S.STALE
         fh = walk(e, "d1/b.txt")
         os.rename(tree / "exp/d1/b.txt", tree / "outside/b.txt")
@@ -285,8 +300,8 @@ def test_symlink_escapes(tree, mode):
             assert status_of(e.lookup, lfh, "secret.txt") == S.NOTDIR
             assert status_of(e.lookup, lfh, "..") == S.NOTDIR
             assert status_of(e.read, lfh) == S.INVAL
-            assert status_of(e.readdir, lfh, 0, b"\0" * 8, 4096) == S.NOTDIR
-        assert e.readlink(e.lookup(root, "link_out")[0]) == b"../outside/secret.txt"
+            assert status_of(rd, e, lfh, 0, b"\0" * 8, 4096) == S.NOTDIR
+        assert readlink(e, e.lookup(root, "link_out")[0]) == b"../outside/secret.txt"
         assert status_of(e.mount_path_to_handle, str(tree / "exp" / "link_dir_out")) == S.ACCES
         assert status_of(e.handle_for_path, "link_dir_out/secret.txt") == S.ACCES
 
@@ -368,8 +383,8 @@ def test_no_fd_leaks(tree, mode):
                 e.getattr(bad)
             except NfsError:
                 pass
-        e.readdir(root, 0, b"\0" * 8, 100000, plus=True, maxcount=100000)
-        e.readdir(root, 0, b"\0" * 8, 100000)
+        rd(e, root, 0, b"\0" * 8, 100000, plus=True, maxcount=100000)
+        rd(e, root, 0, b"\0" * 8, 100000)
         try:
             e.read(root)
         except NfsError:
@@ -377,7 +392,7 @@ def test_no_fd_leaks(tree, mode):
         e.mount_path_to_handle(str(tree / "exp" / "d1"))
         e.fsstat(root)
         e.pathconf(root)
-        e.access(root, 0x3F, 1000, [1000])
+        access_from_stat(e.getattr(root), 0x3F, 1000, [1000])
     held = e.read(good)  # a lease outstanding across close
     e.close()
     assert os.pread(held.fd, 5, 0) == b"bravo"
@@ -391,7 +406,7 @@ def test_no_fd_leaks(tree, mode):
 def read_all(e, dfh, count, plus=False, between=None):
     names, cookie, verf, pages = [], 0, b"\0" * 8, 0
     while True:
-        ents, eof, verf = e.readdir(dfh, cookie, verf, count, plus=plus, maxcount=count * 4)
+        ents, eof, verf = rd(e, dfh, cookie, verf, count, plus=plus, maxcount=count * 4)
         pages += 1
         names += [x.name for x in ents]
         if plus:
@@ -420,14 +435,14 @@ def test_readdir_paging(tree, mode):
         names, pages = read_all(e, dfh, 400, plus=True)
         assert sorted(names) == sorted(want | {b".", b".."}) and pages > 10
         # entries' fileids agree with the file system
-        ents, eof, _ = e.readdir(dfh, 0, b"\0" * 8, 10**6)
+        ents, eof, _ = rd(e, dfh, 0, b"\0" * 8, 10**6)
         assert eof
         for x in ents:
             if x.name not in (b".", b".."):
                 assert x.fileid == os.lstat(big / x.name.decode()).st_ino
         dd = {x.name: x.fileid for x in ents[:2]}
         assert dd[b"."] == os.stat(big).st_ino and dd[b".."] == os.stat(tree / "exp").st_ino
-        rents, _, _ = e.readdir(e.root_handle(), 0, b"\0" * 8, 10**6)
+        rents, _, _ = rd(e, e.root_handle(), 0, b"\0" * 8, 10**6)
         assert {x.name: x.fileid for x in rents}[b".."] == os.stat(tree / "exp").st_ino
 
 
@@ -463,29 +478,29 @@ def test_cookie_verifier(tree, mode):
     with mk(tree, mode) as e:
         root = e.root_handle()
         d1 = e.lookup(root, "d1")[0]
-        ents, eof, verf = e.readdir(root, 0, b"\0" * 8, 250)
+        ents, eof, verf = rd(e, root, 0, b"\0" * 8, 250)
         assert not eof and len(verf) == 8
         ck = ents[-1].cookie
         # same verifier across pages, after changes and across a restart
-        _, _, v2 = e.readdir(root, ck, verf, 250)
+        _, _, v2 = rd(e, root, ck, verf, 250)
         assert v2 == verf
         (tree / "exp" / "new").write_bytes(b"")
-        assert e.readdir(root, ck, verf, 250)[2] == verf
+        assert rd(e, root, ck, verf, 250)[2] == verf
         with mk(tree, mode) as e2:
-            assert e2.readdir(root, ck, verf, 250)[2] == verf
+            assert rd(e2, root, ck, verf, 250)[2] == verf
         # cookie 0 ignores the verifier; zero verifier with a real cookie is accepted
-        e.readdir(root, 0, b"garbage!", 250)
-        e.readdir(root, ck, b"\0" * 8, 250)
+        rd(e, root, 0, b"garbage!", 250)
+        rd(e, root, ck, b"\0" * 8, 250)
         # another directory's verifier, or a cookie we never made -> BAD_COOKIE
-        _, _, vd1 = e.readdir(d1, 0, b"\0" * 8, 4096)
+        _, _, vd1 = rd(e, d1, 0, b"\0" * 8, 4096)
         assert vd1 != verf
-        assert status_of(e.readdir, root, ck, vd1, 250) == S.BAD_COOKIE
-        assert status_of(e.readdir, root, 12345, verf, 250) == S.BAD_COOKIE
+        assert status_of(rd, e, root, ck, vd1, 250) == S.BAD_COOKIE
+        assert status_of(rd, e, root, 12345, verf, 250) == S.BAD_COOKIE
         # a cookie past the last entry: empty page, eof
-        assert e.readdir(root, (1 << 64) - 1, verf, 250)[:2] == ([], True)
+        assert rd(e, root, (1 << 64) - 1, verf, 250)[:2] == ([], True)
         # too small for a single entry
-        assert status_of(e.readdir, root, 0, b"\0" * 8, 100) == S.TOOSMALL
-        assert status_of(e.readdir, walk(e, "a.txt"), 0, b"\0" * 8, 4096) == S.NOTDIR
+        assert status_of(rd, e, root, 0, b"\0" * 8, 100) == S.TOOSMALL
+        assert status_of(rd, e, walk(e, "a.txt"), 0, b"\0" * 8, 4096) == S.NOTDIR
 
 
 # ---------------------------------------------------------------- MOUNT
@@ -524,18 +539,20 @@ def test_fattr3_and_wcc(tree):
     p = tree / "exp" / "a.txt"
     os.chmod(p, 0o4755)
     st = os.lstat(p)
-    fa = fattr3_from_stat(st, 77)
+    fa = fattr3(st, 77)
     assert fa[0] == C.Ftype3.REG and fa[1] == 0o4755
     assert fa[2:6] == (st.st_nlink, st.st_uid, st.st_gid, 5)
     assert fa[6] == st.st_blocks * 512 and fa[7] == (0, 0) and fa[8] == 77 and fa[9] == st.st_ino
     assert fa[11] == (st.st_mtime_ns // 10**9, st.st_mtime_ns % 10**9)
     assert len(fa) == 13
-    assert wcc_attr_from_stat(st) == (5, fa[11], fa[12])
+    pk = Packer()
+    nfs3xdr.pack_pre_op_attr(pk, st)
+    assert struct.unpack(">IQ4I", pk.get_buffer()) == (1, 5) + fa[11] + fa[12]
     dn = os.stat("/dev/null")
-    assert fattr3_from_stat(dn, 0)[:2] == (C.Ftype3.CHR, 0o666)
-    assert fattr3_from_stat(dn, 0)[7] == (os.major(dn.st_rdev), os.minor(dn.st_rdev)) == (1, 3)
+    assert fattr3(dn)[:2] == (C.Ftype3.CHR, 0o666)
+    assert fattr3(dn)[7] == (os.major(dn.st_rdev), os.minor(dn.st_rdev)) == (1, 3)
     os.utime(p, ns=(-5 * 10**9, 0))
-    assert fattr3_from_stat(os.lstat(p), 0)[10] == (0, 0)  # clamped to uint32
+    assert fattr3(os.lstat(p))[10] == (0, 0)  # clamped to uint32
 
 
 def test_fattr3_fsid_stable(tree, mode):
@@ -568,9 +585,9 @@ def test_access(tree):
     assert access_from_stat(d755, ALL, 0, [], read_only=True) == R | L
     assert access_from_stat(d755, R | D, 1000, []) == R | D   # only what was asked
     with Export(str(tree / "exp"), key=KEY, read_only=True) as e:
-        assert e.access(e.root_handle(), ALL, 0, [0]) == R | L
+        assert access_from_stat(e.getattr(e.root_handle()), ALL, 0, [0], e.read_only) == R | L
         fh = e.lookup(e.root_handle(), "a.txt")[0]
-        assert e.access(fh, ALL, 0, [0]) == R
+        assert access_from_stat(e.getattr(fh), ALL, 0, [0], e.read_only) == R
     assert stat.S_ISREG(st_file.st_mode)
 
 
@@ -638,14 +655,14 @@ def test_mounts_kernel(tree):
         (tm / "sub" / "in.txt").write_bytes(b"in")
         (tm / "out.txt").write_bytes(b"out")
         with Export(str(tm), key=KEY, verify_ttl=0.0) as e:
-            assert e._root_is_mount_root
+            assert e.contain.whole_fs
             assert e.getattr(walk(e, "sub/in.txt")).st_size == 2
         bm = tree / "bind"
         bm.mkdir()
         assert _mount("--bind", str(tm / "sub"), str(bm))
         try:
             with Export(str(bm), key=KEY, verify_ttl=0.0, handle_mode="kernel") as e:
-                assert not e._root_is_mount_root
+                assert not e.contain.whole_fs
                 assert e.getattr(walk(e, "in.txt")).st_size == 2
                 for p in (tm / "out.txt", tm):
                     fd = os.open(p, os.O_PATH)
@@ -653,11 +670,11 @@ def test_mounts_kernel(tree):
                         t, hb, _ = _kernel_handle(fd)
                     finally:
                         os.close(fd)
-                    assert status_of(e.getattr, e._pack_kernel(t, hb, None)) == S.STALE
+                    assert status_of(e.getattr, e.codec.pack_kernel(t, hb, None)) == S.STALE
                 # the tmpfs below the export is a mount point: not exported
             with Export(str(tree), key=KEY, handle_mode="kernel") as e:
                 assert status_of(e.lookup, e.root_handle(), "tmpfs") == S.ACCES
-                ents, _, _ = e.readdir(e.root_handle(), 0, b"\0" * 8, 10**5, plus=True, maxcount=10**6)
+                ents, _, _ = rd(e, e.root_handle(), 0, b"\0" * 8, 10**5, plus=True, maxcount=10**6)
                 tmpfs_ent = [x for x in ents if x.name == b"tmpfs"]
                 assert tmpfs_ent and tmpfs_ent[0].fh is None
         finally:

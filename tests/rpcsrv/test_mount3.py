@@ -1,4 +1,4 @@
-"""rpcsrv.mount3: MOUNT v3 through dispatch() with real XDR, and MountRegistry."""
+"""rpcsrv.nfsd.mount3: MOUNT v3 through dispatch() with real XDR, and MountRegistry."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import threading
 
 import pytest
 
-from rpcsrv import mount3
-from rpcsrv import rpcmsg as m
-from rpcsrv.dispatch import Dispatcher, dispatch
+from rpcsrv.nfsd import mount3
+from rpcsrv.proto import rpcmsg as m
+from rpcsrv.svc.dispatch import Dispatcher, dispatch
 from rpcsrv.export import Export
-from rpcsrv.nfs3const import MOUNT_PROGRAM, MountProc3 as MP, MountStat3 as MS
-from rpcsrv.rpcmsg import AuthSys, decode_call, decode_reply, pack_call
-from rpcsrv.xdr import Packer, Unpacker
+from rpcsrv.proto.nfs3const import MOUNT_PROGRAM, MountProc3 as MP, MountStat3 as MS
+from rpcclient import decode_reply, pack_call
+from rpcsrv.proto.rpcmsg import AuthSys, decode_call
+from rpcsrv.proto.xdr import Packer, Unpacker
 
 KEY = b"m" * 32
 

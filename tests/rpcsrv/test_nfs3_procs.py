@@ -1,4 +1,4 @@
-"""rpcsrv.nfs3 / nfs3xdr: every NFSv3 procedure driven through dispatch() with
+"""rpcsrv.nfsd.nfs3 / proto.nfs3xdr: every NFSv3 procedure driven through dispatch() with
 real XDR (calls packed here, replies decoded by decoders written here, not
 the module's), against an Export on a tmp_path tree and a fake request
 context."""
@@ -12,13 +12,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from rpcsrv import nfs3, nfs3xdr
-from rpcsrv import rpcmsg as m
-from rpcsrv.dispatch import Dispatcher, dispatch
+from rpcsrv.nfsd import nfs3
+from rpcsrv.proto import nfs3res, nfs3xdr
+from rpcsrv.proto import rpcmsg as m
+from rpcsrv.svc.dispatch import Dispatcher, dispatch
 from rpcsrv.export import Export
-from rpcsrv.nfs3const import NFS_PROGRAM, NfsProc3 as P, NfsStat3 as S
-from rpcsrv.rpcmsg import AuthSys, decode_call, decode_reply, pack_call
-from rpcsrv.xdr import Packer, Unpacker
+from rpcsrv.proto.nfs3const import NFS_PROGRAM, NfsProc3 as P, NfsStat3 as S
+from rpcclient import decode_reply, pack_call
+from rpcsrv.proto.rpcmsg import AuthSys, decode_call
+from rpcsrv.svc.svc import XprtLimits
+from rpcsrv.proto.xdr import Packer, Unpacker
 
 KEY = b"n" * 32
 VERF = b"WVERF-01"
@@ -49,6 +52,8 @@ class Ctx:
         self.cred = cred
         self.export = export
         self.config = Cfg(**cfg)
+        fs = Export.FSINFO               # what the server's TCP limits are with a 1 MiB max_io
+        self.limits = XprtLimits(rtmax=fs.rtmax, wtmax=fs.wtmax, dirmax=fs.rtmax, fsinfo=fs)
         self.unpacker = None
         self.payload = b""
         self.reads = 0
@@ -292,7 +297,7 @@ class Client:
         out = Packer()
         oc = dispatch(DISPATCHER, call, u, ctx, out)
         reply = out.get_buffer()
-        n = getattr(oc.result, "payload_len", 0)
+        n = oc.payload
         if n:
             assert n == len(ctx.payload)
             reply += ctx.payload + b"\0" * (-n & 3)
@@ -1053,11 +1058,11 @@ def test_error_table(c, tree, which):
 
 
 def test_xdr_roundtrip_fattr3(tree, export):
-    """nfs3xdr's own fattr3/sattr3 helpers agree with the independent decoders here."""
+    """nfs3xdr's fattr3 encoder and sattr3 decoder agree with the independent codecs here."""
     st = os.lstat(tree / "big.bin")
     p = Packer()
     nfs3xdr.pack_post_op_attr(p, st, export.fsid)
-    nfs3xdr.pack_sattr3(p, nfs3xdr.Sattr3(mode=0o644, size=7, mtime=nfs3xdr.SERVER_TIME))
+    pk_sattr(p, mode=0o644, size=7, mtime="server")
     u = Unpacker.from_bytes(p.get_buffer())
     a = post_attr(u)
     assert a.size == 10240 and a.fileid == st.st_ino and a.mode == 0o644 and a.type == 1
@@ -1093,7 +1098,7 @@ def test_workflow_both_handle_modes(tree, mode):
 
 
 def test_encoders_exact_sizes(c, tree):
-    """Reply sizes match RFC 1813 layouts (the READDIR accounting in Export relies on them)."""
+    """Reply sizes match RFC 1813 layouts (nfs3res.DirBudget's accounting relies on them)."""
     hdr, u, oc = c.raw(P.GETATTR, a_fh(c.root))
     assert u.remaining == 4 + 84
     fh = c.fh("a.txt")
@@ -1102,3 +1107,34 @@ def test_encoders_exact_sizes(c, tree):
     assert u.remaining == 4 + (4 + 24) + (4 + 84) + 4 + 4 + 8
     r = c.readdir(c.root, count=65536)
     assert r.status == 0
+
+
+@pytest.mark.parametrize("plus", [False, True])
+@pytest.mark.parametrize("count", [400, 1200, 65536])
+def test_dirbudget_counts_the_bytes_encode_writes(c, export, plus, count):
+    """The READDIR(PLUS) budget's total is the size of the reply the encoder then writes, and no
+    page is over the client's count (maxcount for READDIRPLUS)."""
+    for i in range(30):
+        c.create(c.root, "entry-%02d-%s" % (i, "x" * i), how=0)
+    budget = nfs3res.DirBudget(count if not plus else count // 2, count, plus)
+    entries, eof, verf = export.readdir(c.root, 0, b"\0" * 8, budget, plus=plus)
+    p = Packer()
+    res = nfs3res.ReaddirRes(0, export.fsid, export.getattr(c.root), verf, entries, eof)
+    (nfs3res.encode_readdirplus if plus else nfs3res.encode_readdir)(p, res)
+    assert len(p.get_buffer()) == budget.total <= count
+    assert eof == (count == 65536)
+
+
+def test_every_result_within_its_declared_maximum(c, tree):
+    """A run through the procedures: every encoded result is within RES_MAX of its procedure
+    (dispatch would answer SYSTEM_ERR otherwise: a status other than system_err proves it)."""
+    fh = c.fh("a.txt")
+    statuses = [c.getattr(fh).status, c.lookup(c.root, "a.txt").status, c.access(fh).status,
+                c.read(fh, 0, 100).status, c.write(fh, 0, b"12345", stable=2).status,
+                c.create(c.root, "n" * 255, how=0).status, c.readdirplus(c.root).status,
+                c.call(P.FSSTAT, a_fh(c.root)).status, c.call(P.FSINFO, a_fh(c.root)).status,
+                c.call(P.PATHCONF, a_fh(c.root)).status, c.call(P.READLINK, a_fh(c.fh("link_out"))).status]
+    assert all(st == 0 for st in statuses), statuses
+    for proc, size in nfs3res.RES_MAX.items():
+        entry = DISPATCHER.lookup(NFS_PROGRAM, 3, proc)
+        assert entry.reply_max == size

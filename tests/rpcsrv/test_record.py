@@ -5,11 +5,11 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from rpcsrv.record import (
+from rpcsrv.proto.record import (
     BODY, DONE, HEADER, LAST_FRAGMENT, MAX_FRAGMENT, RecordBuffer, RecordDecoder, RecordError,
     encode_fragment_header, encode_record, frame,
 )
-from rpcsrv.xdr import Unpacker
+from rpcsrv.proto.xdr import Unpacker
 
 
 def marker(n, last):

@@ -6,7 +6,7 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from rpcsrv.xdr import MAX_UINT, Packer, Unpacker, XdrError
+from rpcsrv.proto.xdr import MAX_UINT, Packer, Unpacker, XdrError
 
 
 def segmented(data, seg_size, page_like=False):

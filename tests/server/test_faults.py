@@ -1,7 +1,7 @@
 """Faults: a full disk gives NOSPC (not a crash), a removed export gives STALE, a client killed
 mid-record leaves nothing behind, and a server SIGKILLed under load comes back on the same export
 with its old handles valid and committed data intact."""
-import errno
+
 import hashlib
 import os
 import shutil
@@ -12,8 +12,8 @@ import subprocess
 import pytest
 
 from loadgen.nfsctx import NfsContext
-from nfsbulk_testlib import (ROOT_CRED, RawRpc, ServerProcess, leaked_pages, lookup_fh, mount_root)
-from rpcsrv.xdr import Packer
+from nfsbulk_testlib import (ROOT_CRED, RpcClient, ServerProcess, leaked_pages, lookup_fh, mount_root)
+from rpcsrv.proto.xdr import Packer
 
 NFS = 100003
 
@@ -38,7 +38,7 @@ def tmpfs(tmp_path):
 
 def test_full_disk_gives_nospc(tmpfs):
     with ServerProcess(tmpfs, threads=2) as srv:
-        rpc = RawRpc(srv.port)
+        rpc = RpcClient(srv.port)
         root = mount_root(rpc, str(tmpfs))
         p = Packer()
         p.pack_opaque(root)
@@ -80,7 +80,7 @@ def test_removed_export_gives_stale(tmp_path):
     (export / "sub").mkdir(parents=True)
     (export / "sub" / "f").write_bytes(b"data")
     with ServerProcess(export, threads=2) as srv:
-        rpc = RawRpc(srv.port)
+        rpc = RpcClient(srv.port)
         root = mount_root(rpc, str(export))
         fh = lookup_fh(rpc, str(export), b"sub")
         assert getattr_status(rpc, fh) == 0
@@ -96,20 +96,19 @@ def test_client_killed_mid_record(tmp_path):
     (tmp_path / "f").write_bytes(b"x" * 100000)
     with ServerProcess(tmp_path, threads=2) as srv:
         for i in range(10):
-            s = socket.create_connection(("127.0.0.1", srv.port))
-            rpc = RawRpc.__new__(RawRpc)
-            rpc.sock = s
+            rpc = RpcClient(srv.port)
+            s = rpc.sock
             p = Packer()
             p.pack_opaque(b"\x01" * 28)
             p.pack_uhyper(0)
             p.pack_uint(500000)
             p.pack_uint(2)
             p.pack_opaque(b"w" * 500000)
-            data = RawRpc.call_bytes(rpc, i, NFS, 3, 7, p.get_buffer(), cred=ROOT_CRED)
+            data = rpc.call_bytes(i, NFS, 3, 7, p.get_buffer(), cred=ROOT_CRED)
             s.sendall(data[:len(data) // 2])               # half a 500 KB WRITE, then the client dies
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             s.close()                                       # RST
-        rpc = RawRpc(srv.port)
+        rpc = RpcClient(srv.port)
         h, _ = rpc.call(1, NFS, 3, 0)
         assert h.accept_stat == 0
         rpc.close()
@@ -180,7 +179,7 @@ def test_symlink_race_never_escapes(tmp_path):
                 pass
 
     with ServerProcess(export, threads=4) as srv:
-        rpc = RawRpc(srv.port)
+        rpc = RpcClient(srv.port)
         root = mount_root(rpc, str(export))
         t = threading.Thread(target=swapper)
         t.start()

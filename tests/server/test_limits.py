@@ -12,14 +12,14 @@ import urllib.request
 
 import pytest
 
-from nfsbulk_testlib import ROOT, RawRpc, ServerProcess, in_process_server, leaked_pages, lookup_fh, read_call
-from rpcsrv import rpcmsg
+from nfsbulk_testlib import ROOT, RpcClient, ServerProcess, in_process_server, leaked_pages, lookup_fh, read_call
+from rpcsrv.proto import rpcmsg
 
 NFS = 100003
 
 
 def null_ok(port, xid=1):
-    c = RawRpc(port)
+    c = RpcClient(port)
     try:
         h, _ = c.call(xid, NFS, 3, 0)
         return h.accept_stat == rpcmsg.SUCCESS
@@ -37,7 +37,7 @@ def closed(sock, timeout=30):
 
 def test_max_connections(tmp_path):
     with in_process_server(tmp_path, threads=2, max_connections=3) as srv:
-        held = [RawRpc(srv.port) for _ in range(3)]
+        held = [RpcClient(srv.port) for _ in range(3)]
         for i, c in enumerate(held):
             h, _ = c.call(i, NFS, 3, 0)                 # all three are really accepted
         extra = socket.create_connection(("127.0.0.1", srv.port))
@@ -45,7 +45,7 @@ def test_max_connections(tmp_path):
         held[0].close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:              # the slot frees once the server saw the close
-            c = RawRpc(srv.port, timeout=5)
+            c = RpcClient(srv.port, timeout=5)
             try:
                 c.send_raw(c.call_bytes(9, NFS, 3, 0))
                 if c.recv_record() is not None:
@@ -62,7 +62,7 @@ def test_max_connections(tmp_path):
 
 def test_idle_connection_is_closed(tmp_path):
     with in_process_server(tmp_path, threads=2, idle_timeout=1.0) as srv:
-        c = RawRpc(srv.port)
+        c = RpcClient(srv.port)
         c.call(1, NFS, 3, 0)
         t0 = time.monotonic()
         assert closed(c.sock, timeout=30)
@@ -72,7 +72,7 @@ def test_idle_connection_is_closed(tmp_path):
 
 def test_dribbler_does_not_hold_a_worker_and_times_out(tmp_path):
     with in_process_server(tmp_path, threads=1, record_timeout=2.0) as srv:
-        slow = RawRpc(srv.port)
+        slow = RpcClient(srv.port)
         data = slow.call_bytes(5, NFS, 3, 0)
         slow.send_raw(data[:6])                          # marker and two bytes of the call
         for i in range(5):                               # the only worker still serves others
@@ -85,7 +85,7 @@ def test_client_that_never_reads_is_dropped(tmp_path):
     big = tmp_path / "big"
     big.write_bytes(b"\x5a" * (1 << 20))
     with in_process_server(tmp_path, threads=2, send_timeout=1.0) as srv:
-        c = RawRpc(srv.port)
+        c = RpcClient(srv.port)
         fh = lookup_fh(c, str(tmp_path), b"big")
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         for i in range(64):                              # 64 MiB of READ replies nobody reads
@@ -110,7 +110,7 @@ def test_allow_cidr(tmp_path):
 
 def test_secure_ports(tmp_path):
     with in_process_server(tmp_path, threads=1, secure_ports=True) as srv:
-        c = RawRpc(srv.port)                              # an ephemeral (>= 1024) source port
+        c = RpcClient(srv.port)                              # an ephemeral (>= 1024) source port
         h, _ = c.call(1, NFS, 3, 0)
         assert h.stat == rpcmsg.MSG_DENIED and h.auth_stat == rpcmsg.AUTH_TOOWEAK
         c.close()
@@ -126,9 +126,7 @@ def test_secure_ports(tmp_path):
         else:
             pytest.skip("no free privileged port")
         s.connect(("127.0.0.1", srv.port))
-        c = RawRpc.__new__(RawRpc)
-        from rpcsrv import record
-        c.sock, c.buf, c.pending = s, record.RecordBuffer(1 << 20), []
+        c = RpcClient(sock=s)
         h, _ = c.call(2, NFS, 3, 0)
         assert h.accept_stat == rpcmsg.SUCCESS
         c.close()

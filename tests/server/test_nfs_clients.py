@@ -10,9 +10,9 @@ import subprocess
 import pytest
 
 from loadgen.nfsctx import NfsContext
-from nfsbulk_testlib import RawRpc, ServerProcess, leaked_pages, make_tree
-from rpcsrv.rpcmsg import AuthSys
-from rpcsrv.xdr import Packer
+from nfsbulk_testlib import RpcClient, ServerProcess, leaked_pages, make_tree
+from rpcsrv.proto.rpcmsg import AuthSys
+from rpcsrv.proto.xdr import Packer
 
 STRATEGIES = ["single", "list", "array", "range"]
 HAVE_UTILS = shutil.which("nfs-ls") and shutil.which("nfs-cat")
@@ -143,7 +143,7 @@ def test_escapes_never_reach_outside(tree):
         finally:
             ctx.destroy()
         # the server itself, by raw RPC: ".." at the root is the root; symlinks are not followed
-        rpc = RawRpc(srv.port)
+        rpc = RpcClient(srv.port)
         try:
             root_fh = mnt(rpc, srv.export)
             st, fh = lookup(rpc, root_fh, b"..")
@@ -184,7 +184,7 @@ def lookup(rpc, dir_fh, name):
 def test_forged_and_mutated_handles_are_refused(tree):
     root, files = tree
     with ServerProcess(root, threads=2) as srv:
-        rpc = RawRpc(srv.port)
+        rpc = RpcClient(srv.port)
         try:
             root_fh = mnt(rpc, srv.export)
             st, fh = lookup(rpc, root_fh, b"f3.bin")

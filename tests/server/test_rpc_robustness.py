@@ -5,10 +5,11 @@ import struct
 
 import pytest
 
-from nfsbulk_testlib import RawRpc, in_process_server
-from rpcsrv import record, rpcmsg
-from rpcsrv.rpcmsg import AuthSys
-from rpcsrv.xdr import Packer
+from nfsbulk_testlib import RpcClient, in_process_server
+import rpcclient as C
+from rpcsrv.proto import record, rpcmsg
+from rpcsrv.proto.rpcmsg import AuthSys
+from rpcsrv.proto.xdr import Packer
 
 NFS, MOUNT = 100003, 100005
 
@@ -22,7 +23,7 @@ def server(tmp_path):
 
 def alive(srv):
     """A fresh client still gets NULL answered."""
-    c = RawRpc(srv.port)
+    c = RpcClient(srv.port)
     try:
         h, _ = c.call(0xABCDEF, NFS, 3, 0)
         return h.xid == 0xABCDEF and h.accept_stat == rpcmsg.SUCCESS
@@ -39,7 +40,7 @@ def closed_by_server(c):
 
 
 def test_null_on_both_programs(server):
-    c = RawRpc(server.port)
+    c = RpcClient(server.port)
     for prog in (NFS, MOUNT):
         h, u = c.call(7, prog, 3, 0)
         assert (h.xid, h.accept_stat) == (7, rpcmsg.SUCCESS)
@@ -54,7 +55,7 @@ def test_null_on_both_programs(server):
     (100021, 4, 0, rpcmsg.PROG_UNAVAIL),
 ])
 def test_unknown_program_version_procedure(server, prog, vers, proc, expect):
-    c = RawRpc(server.port)
+    c = RpcClient(server.port)
     h, u = c.call(11, prog, vers, proc)
     assert h.accept_stat == expect
     if expect == rpcmsg.PROG_MISMATCH:
@@ -63,24 +64,24 @@ def test_unknown_program_version_procedure(server, prog, vers, proc, expect):
 
 
 def test_rpc_version_mismatch_is_denied(server):
-    c = RawRpc(server.port)
+    c = RpcClient(server.port)
     p = Packer()
-    rpcmsg.pack_call(p, 12, NFS, 3, 0, rpcvers=3)
+    C.pack_call(p, 12, NFS, 3, 0, rpcvers=3)
     c.send_raw(record.frame(p.get_buffer()))
-    from rpcsrv.xdr import Unpacker
-    h = rpcmsg.decode_reply(Unpacker.from_bytes(c.recv_record()))
+    from rpcsrv.proto.xdr import Unpacker
+    h = C.decode_reply(Unpacker.from_bytes(c.recv_record()))
     assert h.stat == rpcmsg.MSG_DENIED and h.reject_stat == rpcmsg.RPC_MISMATCH
     c.close()
 
 
 def test_bad_auth_sys_is_auth_error(server):
-    c = RawRpc(server.port)
+    c = RpcClient(server.port)
     bad = AuthSys(1, b"m" * 256, 0, 0, [])          # machine name over 255 bytes
-    from rpcsrv.xdr import Unpacker
+    from rpcsrv.proto.xdr import Unpacker
     p = Packer()
-    rpcmsg.pack_call(p, 13, NFS, 3, 0, cred=(rpcmsg.AUTH_SYS, rpcmsg_authsys_body(bad)))
+    C.pack_call(p, 13, NFS, 3, 0, cred=(rpcmsg.AUTH_SYS, rpcmsg_authsys_body(bad)))
     c.send_raw(record.frame(p.get_buffer()))
-    h = rpcmsg.decode_reply(Unpacker.from_bytes(c.recv_record()))
+    h = C.decode_reply(Unpacker.from_bytes(c.recv_record()))
     assert h.stat == rpcmsg.MSG_DENIED and h.reject_stat == rpcmsg.AUTH_ERROR
     assert h.auth_stat == rpcmsg.AUTH_BADCRED
     ok = AuthSys(1, b"m" * 255, 0, 0, list(range(16)))
@@ -102,7 +103,7 @@ def rpcmsg_authsys_body(a):
 
 
 def test_garbage_args_reply(server):
-    c = RawRpc(server.port)
+    c = RpcClient(server.port)
     h, _ = c.call(15, NFS, 3, 1, args=b"\x00\x00\x00")   # GETATTR with a truncated handle
     assert h.accept_stat == rpcmsg.GARBAGE_ARGS
     h, _ = c.call(16, NFS, 3, 0, args=b"\x00\x00\x00\x00")   # NULL with trailing bytes
@@ -111,34 +112,34 @@ def test_garbage_args_reply(server):
 
 
 def test_zero_length_fragment_closes_connection(server):
-    c = RawRpc(server.port)
+    c = RpcClient(server.port)
     c.send_raw(struct.pack(">I", 0x80000000))
     assert closed_by_server(c)
     assert alive(server)
 
 
 def test_oversized_fragment_closes_before_body(server):
-    c = RawRpc(server.port)
+    c = RpcClient(server.port)
     c.send_raw(struct.pack(">I", 0x80000000 | (server.config.max_record + 1)))
     assert closed_by_server(c)
     assert alive(server)
 
 
 def test_maximum_record_passes_the_framer(server):
-    c = RawRpc(server.port)
+    c = RpcClient(server.port)
     p = Packer()
-    rpcmsg.pack_call(p, 17, NFS, 3, 0)
+    C.pack_call(p, 17, NFS, 3, 0)
     body = p.get_buffer()
     body += b"\x00" * (server.config.max_record - len(body))
     c.send_raw(record.frame(body, max_fragment=300000))     # several fragments, exactly the bound
-    from rpcsrv.xdr import Unpacker
-    h = rpcmsg.decode_reply(Unpacker.from_bytes(c.recv_record()))
+    from rpcsrv.proto.xdr import Unpacker
+    h = C.decode_reply(Unpacker.from_bytes(c.recv_record()))
     assert h.xid == 17 and h.accept_stat == rpcmsg.GARBAGE_ARGS   # NULL with trailing bytes
     c.close()
 
 
 def test_not_a_call_gets_no_reply_but_connection_stays(server):
-    c = RawRpc(server.port)
+    c = RpcClient(server.port)
     c.send_raw(record.frame(struct.pack(">II", 5, 1) + b"\x00" * 16))   # a REPLY sent to the server
     h, _ = c.call(18, NFS, 3, 0)
     assert h.xid == 18
@@ -146,7 +147,7 @@ def test_not_a_call_gets_no_reply_but_connection_stays(server):
 
 
 def test_truncated_record_then_close(server):
-    c = RawRpc(server.port)
+    c = RpcClient(server.port)
     data = c.call_bytes(19, NFS, 3, 0)
     c.send_raw(data[:-3])
     c.sock.shutdown(socket.SHUT_WR)
@@ -155,12 +156,12 @@ def test_truncated_record_then_close(server):
 
 
 def test_record_split_byte_by_byte_and_pipelined(server):
-    c = RawRpc(server.port)
+    c = RpcClient(server.port)
     stream = b"".join(c.call_bytes(100 + i, NFS, 3, 0) for i in range(5))
     for i in range(len(stream)):
         c.send_raw(stream[i:i + 1])
-    from rpcsrv.xdr import Unpacker
-    xids = [rpcmsg.decode_reply(Unpacker.from_bytes(c.recv_record())).xid for _ in range(5)]
+    from rpcsrv.proto.xdr import Unpacker
+    xids = [C.decode_reply(Unpacker.from_bytes(c.recv_record())).xid for _ in range(5)]
     assert xids == [100, 101, 102, 103, 104]
     c.close()
 
@@ -170,7 +171,7 @@ def test_garbage_streams_never_kill_the_server(server, seed):
     import random
     rnd = random.Random(seed)
     for _ in range(20):
-        c = RawRpc(server.port)
+        c = RpcClient(server.port)
         blob = rnd.randbytes(rnd.randrange(1, 600))
         if rnd.random() < 0.5:                       # a well-framed record of garbage
             blob = record.frame(blob)
@@ -193,7 +194,7 @@ def test_garbage_streams_never_kill_the_server(server, seed):
 def test_pages_conserved_after_stop(tmp_path):
     (tmp_path / "f").write_bytes(b"x" * 300000)
     with in_process_server(tmp_path, threads=3) as srv:
-        c = RawRpc(srv.port)
+        c = RpcClient(srv.port)
         for i in range(20):
             c.call(i, NFS, 3, 0)
         half = c.call_bytes(99, NFS, 3, 0)
@@ -206,13 +207,13 @@ def test_pages_conserved_after_stop(tmp_path):
 
 def test_holes_refilled_equal_reply_pages_released(tmp_path):
     """After each READ, the next svc_alloc_arg refills exactly the reply pages the last reply released."""
-    from nfsbulk_testlib import RawRpc
-    from rpcsrv.rpcmsg import AuthSys
+    from nfsbulk_testlib import RpcClient
+    from rpcsrv.proto.rpcmsg import AuthSys
     cred = AuthSys(1, b"t", 0, 0, [0])
     (tmp_path / "f").write_bytes(bytes(range(256)) * 4096)          # 1 MiB
     for strategy in ("single", "list", "array", "range"):
         with in_process_server(tmp_path, strategy=strategy, threads=1, trace_holes=True) as srv:
-            c = RawRpc(srv.port)
+            c = RpcClient(srv.port)
             p = Packer()
             p.pack_string(str(tmp_path).encode())
             h, u = c.call(1, MOUNT, 3, 1, p.get_buffer(), cred=cred)

@@ -12,7 +12,6 @@
   non-empty directory, a non-owner uid, --read-only, --root-squash.
 """
 import hashlib
-import itertools
 import os
 import random
 import shutil
@@ -23,157 +22,20 @@ import libnfs
 import pytest
 
 from loadgen.nfsctx import NfsContext
-from nfsbulk_testlib import RawRpc, ServerProcess, in_process_server, leaked_pages
-from rpcsrv import nfs3xdr as X
-from rpcsrv.nfs3const import NfsStat3 as S
-from rpcsrv.rpcmsg import AuthSys
-from rpcsrv.xdr import Packer, Unpacker
-from rpcsrv import rpcmsg
+from nfsbulk_testlib import ServerProcess, in_process_server, leaked_pages
+import rpcclient as C
+from rpcclient import Nfs3
+from rpcsrv.proto import nfs3xdr as X
+from rpcsrv.proto.nfs3const import NfsStat3 as S
+from rpcsrv.proto.rpcmsg import AuthSys
+from rpcsrv.proto.xdr import Unpacker
+from rpcsrv.proto import rpcmsg
 
 STRATEGIES = ["single", "list", "array", "range"]
 NFS, MOUNT = 100003, 100005
 ROOT_CRED = AuthSys(1, b"nfsbulk-test", 0, 0, [0])
 USER_CRED = AuthSys(1, b"nfsbulk-test", 1000, 1000, [1000])
 HAVE_NFS_CP = shutil.which("nfs-cp") is not None
-
-
-# --------------------------------------------------------------------------
-# a small raw NFSv3 client (one TCP connection, explicit xids)
-
-class Nfs3:
-    """NFSv3 calls by hand over RawRpc; each returns (status, ...) decoded from the reply."""
-
-    def __init__(self, port, cred=ROOT_CRED):
-        self.rpc = RawRpc(port)
-        self.cred = cred
-        self.xids = itertools.count(0x5000)
-
-    def close(self):
-        self.rpc.close()
-
-    def call(self, proc, args, cred=None, prog=NFS):
-        h, u = self.rpc.call(next(self.xids), prog, 3, proc, args, cred=cred or self.cred)
-        assert h.stat == rpcmsg.MSG_ACCEPTED and h.accept_stat == rpcmsg.SUCCESS, (h.stat, h.accept_stat)
-        return u
-
-    def mnt(self, path):
-        p = Packer()
-        p.pack_string(os.fsencode(path))
-        u = self.call(1, p.get_buffer(), prog=MOUNT)
-        assert u.unpack_uint() == 0
-        return u.unpack_opaque(64)
-
-    def lookup(self, dfh, name, cred=None):
-        p = Packer()
-        X.pack_diropargs3(p, dfh, name)
-        u = self.call(3, p.get_buffer(), cred)
-        st = u.unpack_uint()
-        return st, (u.unpack_opaque(64) if st == 0 else None)
-
-    def getattr(self, fh):
-        p = Packer()
-        p.pack_opaque(fh)
-        u = self.call(1, p.get_buffer())
-        st = u.unpack_uint()
-        return st, (X.decode_fattr3(u) if st == 0 else None)
-
-    @staticmethod
-    def setattr_args(fh, sa, guard=None):
-        p = Packer()
-        p.pack_opaque(fh)
-        X.pack_sattr3(p, sa)
-        if guard is None:
-            p.pack_uint(0)
-        else:
-            p.pack_uint(1)
-            p.pack_uint(guard[0])
-            p.pack_uint(guard[1])
-        return p.get_buffer()
-
-    def setattr(self, fh, sa, guard=None, cred=None):
-        u = self.call(2, self.setattr_args(fh, sa, guard), cred)
-        st = u.unpack_uint()
-        return st, X.decode_wcc_data(u)
-
-    @staticmethod
-    def create_args(dfh, name, how, attr=X.SATTR3_NONE):
-        p = Packer()
-        X.pack_diropargs3(p, dfh, name)
-        p.pack_uint(how)
-        if how == 2:
-            p.pack_fopaque(8, attr)
-        else:
-            X.pack_sattr3(p, attr)
-        return p.get_buffer()
-
-    @staticmethod
-    def decode_diropres(u):
-        st = u.unpack_uint()
-        if st == 0:
-            fh = X.decode_post_op_fh3(u)
-            attr = X.decode_post_op_attr(u)
-            return st, fh, attr, X.decode_wcc_data(u)
-        return st, None, None, X.decode_wcc_data(u)
-
-    def create(self, dfh, name, how=0, attr=X.SATTR3_NONE, cred=None):
-        return self.decode_diropres(self.call(8, self.create_args(dfh, name, how, attr), cred))
-
-    def mkdir(self, dfh, name, sa=X.SATTR3_NONE, cred=None):
-        p = Packer()
-        X.pack_diropargs3(p, dfh, name)
-        X.pack_sattr3(p, sa)
-        return self.decode_diropres(self.call(9, p.get_buffer(), cred))
-
-    @staticmethod
-    def write_args(fh, offset, data, stable):
-        p = Packer()
-        p.pack_opaque(fh)
-        p.pack_uhyper(offset)
-        p.pack_uint(len(data))
-        p.pack_uint(stable)
-        p.pack_opaque(data)
-        return p.get_buffer()
-
-    def write(self, fh, offset, data, stable=2, cred=None):
-        """-> (status, count, committed, verf)"""
-        u = self.call(7, self.write_args(fh, offset, data, stable), cred)
-        st = u.unpack_uint()
-        X.decode_wcc_data(u)
-        if st != 0:
-            return st, None, None, None
-        return st, u.unpack_uint(), u.unpack_uint(), u.unpack_fopaque(8)
-
-    def commit(self, fh, offset=0, count=0):
-        p = Packer()
-        p.pack_opaque(fh)
-        p.pack_uhyper(offset)
-        p.pack_uint(count)
-        u = self.call(21, p.get_buffer())
-        st = u.unpack_uint()
-        X.decode_wcc_data(u)
-        return st, (u.unpack_fopaque(8) if st == 0 else None)
-
-    @staticmethod
-    def dirop_args(dfh, name):
-        p = Packer()
-        X.pack_diropargs3(p, dfh, name)
-        return p.get_buffer()
-
-    def remove(self, dfh, name, cred=None):
-        return self.call(12, self.dirop_args(dfh, name), cred).unpack_uint()
-
-    def rmdir(self, dfh, name, cred=None):
-        return self.call(13, self.dirop_args(dfh, name), cred).unpack_uint()
-
-    @staticmethod
-    def rename_args(fdfh, fname, tdfh, tname):
-        p = Packer()
-        X.pack_diropargs3(p, fdfh, fname)
-        X.pack_diropargs3(p, tdfh, tname)
-        return p.get_buffer()
-
-    def rename(self, fdfh, fname, tdfh, tname, cred=None):
-        return self.call(14, self.rename_args(fdfh, fname, tdfh, tname), cred).unpack_uint()
 
 
 # --------------------------------------------------------------------------
@@ -540,7 +402,7 @@ def send_twice(c, xid, proc, args):
 
 def reply_results(rec):
     u = Unpacker.from_bytes(rec)
-    h = rpcmsg.decode_reply(u)
+    h = C.decode_reply(u)
     assert h.accept_stat == rpcmsg.SUCCESS
     return h.xid, u
 
