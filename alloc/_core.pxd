@@ -40,6 +40,13 @@ cdef enum:
     WMARK_LOW = 1
     WMARK_HIGH = 2
 
+# Compiled svc_alloc_arg strategies (alloc.strategies names them; Allocator.svc_refill runs one)
+cdef enum:
+    SVC_SINGLE = 0            # alloc_single() per hole from a C loop (the pre-5.13 loop)
+    SVC_LIST = 1              # bulk list of the holes, moved into them
+    SVC_ARRAY = 2             # bulk array over every slot until full
+    SVC_RANGE = 3             # bulk array over exactly [lo, hi)
+
 # Page states (struct page flags, reduced to what the model needs)
 cdef enum:
     PS_TAIL = 0               # free, inside a buddy block whose head is elsewhere
@@ -148,6 +155,12 @@ cdef class Allocator:
     cdef Py_ssize_t bulk(self, cpu_t *cpu, Py_ssize_t n, int32_t *arr, PageList lst) noexcept nogil
     cdef int free_one(self, cpu_t *cpu, int32_t pfn) noexcept nogil
     cdef void wake_waiters(self) noexcept nogil
+    # for other compiled modules (rpcsrv's request fast path): no Python objects, no GIL
+    cdef Py_ssize_t svc_refill(self, cpu_t *cpu, PageArray arr, int strategy, Py_ssize_t lo,
+                               Py_ssize_t hi, PageList lst) noexcept nogil
+    cdef Py_ssize_t free_slots(self, cpu_t *cpu, int32_t *slots, Py_ssize_t n) noexcept nogil
+    cdef uint64_t free_seq_c(self) noexcept nogil
+    cdef bint wait_free_c(self, uint64_t seq, double timeout) noexcept nogil
 
 
 @cython.final

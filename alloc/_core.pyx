@@ -113,6 +113,8 @@ cdef extern from *:
     void nfsbulk_atomic_add_int(int *, int) nogil
 
 API_NAMES = ("single", "bulk_list", "bulk_array")
+#: compiled svc_alloc_arg strategies, by name (alloc.strategies maps its table onto these)
+SVC_COMPILED = {"single": SVC_SINGLE, "list": SVC_LIST, "array": SVC_ARRAY, "range": SVC_RANGE}
 FALLBACK_NAMES = ("last_page", "watermark", "pcp_empty")
 WMARK_NAMES = ("min", "low", "high")
 ORDERS = MAX_ORDER
@@ -121,6 +123,14 @@ PAGE_BYTES = PAGE_SIZE
 cdef enum:
     POISON = 0x6b
     DMA32_LOWMEM_RESERVE_RATIO = 256
+
+cdef inline Py_ssize_t _count_empty(int32_t *slots, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i, n = 0
+    for i in range(lo, hi):
+        if slots[i] == NO_PAGE:
+            n += 1
+    return n
+
 
 cdef long _next_ident = 1
 _ident_lock = _threading.Lock()
@@ -720,6 +730,94 @@ cdef class Allocator:
             pthread_cond_broadcast(&self.wait_cond)
             pthread_mutex_unlock(&self.wait_lock)
 
+    cdef Py_ssize_t svc_refill(self, cpu_t *cpu, PageArray arr, int strategy, Py_ssize_t lo,
+                               Py_ssize_t hi, PageList lst) noexcept nogil:
+        """One attempt of a compiled svc_alloc_arg strategy (SVC_*) over arr, retrying at once
+        while calls make progress. Returns the holes it leaves (0: every slot it refills is full);
+        the caller waits for memory and calls again. SVC_RANGE refills [lo, hi) only; the others
+        the whole array. `lst` is the scratch PageList of SVC_LIST."""
+        cdef Py_ssize_t i, n, needed, filled, ret, end
+        cdef int32_t *slots = arr.slots
+        cdef int32_t pfn
+        if strategy == SVC_SINGLE:
+            for i in range(arr.nslots):
+                if slots[i] == NO_PAGE:
+                    pfn = self.alloc_single(cpu, API_SINGLE)
+                    pthread_mutex_lock(&cpu.lock)
+                    cpu.calls[API_SINGLE] += 1
+                    if pfn == NO_PAGE:
+                        cpu.failures[API_SINGLE] += 1
+                    pthread_mutex_unlock(&cpu.lock)
+                    if pfn == NO_PAGE:
+                        return _count_empty(slots, i, arr.nslots)
+                    slots[i] = pfn
+            return 0
+        if strategy == SVC_LIST:
+            needed = _count_empty(slots, 0, arr.nslots)
+            while needed:
+                if self.bulk(cpu, needed, NULL, lst) == 0:
+                    return needed
+                for i in range(arr.nslots):
+                    if lst.head == NO_PAGE:
+                        break
+                    if slots[i] == NO_PAGE:
+                        slots[i] = lst.head
+                        lst.head = self.next[lst.head]
+                        lst.count -= 1
+                        needed -= 1
+            return 0
+        if strategy == SVC_RANGE:
+            slots = slots + lo
+            n = hi - lo
+        else:
+            n = arr.nslots
+        filled = 0
+        while filled < n:
+            ret = self.bulk(cpu, n, slots, None)
+            if ret <= filled:
+                return _count_empty(slots, 0, n)
+            filled = ret
+        return 0
+
+    cdef Py_ssize_t free_slots(self, cpu_t *cpu, int32_t *slots, Py_ssize_t n) noexcept nogil:
+        """Free the pages of slots[0:n] and empty them (one lock hold); wakes waiters.
+        Returns pages freed, or -(i+1) if slots[i] is not an allocated page."""
+        cdef Py_ssize_t r
+        pthread_mutex_lock(&cpu.lock)
+        r = self._free_slots(cpu, slots, n)
+        pthread_mutex_unlock(&cpu.lock)
+        if r != 0:
+            self.wake_waiters()
+        return r
+
+    cdef uint64_t free_seq_c(self) noexcept nogil:
+        return nfsbulk_atomic_load(&self._free_seq)
+
+    cdef bint wait_free_c(self, uint64_t seq, double timeout) noexcept nogil:
+        """Sleep until a free happens after free_seq_c() returned seq, or timeout (seconds)."""
+        cdef timespec ts
+        cdef bint changed = False
+        cdef long ns
+        if timeout < 0:
+            timeout = 0
+        clock_gettime(CLOCK_REALTIME, &ts)
+        ts.tv_sec += <time_t>timeout
+        ns = ts.tv_nsec + <long>((timeout - <time_t>timeout) * 1e9)
+        ts.tv_sec += ns // 1000000000
+        ts.tv_nsec = ns % 1000000000
+        pthread_mutex_lock(&self.wait_lock)
+        nfsbulk_atomic_add_int(&self.waiters, 1)
+        while True:
+            if nfsbulk_atomic_load(&self._free_seq) != seq:
+                changed = True
+                break
+            if pthread_cond_timedwait(&self.wait_cond, &self.wait_lock, &ts) != 0:
+                changed = nfsbulk_atomic_load(&self._free_seq) != seq
+                break
+        nfsbulk_atomic_add_int(&self.waiters, -1)
+        pthread_mutex_unlock(&self.wait_lock)
+        return changed
+
     cdef void _drain_cpu(self, cpu_t *cpu) noexcept nogil:
         # cpu.lock held
         cdef int z
@@ -928,29 +1026,33 @@ cdef class Allocator:
 
         Returns True if pages were freed meanwhile, False on timeout.
         """
-        cdef timespec ts
-        cdef bint changed = False
-        cdef long ns
-        if timeout < 0:
-            timeout = 0
+        cdef bint changed
         with nogil:
-            clock_gettime(CLOCK_REALTIME, &ts)
-            ts.tv_sec += <time_t>timeout
-            ns = ts.tv_nsec + <long>((timeout - <time_t>timeout) * 1e9)
-            ts.tv_sec += ns // 1000000000
-            ts.tv_nsec = ns % 1000000000
-            pthread_mutex_lock(&self.wait_lock)
-            nfsbulk_atomic_add_int(&self.waiters, 1)
-            while True:
-                if nfsbulk_atomic_load(&self._free_seq) != seq:
-                    changed = True
-                    break
-                if pthread_cond_timedwait(&self.wait_cond, &self.wait_lock, &ts) != 0:
-                    changed = nfsbulk_atomic_load(&self._free_seq) != seq
-                    break
-            nfsbulk_atomic_add_int(&self.waiters, -1)
-            pthread_mutex_unlock(&self.wait_lock)
+            changed = self.wait_free_c(seq, timeout)
         return changed
+
+    def svc_refill_compiled(self, int strategy, PageArray array not None, Py_ssize_t lo=0, hi=None,
+                            PageList scratch=None):
+        """Refill `array` with compiled svc_alloc_arg strategy `strategy` (SVC_SINGLE, SVC_LIST,
+        SVC_ARRAY, SVC_RANGE over [lo, hi)) from C, without the GIL, until full. MemoryError when an
+        attempt makes no progress (no waiting here: the benchmark's arena is large)."""
+        cdef Py_ssize_t h = array.nslots if hi is None else hi
+        cdef Py_ssize_t left
+        cdef cpu_t *cpu
+        if array.alloc is not self:
+            raise ValueError("PageArray belongs to another allocator")
+        if not 0 <= strategy <= SVC_RANGE:
+            raise ValueError("unknown compiled strategy %d" % strategy)
+        if lo < 0 or h > array.nslots or lo > h:
+            raise IndexError("bad range")
+        if strategy == SVC_LIST and scratch is None:
+            scratch = PageList(self)
+        cpu = self.this_cpu()
+        with nogil:
+            left = self.svc_refill(cpu, array, strategy, lo, h, scratch)
+        if left:
+            raise MemoryError("arena exhausted")
+        return 0
 
     def page_array(self, Py_ssize_t nslots=259):
         """A new empty PageArray of `nslots` slots bound to this allocator."""

@@ -15,11 +15,10 @@ timer_overhead_ns. Strategies are interleaved inside every round, the
 starting strategy rotating, so drift on a shared machine hits all alike;
 figures are medians over rounds.
 
-Strategies: the svc_alloc_arg table of alloc.strategies (single, list,
-array, range: the very functions rpcsrv's workers call), plus
-  single_c  the single-page path called per empty slot from a C loop
-            (Allocator.refill_array_single), for the per-page cost of the
-            single-page path without Python's loop around it.
+Strategies: the svc_alloc_arg table of alloc.strategies. single, list,
+array and range run compiled (Allocator.svc_refill from C, one call per
+sample: what rpcsrv's fast path runs); single-py runs the Python loop
+through the public API (what a Python server would pay per hole).
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ import time
 import alloc
 from alloc.strategies import STRATEGIES as SVC_STRATEGIES
 
-STRATEGIES = tuple(SVC_STRATEGIES) + ("single_c",)
+STRATEGIES = tuple(SVC_STRATEGIES)
 HOLES = (1, 16, 64, 259)
 NSLOTS = alloc.RPCSVC_MAXPAGES
 
@@ -51,18 +50,19 @@ def _no_memory(seq):
 def make_refill(strategy: str, allocator, holes: int):
     """Return fn(arrays) that refills every array's holes with `strategy` (no timing inside)."""
     start = _hole_start(holes)
-    if strategy == "single_c":
-        refill_single = allocator.refill_array_single
+    stop = start + holes
+    if strategy not in SVC_STRATEGIES:
+        raise ValueError("unknown strategy %r" % strategy)
+    lst = allocator.page_list()
+    sid = SVC_STRATEGIES[strategy].compiled
+    if sid is not None:
+        refill_c = allocator.svc_refill_compiled
 
         def refill(arrays):
             for arr in arrays:
-                refill_single(arr)
+                refill_c(sid, arr, start, stop, lst)
         return refill
-    if strategy not in SVC_STRATEGIES:
-        raise ValueError("unknown strategy %r" % strategy)
     fn = SVC_STRATEGIES[strategy].refill
-    lst = allocator.page_list()
-    stop = start + holes
 
     def refill(arrays):
         for arr in arrays:
@@ -172,12 +172,12 @@ def checks(res: dict) -> list[tuple[str, float, str, bool]]:
         v = get("array", 16) / 1000
         out.append(("array @16 us/call", v, "<= 0.4", v <= 0.4))
     for h, target in ((259, 10), (16, 4)):
-        if get("single", h) and get("array", h):
-            v = get("single", h) / get("array", h)
-            out.append(("single/array @%d" % h, v, ">= %g" % target, v >= target))
-    if get("array", 64, "ns_per_page") and get("single_c", 64, "ns_per_page"):
-        v = get("array", 64, "ns_per_page") / get("single_c", 64, "ns_per_page")
-        out.append(("array/single_c per page @64", v, "<= 0.6", v <= 0.6))
+        if get("single-py", h) and get("array", h):
+            v = get("single-py", h) / get("array", h)
+            out.append(("single-py/array @%d" % h, v, ">= %g" % target, v >= target))
+    if get("array", 64, "ns_per_page") and get("single", 64, "ns_per_page"):
+        v = get("array", 64, "ns_per_page") / get("single", 64, "ns_per_page")
+        out.append(("array/single per page @64", v, "<= 0.6", v <= 0.6))
     return out
 
 
@@ -219,7 +219,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m alloc.bench",
         description="Time refilling the holes of a 259-slot page array with each allocation strategy "
-                    "(single, list, array, range, single_c) through the public API; print a table and "
+                    "(single, list, array, range compiled; single-py through the Python API); print a table and "
                     "optionally write JSON.")
     p.add_argument("--rounds", type=int, default=1000,
                    help="interleaved rounds; medians over them (default 1000)")

@@ -1,10 +1,15 @@
 """The svc_alloc_arg strategies: how a request's empty page slots are refilled, declared once.
 
 Each entry of STRATEGIES names one way of refilling the holes of a page
-array (rq_pages) through this package's public API, the kernel variant it
-models and, where the seed measured it, the kernel's figure (Chuck Lever's
-svc_alloc_arg trace, NFSv3 256 KB reads and writes, 5.13 v6 series). rpcsrv's
-SvcRqst, ``python -m alloc.bench`` and (through ``rpcsrv --list-strategies``)
+array (rq_pages), the kernel variant it models and, where the seed measured
+it, the kernel's figure (Chuck Lever's svc_alloc_arg trace, NFSv3 256 KB
+reads and writes, 5.13 v6 series). Each has a Python implementation through
+the public API (``refill``: what rpcsrv's reference path runs) and, except
+``single-py``, a compiled one (``compiled``: the Allocator.svc_refill id,
+SVC_* in alloc/_core.pxd, run from C without the GIL by rpcsrv's fast path
+and by ``python -m alloc.bench``). ``single`` and ``single-py`` are the same
+pre-5.13 loop, compiled and in Python, so both figures exist. rpcsrv's
+workers, ``python -m alloc.bench`` and (through ``rpcsrv --list-strategies``)
 ``loadgen bench`` all take their strategies from this table.
 
 A refill function is ``refill(allocator, pages, page_list, lo, hi, wait)``:
@@ -24,7 +29,10 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 __all__ = ["Strategy", "STRATEGIES", "NAMES", "refill_single", "refill_list", "refill_array",
-           "refill_range"]
+           "refill_range", "SVC_SINGLE", "SVC_LIST", "SVC_ARRAY", "SVC_RANGE"]
+
+#: the compiled strategies' ids (alloc/_core.pxd SVC_*; a test holds them equal)
+SVC_SINGLE, SVC_LIST, SVC_ARRAY, SVC_RANGE = 0, 1, 2, 3
 
 
 def refill_single(allocator, pages, page_list, lo, hi, wait):
@@ -91,9 +99,10 @@ def refill_range(allocator, pages, page_list, lo, hi, wait):
 
 
 class Strategy(NamedTuple):
-    """One svc_alloc_arg strategy: its name, what it does, the kernel variant, the seed's figure."""
+    """One svc_alloc_arg strategy: its name, implementations, the kernel variant, the seed's figure."""
     name: str
     refill: Callable
+    compiled: int | None          # Allocator.svc_refill id, None: Python only
     summary: str
     kernel: str
     kernel_us: float | None       # us per svc_alloc_arg call in the seed's trace, if measured
@@ -101,14 +110,16 @@ class Strategy(NamedTuple):
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
-    Strategy("single", refill_single, "a loop over the slots calling alloc_page() per hole",
-             "before 5.13", 25.007, 532571),
-    Strategy("list", refill_list, "one alloc_pages_bulk_list(holes), pages moved into the holes",
+    Strategy("single", refill_single, SVC_SINGLE, "a compiled loop over the slots calling the "
+             "single-page path (alloc_page) once per hole", "before 5.13", 25.007, 532571),
+    Strategy("list", refill_list, SVC_LIST, "one alloc_pages_bulk_list(holes), pages moved into the holes",
              "the v4 list variant", 6.258, 517034),
-    Strategy("array", refill_array, "alloc_pages_bulk_array(259, pages) until full; retry on progress, "
-             "wait on none", "5.13 (+5.15 retry)", 4.590, 517442),
-    Strategy("range", refill_range, "one bulk array call over exactly the slots the last reply released",
-             "2026 svc_fill_pages()", None, None),
+    Strategy("array", refill_array, SVC_ARRAY, "alloc_pages_bulk_array(259, pages) until full; retry on "
+             "progress, wait on none", "5.13 (+5.15 retry)", 4.590, 517442),
+    Strategy("range", refill_range, SVC_RANGE, "one bulk array call over exactly the slots the last reply "
+             "released", "2026 svc_fill_pages()", None, None),
+    Strategy("single-py", refill_single, None, "the single loop in Python (alloc_page() per hole through "
+             "the Python API)", "before 5.13", 25.007, 532571),
 )}
 
 #: the strategy names in table order
