@@ -50,8 +50,12 @@ def test_counts_consistent_with_server_metrics(bench_json):
     for s in ("single", "array"):
         run = doc["profiles"]["rw256k"]["strategies"][s]["rounds"][0]
         assert run["pages_leaked"] == 0 and run["unexpected"] == 0
-        # one svc_alloc_arg call precedes every request a worker serves (4 workers: +/- 4 at the edges)
-        assert abs(run["calls"] - run["requests"]) <= 8, run
+        # one svc_alloc_arg call precedes every turn a worker takes on a connection, as in the
+        # kernel's svc_recv: a turn that finds a partial record or a closed connection counts a
+        # call and serves no request, so calls >= requests (minus the workers' in-flight edges),
+        # and those extra turns are a small share (a 256 KiB WRITE seldom arrives in pieces).
+        assert run["calls"] >= run["requests"] - 8, run
+        assert run["calls"] <= 1.03 * run["requests"] + 8, run
         # the load generator's ops are the server's requests in the same window (in-flight at the edges)
         assert abs(run["requests"] - run["ops"]) <= 0.05 * run["ops"] + 8, run
         # payload bytes: server counters vs the clients' own
