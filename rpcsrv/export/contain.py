@@ -22,6 +22,10 @@ How an object opened by handle is judged (kernel mode):
 In inode mode containment holds by construction (always resolved from the
 root by name).
 
+Every handle verified inside is also told to ``on_verified(fh, dev, ino,
+expires)`` when set (the compiled fast path keeps its own cache of them:
+rpcsrv.fast), and every handle forgotten to ``on_forget(fh)``.
+
 Threads: every method is thread-safe; each cache has its own lock, held only
 for dict bookkeeping, never across I/O or another lock.
 """
@@ -102,6 +106,8 @@ class Containment:
         self.verify_ttl = verify_ttl
         self.max_entries = max_entries
         self.whole_fs = False          # set by the Export in kernel mode (is_whole_fs_mount)
+        self.on_verified = None        # f(fh, dev, ino, expires): a handle was verified inside
+        self.on_forget = None          # f(fh): a handle's entry was dropped
         self._vlock = threading.Lock()
         self._verified: OrderedDict[bytes, tuple[int, int, float]] = OrderedDict()
         self._dlock = threading.Lock()
@@ -140,10 +146,14 @@ class Containment:
             self._verified.pop(fh, None)
             self._verified[fh] = (st.st_dev, st.st_ino, now + self.verify_ttl)
             self._trim(self._verified, now, lambda e: e[2])
+        if self.on_verified is not None:
+            self.on_verified(fh, st.st_dev, st.st_ino, now + self.verify_ttl)
 
     def forget(self, fh: bytes) -> None:
         with self._vlock:
             self._verified.pop(fh, None)
+        if self.on_forget is not None:
+            self.on_forget(fh)
 
     def _trim(self, d: OrderedDict, now: float, expiry) -> None:
         while d and (len(d) > self.max_entries or expiry(next(iter(d.values()))) < now):

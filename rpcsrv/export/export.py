@@ -85,6 +85,7 @@ class Export:
         self.real = os.path.realpath(root)
         self.read_only = read_only
         self.verify_ttl = verify_ttl
+        self.on_forget_inode = None      # f(dev, ino), set by the fast path
         self._closed = False
         self._root_fd = os.open(self.real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -175,6 +176,16 @@ class Export:
 
     def root_handle(self) -> bytes:
         return self._root_fh
+
+    @property
+    def root_fd(self) -> int:
+        """The export root's O_RDONLY|O_DIRECTORY fd (open until close())."""
+        return self._root_fd
+
+    @property
+    def mount_id(self):
+        """The root's mount id in kernel mode (handles of other mounts are refused), else None."""
+        return self._mount_id
 
     # ------------------------------------------------------------------ opening
 
@@ -343,6 +354,13 @@ class Export:
         fh = bytes(fh)
         self.contain.forget(fh)
         self.files.forget(fh)
+
+    def forget_inode(self, dev: int, ino: int) -> None:
+        """The object (dev, ino) lost its last link: close the fds held for it (the open-file
+        cache, and the fast path's through ``on_forget_inode``) so its space is free at once."""
+        self.files.forget_inode(ino)
+        if self.on_forget_inode is not None:
+            self.on_forget_inode(dev, ino)
 
     def open_file_count(self) -> int:
         return self.files.count()

@@ -160,6 +160,14 @@ class OpenFiles:
         if of is not None:
             self.unref(of)
 
+    def forget_inode(self, ino: int) -> None:
+        """Drop every cached file of inode `ino` (its last link is gone: free it now)."""
+        with self._lock:
+            fhs = [fh for fh, of in self._files.items() if of.ino == ino]
+            dead = [self._files.pop(fh) for fh in fhs]
+        for of in dead:
+            self.unref(of)
+
     def count(self) -> int:
         with self._lock:
             return len(self._files)

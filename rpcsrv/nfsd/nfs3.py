@@ -477,6 +477,8 @@ def _remove(ctx, args, isdir):
             os.rmdir(name, dir_fd=d.fd)
         else:
             os.unlink(name, dir_fd=d.fd)
+            if vst.st_nlink <= 1:
+                e.forget_inode(vst.st_dev, vst.st_ino)
         return R.WccRes(OK, e.fsid, d.st, _fstat(d.fd))
     except (NfsError, OSError) as exc:
         return R.WccRes(_status(exc), e.fsid, *_wcc(d))

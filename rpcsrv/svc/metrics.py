@@ -1,16 +1,22 @@
 """RPC and svc metrics of the server (names, labels and units: README, section Metrics).
 
-One ServerMetrics per server, registered on the registry it is given (tests
-pass their own CollectorRegistry). Children with fixed labels (the strategy,
-each procedure) are resolved once and kept, so the per-request cost is the
-observe/inc calls themselves. prometheus_client metrics are thread-safe; the
-workers update them concurrently.
+One ServerMetrics per server, registered on the registry it is given (tests pass their own
+CollectorRegistry). It is a collector: the Python path counts into small accumulators here (each
+behind one lock, as prometheus_client's own metrics are), the compiled fast path counts in C
+(rpcsrv.fast), and collect() adds both up at scrape time, so every family is exposed once with the
+same names and meaning whichever path served a call. Sources of compiled counters are callables
+added with add_source(); each returns a snapshot dict (see FastPath.metrics_snapshot).
+No _created series: nothing here makes them.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import bisect
+import threading
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from alloc.metrics import AllocatorCollector
 
@@ -22,69 +28,218 @@ RPC_BUCKETS = tuple(25e-6 * 2 ** i for i in range(20))
 PAGE_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 259)
 
 
-class ServerMetrics:
-    def __init__(self, registry: CollectorRegistry, strategy: str, version: str, allocator=None):
-        r = registry
-        self.strategy = strategy
-        Gauge("nfsbulk_build_info", "What is running: version and svc_alloc_arg strategy.",
-              ["version", "strategy"], registry=r).labels(version, strategy).set(1)
-        self.alloc_seconds = Histogram(
-            "nfsbulk_svc_alloc_arg_seconds", "Time of one svc_alloc_arg call (refilling the request's page array).",
-            ["strategy"], buckets=ALLOC_BUCKETS, registry=r).labels(strategy)
-        self.alloc_pages = Histogram(
-            "nfsbulk_svc_alloc_arg_pages", "Pages refilled by one svc_alloc_arg call (the holes).",
-            ["strategy"], buckets=PAGE_BUCKETS, registry=r).labels(strategy)
-        self.alloc_waits = Counter(
-            "nfsbulk_svc_alloc_arg_waits", "svc_alloc_arg calls that made no progress and waited for memory.",
-            ["strategy"], registry=r).labels(strategy)
-        self.alloc_stalls = Counter(
-            "nfsbulk_svc_alloc_arg_stalls", "Times a worker gave its pages back after waiting without progress "
-            "(overcommitted arena).", ["strategy"], registry=r).labels(strategy)
-        self._requests = Counter(
-            "nfsbulk_rpc_requests", "RPC calls handled, by program, version, procedure and status.",
-            ["program", "version", "procedure", "status"], registry=r)
-        self._duration = Histogram(
-            "nfsbulk_rpc_request_duration_seconds", "From record received to reply sent.",
-            ["program", "procedure"], buckets=RPC_BUCKETS, registry=r)
-        self.queue_wait = Histogram(
-            "nfsbulk_rpc_queue_wait_seconds", "From data ready on a connection to a worker picking it up.",
-            buckets=RPC_BUCKETS, registry=r)
-        self._errors = Counter("nfsbulk_rpc_errors", "RPC-level errors by reason.", ["reason"], registry=r)
-        self.in_flight = Gauge("nfsbulk_rpc_in_flight", "Requests being processed.", registry=r)
-        self.connections = Gauge("nfsbulk_connections", "Open client connections.", registry=r)
-        self.read_bytes = Counter("nfsbulk_nfs_read_bytes", "NFS READ payload bytes sent.", registry=r)
-        self.write_bytes = Counter("nfsbulk_nfs_write_bytes", "NFS WRITE payload bytes received.", registry=r)
-        self._drc = Counter("nfsbulk_rpc_drc", "Duplicate request cache lookups for non-idempotent calls.",
-                            ["result"], registry=r)
-        self.drc_hit = self._drc.labels("hit")
-        self.drc_miss = self._drc.labels("miss")
-        self.drc_in_progress = self._drc.labels("in_progress")
-        self._req_children = {}
-        self._dur_children = {}
-        self._err_children = {}
-        if allocator is not None:
-            AllocatorCollector(allocator).register(r)
+class _Value:
+    """A counter or gauge: inc(), dec(), set(), get(); thread-safe."""
 
+    __slots__ = ("_v", "_lock")
+
+    def __init__(self):
+        self._v = 0
+        self._lock = threading.Lock()
+
+    def inc(self, n=1):
+        with self._lock:
+            self._v += n
+
+    def dec(self, n=1):
+        with self._lock:
+            self._v -= n
+
+    def set(self, v):
+        with self._lock:
+            self._v = v
+
+    def get(self):
+        return self._v
+
+
+class _Hist:
+    """A histogram: per-bucket counts (the last is +Inf) and the sum; thread-safe."""
+
+    __slots__ = ("bounds", "counts", "sum", "_lock")
+
+    def __init__(self, bounds):
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, v):
+        i = bisect.bisect_left(self.bounds, v)
+        with self._lock:
+            self.counts[i] += 1
+            self.sum += v
+
+
+def _family_hist(name, doc, labels, bounds):
+    return HistogramMetricFamily(name, doc, labels=labels), [floatToGoString(b) for b in bounds] + ["+Inf"]
+
+
+def _buckets(les, counts):
+    out, acc = [], 0
+    for le, c in zip(les, counts):
+        acc += c
+        out.append((le, acc))
+    return out
+
+
+class ServerMetrics:
+    """The server's svc and RPC metrics (see the module doc)."""
+
+    def __init__(self, registry: CollectorRegistry, strategy: str, version: str, allocator=None):
+        self.strategy = strategy
+        self.version = version
+        self._lock = threading.Lock()
+        self._requests = {}          # (program, version, procedure, status) -> count
+        self._durations = {}         # (program, procedure) -> _Hist
+        self._errors = {}            # reason -> count
+        self.alloc_seconds = _Hist(ALLOC_BUCKETS)
+        self.alloc_pages = _Hist(PAGE_BUCKETS)
+        self.alloc_waits = _Value()
+        self.alloc_stalls = _Value()
+        self.queue_wait = _Hist(RPC_BUCKETS)
+        self.in_flight = _Value()
+        self.connections = _Value()
+        self.read_bytes = _Value()
+        self.write_bytes = _Value()
+        self.drc_hit = _Value()
+        self.drc_miss = _Value()
+        self.drc_in_progress = _Value()
+        self._sources = []
+        registry.register(self)
+        if allocator is not None:
+            AllocatorCollector(allocator).register(registry)
+
+    def add_source(self, snapshot) -> None:
+        """A callable returning the compiled path's counters (FastPath.metrics_snapshot)."""
+        self._sources.append(snapshot)
+
+    # -- the Python path counts ------------------------------------------------------------------
     def request(self, program: str, version: int, procedure: str, status: str, seconds: float) -> None:
-        key = (program, version, procedure, status)
-        c = self._req_children.get(key)
-        if c is None:
-            c = self._req_children[key] = self._requests.labels(program, str(version), procedure, status)
-        c.inc()
-        key2 = (program, procedure)
-        h = self._dur_children.get(key2)
-        if h is None:
-            h = self._dur_children[key2] = self._duration.labels(program, procedure)
+        key = (program, str(version), procedure, status)
+        with self._lock:
+            self._requests[key] = self._requests.get(key, 0) + 1
+            h = self._durations.get((program, procedure))
+            if h is None:
+                h = self._durations[(program, procedure)] = _Hist(RPC_BUCKETS)
         h.observe(seconds)
 
     def error(self, reason: str) -> None:
-        c = self._err_children.get(reason)
-        if c is None:
-            c = self._err_children[reason] = self._errors.labels(reason)
-        c.inc()
+        with self._lock:
+            self._errors[reason] = self._errors.get(reason, 0) + 1
+
+    def error_count(self, reason: str) -> int:
+        """Errors of one reason so far, both paths (tests)."""
+        n = self._errors.get(reason, 0)
+        for snap in self._snapshots():
+            n += snap["errors"].get(reason, 0)
+        return n
 
     def svc_alloc_arg(self, ns: int, pages: int, waits: int) -> None:
         self.alloc_seconds.observe(ns * 1e-9)
         self.alloc_pages.observe(pages)
         if waits:
             self.alloc_waits.inc(waits)
+
+    # -- scrape ------------------------------------------------------------------------------------
+    def _snapshots(self):
+        return [s for src in self._sources for s in src()]
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        snaps = self._snapshots()
+        s = self.strategy
+        info = GaugeMetricFamily("nfsbulk_build_info", "What is running: version and svc_alloc_arg strategy.",
+                                 labels=["version", "strategy"])
+        info.add_metric([self.version, s], 1)
+        yield info
+        fam, les = _family_hist("nfsbulk_svc_alloc_arg_seconds",
+                                "Time of one svc_alloc_arg call (refilling the request's page array).",
+                                ["strategy"], ALLOC_BUCKETS)
+        counts, total = list(self.alloc_seconds.counts), self.alloc_seconds.sum
+        for sn in snaps:
+            counts = [a + b for a, b in zip(counts, sn["alloc"])]
+            total += sn["alloc_sum"]
+        fam.add_metric([s], _buckets(les, counts), total)
+        yield fam
+        fam, les = _family_hist("nfsbulk_svc_alloc_arg_pages", "Pages refilled by one svc_alloc_arg call (the holes).",
+                                ["strategy"], PAGE_BUCKETS)
+        counts, total = list(self.alloc_pages.counts), self.alloc_pages.sum
+        for sn in snaps:
+            counts = [a + b for a, b in zip(counts, sn["pages"])]
+            total += sn["pages_sum"]
+        fam.add_metric([s], _buckets(les, counts), total)
+        yield fam
+        for name, doc, value, key in (
+                ("nfsbulk_svc_alloc_arg_waits", "svc_alloc_arg calls that made no progress and waited for memory.",
+                 self.alloc_waits.get(), "waits"),
+                ("nfsbulk_svc_alloc_arg_stalls", "Times a worker gave its pages back after waiting without "
+                 "progress (overcommitted arena).", self.alloc_stalls.get(), "stalls")):
+            fam = CounterMetricFamily(name, doc, labels=["strategy"])
+            fam.add_metric([s], value + sum(sn[key] for sn in snaps))
+            yield fam
+        yield from self._collect_rpc(snaps)
+
+    def _collect_rpc(self, snaps):
+        requests, durations, errors = dict(self._requests), {}, dict(self._errors)
+        for k, h in list(self._durations.items()):
+            durations[k] = (list(h.counts), h.sum)
+        for sn in snaps:
+            for k, v in sn["requests"].items():
+                requests[k] = requests.get(k, 0) + v
+            for k, (counts, total) in sn["durations"].items():
+                c0, t0 = durations.get(k, ([0] * (len(RPC_BUCKETS) + 1), 0.0))
+                durations[k] = ([a + b for a, b in zip(c0, counts)], t0 + total)
+            for k, v in sn["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+        fam = CounterMetricFamily("nfsbulk_rpc_requests", "RPC calls handled, by program, version, procedure "
+                                  "and status.", labels=["program", "version", "procedure", "status"])
+        for k, v in sorted(requests.items()):
+            fam.add_metric(list(k), v)
+        yield fam
+        fam, les = _family_hist("nfsbulk_rpc_request_duration_seconds", "From record received to reply sent.",
+                                ["program", "procedure"], RPC_BUCKETS)
+        for k, (counts, total) in sorted(durations.items()):
+            fam.add_metric(list(k), _buckets(les, counts), total)
+        yield fam
+        fam, les = _family_hist("nfsbulk_rpc_queue_wait_seconds", "From data ready on a connection to a worker "
+                                "picking it up.", [], RPC_BUCKETS)
+        counts, total = list(self.queue_wait.counts), self.queue_wait.sum
+        for sn in snaps:
+            counts = [a + b for a, b in zip(counts, sn["queue"])]
+            total += sn["queue_sum"]
+        fam.add_metric([], _buckets(les, counts), total)
+        yield fam
+        fam = CounterMetricFamily("nfsbulk_rpc_errors", "RPC-level errors by reason.", labels=["reason"])
+        for k, v in sorted(errors.items()):
+            fam.add_metric([k], v)
+        yield fam
+        fam = GaugeMetricFamily("nfsbulk_rpc_in_flight", "Requests being processed.")
+        fam.add_metric([], self.in_flight.get() + sum(sn["in_flight"] for sn in snaps))
+        yield fam
+        fam = GaugeMetricFamily("nfsbulk_connections", "Open client connections.")
+        fam.add_metric([], self.connections.get())
+        yield fam
+        for name, doc, v, key in (("nfsbulk_nfs_read_bytes", "NFS READ payload bytes sent.", self.read_bytes, "read_bytes"),
+                                  ("nfsbulk_nfs_write_bytes", "NFS WRITE payload bytes received.", self.write_bytes,
+                                   "write_bytes")):
+            fam = CounterMetricFamily(name, doc)
+            fam.add_metric([], v.get() + sum(sn[key] for sn in snaps))
+            yield fam
+        fam = CounterMetricFamily("nfsbulk_rpc_drc", "Duplicate request cache lookups for non-idempotent calls.",
+                                  labels=["result"])
+        for label, v in (("hit", self.drc_hit), ("miss", self.drc_miss), ("in_progress", self.drc_in_progress)):
+            fam.add_metric([label], v.get() + sum(sn["drc"][label] for sn in snaps))
+        yield fam
+        if snaps:
+            fam = CounterMetricFamily("nfsbulk_rpc_fallbacks", "Calls the compiled fast path handed to the "
+                                      "Python path, by procedure.", labels=["procedure"])
+            fb = {}
+            for sn in snaps:
+                for k, v in sn["fallbacks"].items():
+                    fb[k] = fb.get(k, 0) + v
+            for k, v in sorted(fb.items()):
+                fam.add_metric([k], v)
+            yield fam

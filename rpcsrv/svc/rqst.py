@@ -47,16 +47,19 @@ class SvcRqst:
                  "page_list", "_refill", "last_holes", "last_waits", "last_ns", "trace", "stalls",
                  "_rnd", "_given_back", "_waits", "_should_stop")
 
-    def __init__(self, allocator, strategy: str = "array", nslots: int = RPCSVC_MAXPAGES):
+    def __init__(self, allocator, strategy: str = "array", nslots: int = RPCSVC_MAXPAGES, *, pages=None,
+                 page_list=None):
+        """pages/page_list: an existing PageArray (of nslots) and PageList to refill instead of new
+        ones (the compiled fast path's single-py strategy runs this loop on its worker's array)."""
         if strategy not in STRATEGIES:
             raise ValueError("strategy must be one of %s" % ", ".join(STRATEGIES))
         self._refill = STRATEGIES[strategy].refill
         self.allocator = allocator
         self.strategy = strategy
         self.nslots = nslots
-        self.pages = allocator.page_array(nslots)
+        self.pages = allocator.page_array(nslots) if pages is None else pages
         self.views = self.pages.views()           # persistent per-slot buffers, built once
-        self.page_list = allocator.page_list()
+        self.page_list = allocator.page_list() if page_list is None else page_list
         self.holes_lo, self.holes_hi = 0, nslots  # every slot starts empty
         self.last_holes = self.last_waits = self.last_ns = 0
         self.trace = None        # a list to record ("refill", n) / ("release", n) events (tests)
