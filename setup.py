@@ -16,6 +16,12 @@ extensions = [
     Extension("rpcsrv.xprt._pageio", ["rpcsrv/xprt/_pageio.pyx"], extra_compile_args=CFLAGS),
     Extension("alloc._pool", ["alloc/_pool.pyx"], extra_compile_args=CFLAGS),
     Extension("rpcsrv.xprt._udpio", ["rpcsrv/xprt/_udpio.pyx"], extra_compile_args=CFLAGS),
+    # the compiled request cycle; its C parts are the fp_*.h headers beside it
+    Extension("rpcsrv.fast._fast", ["rpcsrv/fast/_fast.pyx"], include_dirs=["rpcsrv/fast"],
+              extra_compile_args=CFLAGS + ["-D_GNU_SOURCE"],
+              depends=["rpcsrv/fast/%s" % h for h in ("blake2.h", "fp_core.h", "fp_fh.h", "fp_drc.h",
+                                                       "fp_ops.h", "fp_dirops.h", "fp_readdir.h",
+                                                       "fp_stats.h")]),
 ]
 
 setup(

@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-strategies", action="store_true",
                    help="print the svc_alloc_arg strategy table as JSON (name, summary, kernel variant, "
                         "the kernel's us per call where measured) and exit")
+    p.add_argument("--fast-path", choices=("on", "off"), default="on",
+                   help="on (default): the compiled request path serves NULL, GETATTR, SETATTR, LOOKUP, "
+                        "ACCESS, READ, WRITE, CREATE, REMOVE, READDIRPLUS, FSSTAT, FSINFO and COMMIT, workers "
+                        "waiting on the sockets themselves, and hands everything else to the Python path; "
+                        "off: the Python path alone (the reference implementation). Exports in inode handle "
+                        "mode (not root) always use the Python path")
     p.add_argument("--arena-mib", type=_positive, default=256,
                    help="page allocator arena in MiB (default 256)")
     p.add_argument("--pages-per-request", type=int, default=0, metavar="N",
@@ -158,7 +164,8 @@ def main(argv=None) -> int:
                        state_dir=args.state_dir, max_connections=args.max_connections,
                        idle_timeout=args.idle_timeout, record_timeout=args.record_timeout,
                        send_timeout=args.send_timeout, allow=tuple(args.allow),
-                       secure_ports=args.secure_ports, pages_per_request=args.pages_per_request)
+                       secure_ports=args.secure_ports, pages_per_request=args.pages_per_request,
+                       fast_path=args.fast_path == "on")
     for name in ("idle_timeout", "record_timeout", "send_timeout"):
         if getattr(args, name) <= 0:
             print("rpcsrv: --%s must be positive" % name.replace("_", "-"), file=sys.stderr)
@@ -200,8 +207,11 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print("rpcsrv: serving %s strategy=%s threads=%d pages/request=%d rtmax/wtmax=%d%s"
-          % (server.url(), cfg.strategy, cfg.threads, server.nslots, server.max_io, metrics_note), flush=True)
+    if server.fast_unusable:
+        print("rpcsrv: fast path off: %s" % server.fast_unusable, file=sys.stderr, flush=True)
+    print("rpcsrv: serving %s strategy=%s threads=%d pages/request=%d rtmax/wtmax=%d fast-path=%s%s"
+          % (server.url(), cfg.strategy, cfg.threads, server.nslots, server.max_io,
+             "on" if server.fast is not None else "off", metrics_note), flush=True)
     while not stop:
         time.sleep(0.2)         # interrupted by the signal; the flag is checked right after
     print("rpcsrv: stopping", file=sys.stderr, flush=True)

@@ -1,7 +1,13 @@
 """The server: its threads and their lifecycle, and the wiring of transports, svc and programs.
 
-Threads and what they own
--------------------------
+Two request paths (ServerConfig.fast_path): the compiled one (rpcsrv.fast: workers
+wait on the epoll set themselves and serve the procedures that carry the load in C,
+handing the rest to the Python path), or the Python path alone, the reference
+implementation, with the threads below. With the fast path, the workers are
+rpcsrv.fast.FastPath.worker_loop and there is no poller; UDP is the same in both.
+
+Threads and what they own (Python path)
+---------------------------------------
 poller   one thread. Runs the TCP listener's epoll loop (xprt.tcp.TcpListener:
          accept, and connections with data, taken out of the epoll set by
          EPOLLONESHOT) and queues ready connections for the workers with the
@@ -45,7 +51,7 @@ from rpcsrv.svc.dispatch import Dispatcher
 from rpcsrv.svc.rqst import SvcRqst
 from rpcsrv.svc.svc import ReplyCache, Request, Svc, XprtLimits
 from rpcsrv.xprt import _pageio
-from rpcsrv.xprt.tcp import CLOSED, PARTIAL, TcpListener, TcpPayloadIO, send_reply
+from rpcsrv.xprt.tcp import CLOSED, PARTIAL, TcpListener, TcpPayloadIO, listen, send_reply
 
 log = logging.getLogger("rpcsrv")
 
@@ -83,6 +89,7 @@ class ServerConfig:
     write_verifier: bytes = field(default_factory=lambda: os.urandom(8))
     mount_clients: object = None
     udp: object = None              # xprt.udp.UdpConfig: also serve RPC over UDP on the same port
+    fast_path: bool = True          # the compiled request path (rpcsrv.fast) where the export allows it
 
 
 def _copy_head(pages, n: int) -> bytes:
@@ -115,12 +122,24 @@ class Server:
         self._udp = None
         self._udp_threads = []
         self.listener = None
+        self._poller_thread = None
         self.host, self.port = config.host, config.port
         self.rqsts = []             # every worker's SvcRqst (for tests and debugging)
+        self.fast = None
+        self.fast_unusable = None   # why the fast path is off although asked for, or None
+        if config.fast_path:
+            from rpcsrv import fast
+            self.fast_unusable = fast.usable(self.export)
+            if self.fast_unusable is None:
+                self.fast = fast.FastPath(self)
 
     @property
     def requests_served(self) -> int:
-        return self.svc.requests_served + (self._udp_svc.requests_served if self._udp else 0)
+        n = self.svc.requests_served + (self._udp_svc.requests_served if self._udp else 0)
+        if self.fast is not None:
+            for snap in self.fast.metrics_snapshot():
+                n += sum(snap["requests"].values())
+        return n
 
     def _size_requests(self):
         """Pages per request, largest READ/WRITE payload, and the budget for parked partial records.
@@ -177,6 +196,8 @@ class Server:
         """Bind, start the poller, the workers and the UDP threads; returns (host, port)."""
         cfg = self.config
         metrics = self.metrics
+        if self.fast is not None:
+            return self._start_fast()
         self.listener = TcpListener(cfg.host, cfg.port, max_record=cfg.max_record, allocator=self.allocator,
                                     allow=cfg.allow, max_connections=cfg.max_connections,
                                     partial_budget=self.partial_budget, on_error=metrics.error,
@@ -198,6 +219,24 @@ class Server:
             self._threads.append(w)
         return self.host, self.port
 
+    def _start_fast(self):
+        sock = listen(self.config.host, self.config.port)
+        self._fast_sock = sock
+        self.host, self.port = sock.getsockname()[:2]
+        if self.config.udp is not None:
+            try:
+                self._start_udp()
+            except OSError:
+                sock.close()
+                raise
+        self.fast.start(sock)
+        for i in range(self.config.threads):
+            w = threading.Thread(target=self.fast.worker_loop, name="rpcsrv-worker-%d" % i, daemon=True)
+            w.start()
+            self._threads.append(w)
+        self._poller_thread = None
+        return self.host, self.port
+
     def url(self, path: str | None = None) -> str:
         """The libnfs URL of the export: nfs://HOST/PATH?nfsport=P&mountport=P (both on the one port)."""
         path = path if path is not None else (self.export.path if self.export else self.config.export)
@@ -209,6 +248,8 @@ class Server:
         if self._stopping:
             return
         self._stopping = True
+        if self.fast is not None:
+            return self._stop_fast(timeout)
         self.listener.stop_accepting()
         deadline = time.monotonic() + timeout
         if self._udp is not None:
@@ -226,8 +267,24 @@ class Server:
             self.export.close()
         self.allocator.drain_all()
 
+    def _stop_fast(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self.fast.stop()
+        if self._udp is not None:
+            for t in self._udp_threads:
+                t.join(max(0.1, deadline - time.monotonic()))
+            self._udp.close([not t.is_alive() for t in self._udp_threads])
+        for w in self._threads:
+            w.join(max(0.1, deadline - time.monotonic()))
+        self._fast_sock.close()
+        self.fast.close_all()
+        if self.export is not None:
+            self.export.close()
+        self.allocator.drain_all()
+
     def still_running(self):
-        return [t.name for t in self._threads + self._udp_threads + [self._poller_thread] if t.is_alive()]
+        threads = self._threads + self._udp_threads + ([self._poller_thread] if self._poller_thread else [])
+        return [t.name for t in threads if t.is_alive()]
 
     # -- poller ----------------------------------------------------------------
     def _poller(self):

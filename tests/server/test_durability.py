@@ -109,7 +109,9 @@ def test_sync_replies_come_after_the_sync(tmp_path, monkeypatch, strategy):
         calls.append(("fdatasync", os.fstat(fd).st_ino))
         return real_fdatasync(fd)
 
-    with in_process_server(export, strategy=strategy, threads=2, state_dir=str(tmp_path / "state")) as srv:
+    # the Python path's calls (the compiled path's: tests/fast/test_fast_syscalls.py, by strace)
+    with in_process_server(export, strategy=strategy, threads=2, state_dir=str(tmp_path / "state"),
+                           fast_path=False) as srv:
         monkeypatch.setattr(os, "fsync", fsync)
         monkeypatch.setattr(os, "fdatasync", fdatasync)
         c = Client(srv.port)
