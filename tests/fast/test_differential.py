@@ -111,6 +111,8 @@ class Run:
 def results(rec):
     """The bytes after an accepted SUCCESS header, or None."""
     xid, mtype, stat, vf, vl = struct.unpack_from(">5I", rec)
+    if stat != 0:                                   # MSG_DENIED: no verifier follows
+        return None
     acc = struct.unpack_from(">I", rec, 20 + vl)[0]
     return rec[24 + vl:] if stat == 0 and acc == 0 else None
 
@@ -267,8 +269,18 @@ def script(r):
     sa = opq(h["new1"]) + sattr(mode=0o640) + u32(0)
     c(NFS, 2, sa, xid=0xAB0004, label="setattr")
     c(NFS, 2, sa, xid=0xAB0004, label="setattr retransmitted")
-    # -- RPC-level: unknown procedure, bad credential, other program
+    # -- RPC-level: unknown procedure, bad credentials, other program
     c(NFS, 22, b"", label="proc 22")
+    ga = opq(h["root"])
+    authsys = u32(1) + opq(b"diff") + u32(1000) + u32(1000)
+    c(NFS, 1, ga, cred=(1, authsys + u32(1)), label="auth_sys body cut inside the gids")
+    c(NFS, 1, ga, cred=(1, u32(1) + opq(b"m" * 256) + u32(0) + u32(0) + u32(0)), label="machinename over 255")
+    c(NFS, 1, ga, cred=(1, authsys + u32(17) + b"".join(u32(g) for g in range(17))), label="17 gids")
+    c(NFS, 1, ga, cred=(1, authsys + u32(0) + u32(0)), label="auth_sys body with trailing bytes")
+    c(NFS, 1, ga, cred=(3, b"\0" * 8), label="AUTH_DH")
+    c(NFS, 1, ga, cred=(6, b"\0" * 8), label="RPCSEC_GSS")
+    c(NFS, 1, ga, cred=(99, b""), label="unknown flavor")
+    c(NFS, 4, ga + u32(0x3F), cred=rpcmsg.AuthSys(1, b"diff", 65534, 65534, []), label="access as nobody")
     c(NFS, 5, opq(h["link"]), label="readlink (python path)")
     c(NFS, 9, opq(h["root"]) + opq(b"mk") + sattr(), label="mkdir (python path)")
 
