@@ -25,10 +25,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class ServerProcess:
     """`python -m rpcsrv` on 127.0.0.1:0; .url, .port, .stop() -> (returncode, stderr)."""
 
-    def __init__(self, export, strategy="array", threads=4, arena_mib=128, extra=(), env=None):
+    def __init__(self, export, strategy="array", threads=4, arena_mib=128, extra=(), env=None, fast_path=None):
         cmd = [sys.executable, "-m", "rpcsrv", "--export", str(export), "--listen", "127.0.0.1:0",
                "--metrics-port", "0", "--threads", str(threads), "--strategy", strategy,
                "--arena-mib", str(arena_mib), *extra]
+        if fast_path is not None:                       # "on" or "off"; the server's default otherwise
+            cmd += ["--fast-path", fast_path]
         e = dict(os.environ)
         e.update(env or {})
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=e)
@@ -51,6 +53,10 @@ class ServerProcess:
             self.proc.kill()
             out, err = self.proc.communicate(timeout=30)
             raise RuntimeError("rpcsrv did not start: %r %s" % (line, err.decode()[-2000:]))
+        if fast_path is not None and ("fast-path=%s" % fast_path).encode() not in line:
+            self.proc.kill()
+            self.proc.communicate(timeout=30)
+            raise RuntimeError("rpcsrv did not start with --fast-path %s: %r" % (fast_path, line))
         self.port = int(re.search(r"nfsport=(\d+)", self.url).group(1))
         self.export = str(export)
 
@@ -104,6 +110,8 @@ def in_process_server(export, strategy="array", threads=2, arena_mib=64, **kw):
     cfg = ServerConfig(export=str(export), port=0, threads=threads, strategy=strategy, arena_mib=arena_mib, **kw)
     registry = CollectorRegistry()
     srv = Server(cfg, registry=registry)
+    if kw.get("fast_path") and srv.fast is None:
+        raise RuntimeError("fast path asked for and not usable: %s" % srv.fast_unusable)
     srv.start()
     try:
         yield srv

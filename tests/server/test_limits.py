@@ -1,6 +1,7 @@
 """Limits and memory pressure: connection caps, idle and record timeouts, a dribbling client that
 must not hold a worker, a client that never reads, --allow, --secure-ports, and an arena far smaller
-than demand (waits and recovers, no request fails, no deadlock, nothing leaked)."""
+than demand (waits and recovers, no request fails, no deadlock, nothing leaked); each with the fast
+path on and off."""
 import ipaddress
 import json
 import re
@@ -16,6 +17,9 @@ from nfsbulk_testlib import ROOT, RpcClient, ServerProcess, in_process_server, l
 from rpcsrv.proto import rpcmsg
 
 NFS = 100003
+
+# every limit on both request paths: the compiled one (rpcsrv.fast) and the Python reference
+pytestmark = pytest.mark.parametrize("fast_path", ["on", "off"])
 
 
 def null_ok(port, xid=1):
@@ -35,8 +39,8 @@ def closed(sock, timeout=30):
         return True
 
 
-def test_max_connections(tmp_path):
-    with in_process_server(tmp_path, threads=2, max_connections=3) as srv:
+def test_max_connections(tmp_path, fast_path):
+    with in_process_server(tmp_path, fast_path=fast_path == "on", threads=2, max_connections=3) as srv:
         held = [RpcClient(srv.port) for _ in range(3)]
         for i, c in enumerate(held):
             h, _ = c.call(i, NFS, 3, 0)                 # all three are really accepted
@@ -60,8 +64,8 @@ def test_max_connections(tmp_path):
             c.close()
 
 
-def test_idle_connection_is_closed(tmp_path):
-    with in_process_server(tmp_path, threads=2, idle_timeout=1.0) as srv:
+def test_idle_connection_is_closed(tmp_path, fast_path):
+    with in_process_server(tmp_path, fast_path=fast_path == "on", threads=2, idle_timeout=1.0) as srv:
         c = RpcClient(srv.port)
         c.call(1, NFS, 3, 0)
         t0 = time.monotonic()
@@ -70,8 +74,8 @@ def test_idle_connection_is_closed(tmp_path):
         assert null_ok(srv.port)
 
 
-def test_dribbler_does_not_hold_a_worker_and_times_out(tmp_path):
-    with in_process_server(tmp_path, threads=1, record_timeout=2.0) as srv:
+def test_dribbler_does_not_hold_a_worker_and_times_out(tmp_path, fast_path):
+    with in_process_server(tmp_path, fast_path=fast_path == "on", threads=1, record_timeout=2.0) as srv:
         slow = RpcClient(srv.port)
         data = slow.call_bytes(5, NFS, 3, 0)
         slow.send_raw(data[:6])                          # marker and two bytes of the call
@@ -81,10 +85,10 @@ def test_dribbler_does_not_hold_a_worker_and_times_out(tmp_path):
         assert srv.allocator.stats()["allocated"] >= srv.nslots    # the worker's own array only
 
 
-def test_client_that_never_reads_is_dropped(tmp_path):
+def test_client_that_never_reads_is_dropped(tmp_path, fast_path):
     big = tmp_path / "big"
     big.write_bytes(b"\x5a" * (1 << 20))
-    with in_process_server(tmp_path, threads=2, send_timeout=1.0) as srv:
+    with in_process_server(tmp_path, fast_path=fast_path == "on", threads=2, send_timeout=1.0) as srv:
         c = RpcClient(srv.port)
         fh = lookup_fh(c, str(tmp_path), b"big")
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -100,16 +104,16 @@ def test_client_that_never_reads_is_dropped(tmp_path):
         c.close()
 
 
-def test_allow_cidr(tmp_path):
-    with in_process_server(tmp_path, threads=1, allow=(ipaddress.ip_network("10.0.0.0/8"),)) as srv:
+def test_allow_cidr(tmp_path, fast_path):
+    with in_process_server(tmp_path, fast_path=fast_path == "on", threads=1, allow=(ipaddress.ip_network("10.0.0.0/8"),)) as srv:
         s = socket.create_connection(("127.0.0.1", srv.port))
         assert closed(s)
-    with in_process_server(tmp_path, threads=1, allow=(ipaddress.ip_network("127.0.0.0/8"),)) as srv:
+    with in_process_server(tmp_path, fast_path=fast_path == "on", threads=1, allow=(ipaddress.ip_network("127.0.0.0/8"),)) as srv:
         assert null_ok(srv.port)
 
 
-def test_secure_ports(tmp_path):
-    with in_process_server(tmp_path, threads=1, secure_ports=True) as srv:
+def test_secure_ports(tmp_path, fast_path):
+    with in_process_server(tmp_path, fast_path=fast_path == "on", threads=1, secure_ports=True) as srv:
         c = RpcClient(srv.port)                              # an ephemeral (>= 1024) source port
         h, _ = c.call(1, NFS, 3, 0)
         assert h.stat == rpcmsg.MSG_DENIED and h.auth_stat == rpcmsg.AUTH_TOOWEAK
@@ -143,7 +147,7 @@ def scrape(port):
     return out
 
 
-def test_memory_pressure_waits_and_recovers(tmp_path):
+def test_memory_pressure_waits_and_recovers(tmp_path, fast_path):
     """8 MiB arena, 8 workers of 259 pages (overcommitted), 16 clients of 256 KiB I/O for 8 s."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -151,7 +155,7 @@ def test_memory_pressure_waits_and_recovers(tmp_path):
     s.close()
     export = tmp_path / "export"
     export.mkdir()
-    srv = ServerProcess(export, threads=8, arena_mib=8,
+    srv = ServerProcess(export, threads=8, arena_mib=8, fast_path=fast_path,
                         extra=("--pages-per-request", "259", "--metrics-port", str(mport)))
     try:
         out = tmp_path / "run.json"

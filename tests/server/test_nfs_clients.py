@@ -15,6 +15,8 @@ from rpcsrv.proto.rpcmsg import AuthSys
 from rpcsrv.proto.xdr import Packer
 
 STRATEGIES = ["single", "list", "array", "range"]
+# each strategy on the compiled request path, and the Python reference path once
+PATHS = [(s, "on") for s in STRATEGIES] + [("array", "off")]
 HAVE_UTILS = shutil.which("nfs-ls") and shutil.which("nfs-cat")
 
 
@@ -43,10 +45,10 @@ def tree(tmp_path_factory):
     return root, files
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_libnfs_lists_stats_and_reads_byte_exact(tree, strategy):
+@pytest.mark.parametrize("strategy,fast_path", PATHS)
+def test_libnfs_lists_stats_and_reads_byte_exact(tree, strategy, fast_path):
     root, files = tree
-    with ServerProcess(root, strategy=strategy, threads=3) as srv:
+    with ServerProcess(root, strategy=strategy, threads=3, fast_path=fast_path) as srv:
         ctx = NfsContext(srv.url)
         try:
             rc, entries = ctx.listdir("/")
@@ -71,10 +73,10 @@ def test_libnfs_lists_stats_and_reads_byte_exact(tree, strategy):
 
 
 @pytest.mark.skipif(not HAVE_UTILS, reason="libnfs-utils (nfs-ls, nfs-cat) not installed")
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_nfs_ls_and_nfs_cat(tree, strategy):
+@pytest.mark.parametrize("strategy,fast_path", PATHS)
+def test_nfs_ls_and_nfs_cat(tree, strategy, fast_path):
     root, files = tree
-    with ServerProcess(root, strategy=strategy, threads=2) as srv:
+    with ServerProcess(root, strategy=strategy, threads=2, fast_path=fast_path) as srv:
         base, _, query = srv.url.partition("?")
         out = subprocess.run(["nfs-ls", srv.url], capture_output=True, timeout=60)
         assert out.returncode == 0, out.stderr
@@ -104,8 +106,8 @@ def _reader(url, expected, q):
         q.put(("error", repr(e)))
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_eight_concurrent_clients_read_every_byte(tmp_path, strategy):
+@pytest.mark.parametrize("strategy,fast_path", PATHS)
+def test_eight_concurrent_clients_read_every_byte(tmp_path, strategy, fast_path):
     import random
     rnd = random.Random(7)
     expected = {}
@@ -114,7 +116,7 @@ def test_eight_concurrent_clients_read_every_byte(tmp_path, strategy):
         data = rnd.randbytes(size)
         (tmp_path / ("c%d" % i)).write_bytes(data)
         expected["c%d" % i] = hashlib.sha256(data).hexdigest()
-    with ServerProcess(tmp_path, strategy=strategy, threads=4) as srv:
+    with ServerProcess(tmp_path, strategy=strategy, threads=4, fast_path=fast_path) as srv:
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
         procs = [ctx.Process(target=_reader, args=(srv.url, expected, q)) for _ in range(8)]
