@@ -8,8 +8,9 @@
  *   an NFS version 3 NULL call (program 100003, version 3, procedure 0)
  *   with an RPC version 2 CALL header, an AUTH_NONE credential with an
  *   empty body and an AUTH_NONE verifier with an empty body, received
- *   whole (not cut to the page). NULL takes no arguments and the Python
- *   path ignores trailing bytes (decode_void), so they are ignored here too.
+ *   whole and exactly 40 bytes long: NULL takes no arguments, and the
+ *   Python path answers GARBAGE_ARGS to a call with bytes left over after
+ *   its arguments, so a NULL with trailing bytes is passed.
  *   The reply is the accepted-SUCCESS header with an AUTH_NONE verifier:
  *   xid, REPLY, MSG_ACCEPTED, AUTH_NONE, 0, SUCCESS (24 bytes).
  *
@@ -39,7 +40,7 @@ static inline uint32_t ux_be32(const unsigned char *p)
 /* d: the datagram; len: its real length (recvmsg with MSG_TRUNC), cap: bytes held in d. */
 static inline int ux_classify(const unsigned char *d, size_t len, size_t cap)
 {
-    if (len > cap || len < UX_HEADER_LEN)
+    if (len > cap || len != UX_HEADER_LEN)
         return UX_PASS;
     if (ux_be32(d + 4) != 0          /* msg_type CALL */
         || ux_be32(d + 8) != 2       /* rpcvers */
