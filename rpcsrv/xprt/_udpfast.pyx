@@ -28,10 +28,13 @@ the endpoint's slot 0, the sender to its peer address) and runs the Python
 request core on it, which recycles the page as today.
 
 The receive thread's CPU time (CLOCK_THREAD_CPUTIME_ID) and the monotonic
-clock are read when run() starts and after every batch and poll, and the
-differences charged to the current refill strategy (rx_cpu_ns, rx_wall_ns):
-the loop's own cost, poll included, the Python handling of passed datagrams
-excluded. One clock read per batch, not per datagram.
+clock are read when run() starts, after every batch and after every wait,
+and the batch's differences charged to the current refill strategy
+(rx_cpu_ns, rx_wall_ns): refill, recvmmsg, verdicts, sendmmsg and recycling.
+The waits (poll when the socket is empty, the coalescing sleep) and their
+wake-ups depend on when datagrams arrive, not on the datagrams: their CPU is
+counted apart (idle_cpu_ns) and charged to no strategy. The Python handling
+of passed datagrams is outside. One clock read per batch, not per datagram.
 
 interleave=N (an A/B/C test inside one run): every N batches that returned
 datagrams the pool's refill strategy moves on (single -> list -> array ->
@@ -153,6 +156,7 @@ cdef class XdpLoop:
     cdef uint64_t n_cpu_ns[3]
     cdef uint64_t n_wall_ns[3]
     cdef uint64_t n_switches
+    cdef uint64_t n_idle_cpu_ns              # CPU spent waiting (poll, coalescing), charged to no strategy
     cdef uint64_t n_runs
 
     def __cinit__(self, UdpEndpoint endpoint not None, verdict="tx", int batch=BATCH, bint answer=True,
@@ -288,6 +292,14 @@ cdef class XdpLoop:
         self.t_cpu = c
         self.t_wall = w
 
+    cdef void _idle(self) noexcept nogil:
+        """After a wait (poll, coalescing sleep): its CPU (the sleep and the wake-up) is idle time,
+        counted apart and charged to no strategy: it depends on when datagrams arrive, not on them."""
+        cdef int64_t c = _thread_cpu_ns(), w = _mono_ns()
+        self.n_idle_cpu_ns += c - self.t_cpu
+        self.t_cpu = c
+        self.t_wall = w
+
     cdef void _switch(self) noexcept nogil:
         """Next strategy of the rotation: the cache goes back to the allocator first, so the new
         strategy starts from an empty cache as its own pool would; that flush is charged to no one."""
@@ -325,6 +337,7 @@ cdef class XdpLoop:
                     nap.tv_sec = self.coalesce_ns // 1000000000
                     nap.tv_nsec = self.coalesce_ns % 1000000000
                     nanosleep(&nap, NULL)         # let the queue fill: interrupt coalescing (rx-usecs)
+                    self._idle()
                 continue
             if r < 0 and r != -EAGAIN and r != -EINTR:
                 return r
@@ -333,8 +346,9 @@ cdef class XdpLoop:
             p.fd = self.fd
             p.events = POLLIN
             p.revents = 0
-            if poll(&p, 1, timeout_ms) <= 0:
-                self._account()
+            r = poll(&p, 1, timeout_ms)
+            self._idle()
+            if r <= 0:
                 return 0
             polled = True                    # one more turn after the wake-up, then report
         return 0
@@ -407,6 +421,7 @@ cdef class XdpLoop:
         switches. tx counts replies sent; tx_fail the TX verdicts whose reply was dropped."""
         cdef int i
         out = {"runs": self.n_runs, "switches": self.n_switches, "flushed": self.n_flushed,
+               "idle_cpu_ns": self.n_idle_cpu_ns,
                "strategy": STRATEGY_NAMES[self.cur],
                "by_strategy": {}}
         for i in range(3):

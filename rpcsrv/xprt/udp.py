@@ -204,8 +204,9 @@ class XdpCollector:
     nfsbulk_udp_xdp_tx_failed_total{strategy}          XDP_TX replies a full socket buffer dropped
     nfsbulk_udp_xdp_no_page_total{strategy}            datagrams dropped for want of a pool page
     nfsbulk_udp_xdp_batches_total{strategy}            recvmmsg calls that returned datagrams
-    nfsbulk_udp_xdp_rx_cpu_seconds_total{strategy}     receive threads' CPU time inside the loop
-                                                       (CLOCK_THREAD_CPUTIME_ID around it)
+    nfsbulk_udp_xdp_rx_cpu_seconds_total{strategy}     receive threads' CPU time in the loop's batches
+                                                       (CLOCK_THREAD_CPUTIME_ID around each)
+    nfsbulk_udp_xdp_idle_cpu_seconds_total             their CPU time in waits (poll, coalescing)
     nfsbulk_udp_xdp_rx_wall_seconds_total{strategy}    wall time the loop ran with that strategy
 The strategy label is the refill strategy in use when the datagram came
 (one per server unless --udp-interleave rotates them).
@@ -223,15 +224,18 @@ The strategy label is the refill strategy in use when the datagram came
 
     def collect(self):
         by = {}
+        self._idle = 0.0
         for lp in self.loops():
-            for strat, st in lp.stats()["by_strategy"].items():
+            whole = lp.stats()
+            self._idle += whole["idle_cpu_ns"] / 1e9
+            for strat, st in whole["by_strategy"].items():
                 acc = by.setdefault(strat, dict.fromkeys(st, 0))
                 for k, v in st.items():
                     acc[k] += v
-        return self._families(by)
+        return self._families(by, self._idle)
 
     @staticmethod
-    def _families(by):
+    def _families(by, idle=0.0):
         from prometheus_client.core import CounterMetricFamily
         P = "nfsbulk_udp_xdp_"
         dg = CounterMetricFamily(P + "datagrams", "Datagrams the compiled receive loop received, by verdict "
@@ -242,12 +246,15 @@ The strategy label is the refill strategy in use when the datagram came
         nopage = CounterMetricFamily(P + "no_page", "Datagrams dropped because the pool gave no page.",
                                      labels=["strategy"])
         batches = CounterMetricFamily(P + "batches", "recvmmsg calls that returned datagrams.", labels=["strategy"])
-        cpu = CounterMetricFamily(P + "rx_cpu_seconds", "Receive threads' CPU time inside the compiled loop "
-                                  "(CLOCK_THREAD_CPUTIME_ID), charged to the refill strategy in use.",
+        cpu = CounterMetricFamily(P + "rx_cpu_seconds", "Receive threads' CPU time in the compiled loop's "
+                                  "batches (CLOCK_THREAD_CPUTIME_ID), charged to the refill strategy in use.",
                                   labels=["strategy"])
         wall = CounterMetricFamily(P + "rx_wall_seconds", "Wall time the compiled loop ran with each refill "
                                    "strategy (all of it with one strategy unless --udp-interleave).",
                                    labels=["strategy"])
+        idle_f = CounterMetricFamily(P + "idle_cpu_seconds", "Receive threads' CPU time in the compiled loop's "
+                                     "waits (poll, coalescing sleep) and their wake-ups: no strategy's.",
+                                     value=idle)
         for strat, s in by.items():
             dg.add_metric([strat, "tx"], s["tx"] + s["tx_fail"])
             dg.add_metric([strat, "drop"], s["drop"])
@@ -257,4 +264,4 @@ The strategy label is the refill strategy in use when the datagram came
             batches.add_metric([strat], s["batches"])
             cpu.add_metric([strat], s["rx_cpu_ns"] / 1e9)
             wall.add_metric([strat], s["rx_wall_ns"] / 1e9)
-        return [dg, fail, nopage, batches, cpu, wall]
+        return [dg, fail, nopage, batches, cpu, wall, idle_f]
