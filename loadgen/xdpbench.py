@@ -197,6 +197,17 @@ def summarize(blocks: list, strategies, pb: dict | None, pages_per_datagram: flo
     return res, comp
 
 
+def checks(res: dict, comp: dict) -> dict:
+    """The issue's acceptance, read off the figures (None where a strategy is missing)."""
+    if "array" not in comp or "list" not in comp:
+        return {}
+    a, l_ = comp["array"]["rx_cpu_ns_per_datagram"], comp["list"]["rx_cpu_ns_per_datagram"]
+    ratio = a["live_over_predicted"]
+    return {"array_below_single_ci_excludes_zero": a["delta_ci95"][1] < 0,
+            "list_between_array_and_single": a["delta"] <= l_["delta"] <= 0,
+            "array_live_within_2x_of_prediction": 0.5 <= ratio <= 2.0 if ratio == ratio else False}
+
+
 def _ci(ci, fmt="%.1f") -> str:
     return "[%s, %s]" % (fmt % ci[0], fmt % ci[1])
 
@@ -241,6 +252,9 @@ def format_table(doc: dict) -> str:
             "%+.2f%%" % ((c["calls_per_s"]["ratio"] - 1) * 100) if c else "",
             _ci(c["calls_per_s"]["delta_pct_ci95"], "%+.2f%%") if c else "", KERNEL_LABELS[s],
             format(k, ",") if k else "-", kd))
+    if doc.get("checks"):
+        lines.append("  checks: " + "; ".join("%s: %s" % (k.replace("_", " "), "yes" if v else "NO")
+                                             for k, v in doc["checks"].items()))
     pb = doc.get("poolbench")
     if pb:
         lines.append("  page_pool alone (python -m alloc.poolbench, release case, median of %d rounds): %s" % (
@@ -251,28 +265,26 @@ def format_table(doc: dict) -> str:
 
 
 def plot(path: str, doc: dict) -> None:
-    """Two panels: rx CPU ns/datagram with 95 % CIs beside the prediction; pps delta vs the kernel's."""
+    """Two panels: the rx CPU per datagram deltas against single (95 % CIs) beside the prediction;
+    datagrams/s per receive core against single beside the kernel's XDP-RX figures."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     res, comp = doc["pool_strategies"], doc["pool_comparisons"]
     names = list(res)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    base = res["single"]["rx_cpu_ns_per_datagram"] if "single" in res else 0
-    ys = [res[s]["rx_cpu_ns_per_datagram"] for s in names]
-    err = [[y - res[s]["rx_cpu_ns_per_datagram_ci95"][0] for s, y in zip(names, ys)],
-           [res[s]["rx_cpu_ns_per_datagram_ci95"][1] - y for s, y in zip(names, ys)]]
-    a1.bar(names, ys, yerr=err, capsize=6, color="#5b8def", label="live (95% CI)")
-    pred = [base + comp[s]["rx_cpu_ns_per_datagram"]["predicted_delta"] if s in comp else base for s in names]
-    a1.plot(names, pred, "kD", label="single + poolbench prediction")
-    lo = min(min(r[0] for r in [res[s]["rx_cpu_ns_per_datagram_ci95"] for s in names]), min(pred))
-    hi = max(max(r[1] for r in [res[s]["rx_cpu_ns_per_datagram_ci95"] for s in names]), max(pred))
-    if lo == lo and hi == hi:
-        pad = (hi - lo) * 0.5 + 1
-        a1.set_ylim(lo - pad, hi + pad)
-    a1.set_ylabel("receive thread CPU ns per datagram")
-    a1.set_title("compiled UDP receive loop, recycle=%s" % doc["config"]["udp_recycle"])
-    a1.legend()
+    others = [s for s in names if s in comp]
+    d = [comp[s]["rx_cpu_ns_per_datagram"]["delta"] for s in others]
+    err = [[v - comp[s]["rx_cpu_ns_per_datagram"]["delta_ci95"][0] for s, v in zip(others, d)],
+           [comp[s]["rx_cpu_ns_per_datagram"]["delta_ci95"][1] - v for s, v in zip(others, d)]]
+    a1.bar(others, d, yerr=err, capsize=6, color="#5b8def", label="live: paired delta (95% CI)")
+    a1.plot(others, [comp[s]["rx_cpu_ns_per_datagram"]["predicted_delta"] for s in others], "kD",
+            label="poolbench x pages/datagram")
+    a1.axhline(0, color="k", lw=0.8)
+    a1.set_ylabel("rx CPU ns per datagram, minus single's")
+    a1.set_title("compiled UDP receive loop (single: %.0f ns/datagram), recycle=%s" % (
+        res["single"]["rx_cpu_ns_per_datagram"], doc["config"]["udp_recycle"]), fontsize=10)
+    a1.legend(loc="lower left")
     x = range(len(names))
     ours = [(comp[s]["calls_per_s"]["ratio"] - 1) * 100 if s in comp else 0.0 for s in names]
     kern = [(KERNEL_XDP[s] / KERNEL_XDP["single"] - 1) * 100 for s in names]
@@ -355,6 +367,7 @@ def main(args, poolbench) -> int:
     res, comp = summarize(blocks, strategies, pb, ppd)
     flood = {k: sum(t["flood"][k] for t in totals) for k in ("sent", "send_errors", "replies", "bad_replies")}
     doc = {"schema": SCHEMA, "config": opts, "pool_strategies": res, "pool_comparisons": comp,
+           "checks": checks(res, comp),
            "pages_per_datagram": ppd, "datagrams": dg, "blocks_per_round": len(blocks) // args.rounds,
            "blocks": blocks, "flood": flood, "kernel": {"xdp_rx_pps": KERNEL_XDP}, "poolbench": pb,
            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
