@@ -97,8 +97,10 @@ def _by_strategy(m: dict) -> dict:
         s = lab.get("strategy")
         if s is None:
             continue
-        acc = out.setdefault(s, {"datagrams": 0.0, "cpu_s": 0.0, "wall_s": 0.0, "pages": 0.0})
-        if name == "nfsbulk_udp_xdp_datagrams_total":
+        acc = out.setdefault(s, {"datagrams": 0.0, "cpu_s": 0.0, "wall_s": 0.0, "batches": 0.0})
+        if name == "nfsbulk_udp_xdp_batches_total":
+            acc["batches"] += v
+        elif name == "nfsbulk_udp_xdp_datagrams_total":
             acc["datagrams"] += v
         elif name == "nfsbulk_udp_xdp_rx_cpu_seconds_total":
             acc["cpu_s"] += v
@@ -118,7 +120,8 @@ def _block(a: dict, b: dict, strategies) -> dict:
         n = y.get("datagrams", 0) - x.get("datagrams", 0)
         cpu = y.get("cpu_s", 0) - x.get("cpu_s", 0)
         wall = y.get("wall_s", 0) - x.get("wall_s", 0)
-        out[s] = {"datagrams": n, "rx_cpu_ns_per_datagram": cpu * 1e9 / n if n > 0 else float("nan"),
+        nb = y.get("batches", 0) - x.get("batches", 0)
+        out[s] = {"datagrams": n, "batches": nb, "rx_cpu_ns_per_datagram": cpu * 1e9 / n if n > 0 else float("nan"),
                   "calls_per_s": n / cpu if cpu > 0 else float("nan"),
                   "wall_calls_per_s": n / wall if wall > 0 else float("nan")}
     return out
@@ -176,6 +179,8 @@ def summarize(blocks: list, strategies, pb: dict | None, pages_per_datagram: flo
         res[s] = {"calls_per_s": pm, "calls_per_s_ci95": pci, "wall_calls_per_s": wm, "wall_calls_per_s_ci95": wci,
                   "rx_cpu_ns_per_datagram": m,
                   "rx_cpu_ns_per_datagram_ci95": ci, "datagrams": int(sum(b[s]["datagrams"] for b in blocks)),
+                  "datagrams_per_batch": (sum(b[s]["datagrams"] for b in blocks)
+                                          / max(1, sum(b[s].get("batches", 0) for b in blocks))),
                   "blocks": len(blocks)}
     rel = (pb or {}).get("ns_per_page", {}).get("release", {})
     base = res.get("single")
@@ -236,6 +241,8 @@ def format_table(doc: dict) -> str:
             rc["predicted_delta"], rc["live_over_predicted"]))
     lines.append("  pool pages per datagram: %.3f; prediction = poolbench release ns/page (strategy - single) x that"
                  % doc["pages_per_datagram"])
+    lines.append("  datagrams per recvmmsg batch (of at most 64): %s" % ", ".join(
+        "%s %.1f" % (s, v["datagrams_per_batch"]) for s, v in res.items()))
     lines.append("  dgrams/s/core: datagrams per second of receive-thread CPU (the XDP sense of pps); wall-clock "
                  "rates: %s" % ", ".join("%s %s/s" % (s, format(round(v["wall_calls_per_s"]), ","))
                                          for s, v in res.items() if v["wall_calls_per_s"] == v["wall_calls_per_s"]))
