@@ -67,3 +67,28 @@ def test_poolbench_table():
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "release:" in r.stdout and "direct:" in r.stdout and "array" in r.stdout
+
+
+def test_xdpbench_statistics_are_paired_and_student_t():
+    sys.path.insert(0, ROOT)
+    from loadgen import xdpbench as xb
+    assert xb.t975(1) == 12.706 and xb.t975(29) == 2.045 and xb.t975(1000) == 1.96
+    m, ci = xb.mean_ci([1.0, 2.0, 3.0])
+    assert m == 2.0 and abs(ci[0] - (2.0 - 4.303 / 3 ** 0.5)) < 1e-9 and abs(ci[1] - (2.0 + 4.303 / 3 ** 0.5)) < 1e-9
+    assert xb.mean_ci([5.0])[1][0] != xb.mean_ci([5.0])[1][0]           # one value: no interval (NaN)
+    # blocks whose level swings but whose paired difference does not: the delta CI is tight
+    blocks = []
+    for level in (600.0, 900.0, 700.0, 1200.0):
+        blocks.append({s: {"datagrams": 1000, "batches": 20, "rx_cpu_ns_per_datagram": level + d,
+                           "calls_per_s": 1e9 / (level + d), "wall_calls_per_s": 1.0}
+                       for s, d in (("single", 0.0), ("list", -10.0), ("array", -20.0))})
+    pb = {"ns_per_page": {"release": {"single": 25.0, "list": 14.0, "array": 10.0}}}
+    res, comp = xb.summarize(blocks, ("single", "list", "array"), pb, 1.0)
+    assert comp["array"]["rx_cpu_ns_per_datagram"]["delta"] == -20.0
+    assert comp["array"]["rx_cpu_ns_per_datagram"]["delta_ci95"] == [-20.0, -20.0]
+    assert comp["array"]["rx_cpu_ns_per_datagram"]["predicted_delta"] == -15.0
+    lo, hi = res["single"]["rx_cpu_ns_per_datagram_ci95"]
+    assert hi - lo > 500                                                  # the levels alone are wide
+    assert xb.checks(res, comp) == {"array_below_single_ci_excludes_zero": True,
+                                    "list_between_array_and_single": True,
+                                    "array_live_within_2x_of_prediction": True}
