@@ -32,7 +32,7 @@ def test_udp_pps_bench_json(tmp_path):
 def test_udp_pps_xdp_bench_json_names(tmp_path):
     """The compiled path (the default): the JSON names the checks rely on, the XDP-form table, a plot."""
     out, png = tmp_path / "xdp.json", tmp_path / "xdp.png"
-    r = subprocess.run([sys.executable, "-m", "loadgen", "bench", "--udp-pps", "--rounds", "1", "--time", "1",
+    r = subprocess.run([sys.executable, "-m", "loadgen", "bench", "--udp-pps", "--rounds", "1", "--time", "1.5",
                         "--warmup", "0.3", "--udp-block", "0.5", "--udp-rate", "50000", "--udp-procs", "1",
                         "--threads", "2", "--arena-mib", "64", "--json", str(out), "--plot", str(png)],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -50,7 +50,8 @@ def test_udp_pps_xdp_bench_json_names(tmp_path):
         assert lo <= v["rx_cpu_ns_per_datagram"]["delta"] <= hi
         assert v["calls_per_s"]["ratio"] > 0
         assert v["rx_cpu_ns_per_datagram"]["predicted_delta"] < 0      # poolbench: bulk refills are cheaper
-    assert abs(doc["pages_per_datagram"] - 1.0) < 0.01                  # recycle release: one fresh page each
+    # recycle release: one fresh page each (give or take the receive ring's 64 pre-filled pages)
+    assert abs(doc["pages_per_datagram"] - 1.0) < 64 / doc["datagrams"] + 1e-9
     assert png.stat().st_size > 1000
 
 
