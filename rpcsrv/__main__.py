@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "fresh page, as XDP_REDIRECT in 5.13)")
     u.add_argument("--udp-xdp", choices=("off", "tx", "drop"), default="off",
                    help="the compiled receive loop (recvmmsg batches, an XDP-like verdict in C): tx answers "
-                        "NFSv3 NULL calls (AUTH_NONE) from C with sendmmsg (XDP_TX), drop drops them "
+                        "NFSv3 NULL calls and the export root's GETATTR (AUTH_NONE; GETATTR with the Python "
+                        "path's last reply while the root's attributes hold) from C with sendmmsg (XDP_TX), "
+                        "drop drops them "
                         "(XDP_DROP); everything else goes to the Python path (XDP_PASS). off (default): "
                         "the per-datagram Python loop")
     u.add_argument("--udp-batch", type=_positive, default=64,

@@ -412,8 +412,10 @@ class Server:
         self._udp = UdpEndpoints(self.allocator, cfg.udp, self.registry,
                                  answer=not (cfg.allow or cfg.secure_ports))
         for i, ep in enumerate(self._udp.open(self.host, self.port)):
-            t = threading.Thread(target=self._udp_loop, args=(ep, self._udp.loop_of(ep)), name="rpcsrv-udp-%d" % i,
-                                 daemon=True)
+            xdp = self._udp.loop_of(ep)
+            if xdp is not None and xdp.answer:     # the root GETATTR too, from the Python path's last reply
+                xdp.set_getattr_call(bytes(self.export.root_handle()), self.export.root_fd)
+            t = threading.Thread(target=self._udp_loop, args=(ep, xdp), name="rpcsrv-udp-%d" % i, daemon=True)
             t.start()
             self._udp_threads.append(t)
 
@@ -432,14 +434,18 @@ class Server:
         peer = ep.peer
         EAGAIN, ENOBUFS = -errno.EAGAIN, -errno.ENOBUFS
 
-        def handle(n):
+        def handle(n, getattr_root=False):
             try:
                 t0 = time.perf_counter()
                 oversize = n > UDP_PAGE
                 req.set_peer(peer_fn=peer)
                 packer.reset()
+                # the compiled loop's root GETATTR cache: the root's attributes before the reply is built
+                st = os.fstat(self.export.root_fd) if getattr_root else None
                 reply = svc.process(req, packer, segs, UDP_PAGE if oversize else n,
                                     "udp_oversize" if oversize else None)
+                if st is not None and reply.send and reply.payload == 0:
+                    xdp.set_getattr_reply(packer.buffer, st)
                 if reply.send:
                     r = ep.send(packer.buffer, reply.payload + ((-reply.payload) & 3))
                     if r < 0:
@@ -460,7 +466,7 @@ class Server:
                     if n < 0:
                         metrics.error("udp_recv_" + errno.errorcode.get(-n, "error").lower())
                     for i in range(max(n, 0)):
-                        handle(xdp.pass_to(i))
+                        handle(xdp.pass_to(i), xdp.passed_getattr)
                     continue
                 n = recv(POLL_MS)
                 if n < 0:

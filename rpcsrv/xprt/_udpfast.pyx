@@ -16,6 +16,12 @@ run(timeout_ms) releases the GIL and loops, each turn:
   3. per datagram the verdict of udp_xdp.h: an NFSv3 NULL call with AUTH_NONE
      is XDP_TX (the reply is written over the call in its own page and sent
      with one sendmmsg per batch) or XDP_DROP (mode "drop": no reply);
+     so is the export root's GETATTR with AUTH_NONE (byte for byte the
+     canonical call, set_getattr_call) while the reply the Python path gave
+     to it last still holds: the root is fstat'ed once per batch that has
+     such a call, and every field a fattr3 carries must equal the snapshot
+     taken before that reply was built, else the call is passed and its new
+     reply cached (set_getattr_reply);
      anything else is XDP_PASS: the slot is left full and its index noted;
   4. the pages of TX'd and dropped datagrams go back by recycle mode: direct
      (into the pool's cache), ring (the recycle ring) or release (back to the
@@ -56,7 +62,7 @@ was joined: the ring's unused pages go back to the pool before it closes.
 
 from libc.errno cimport errno, EAGAIN, EINTR
 from libc.stdint cimport int32_t, int64_t, uint64_t
-from libc.string cimport memset, memcpy
+from libc.string cimport memcmp, memset, memcpy
 
 from alloc._core cimport Allocator, NO_PAGE, PAGE_SIZE
 from alloc._pool cimport PagePool
@@ -80,6 +86,22 @@ cdef extern from "time.h" nogil:
     int CLOCK_THREAD_CPUTIME_ID
     int CLOCK_MONOTONIC
 
+cdef extern from "sys/stat.h" nogil:
+    cdef struct stat:
+        unsigned long st_dev
+        unsigned long st_ino
+        unsigned int st_mode
+        unsigned long st_nlink
+        unsigned int st_uid
+        unsigned int st_gid
+        unsigned long st_rdev
+        long st_size
+        long st_blocks
+        timespec st_atim
+        timespec st_mtim
+        timespec st_ctim
+    int fstat(int fd, stat *buf)
+
 cdef extern from "udp_xdp.h" nogil:
     int UX_PASS
     int UX_NULL
@@ -90,6 +112,7 @@ cdef enum:
     BATCH = 64                     # ring slots: datagrams per recvmmsg at most
     MAX_TURNS = 256                # batches per run() before Python gets the thread back
     SCRATCH = 65536
+    GA_MAX = 256                   # root GETATTR call / reply bytes after the xid, at most
 
 VERDICT_MODES = ("tx", "drop")
 RECYCLE_MODES = ("direct", "ring", "release")
@@ -138,7 +161,18 @@ cdef class XdpLoop:
     cdef int32_t done[BATCH]                 # pages of TX'd / dropped datagrams, recycled per batch
     cdef int pass_idx[BATCH]
     cdef unsigned int pass_len[BATCH]
+    cdef char pass_ga[BATCH]                 # passed datagram i is the root GETATTR call (reply wanted)
     cdef readonly int npass                  # datagrams passed by the last run()
+    cdef readonly bint passed_getattr        # the datagram pass_to() handed over last is the root GETATTR
+    # the export root's GETATTR (see set_getattr_call): call bytes after the xid, the Python path's
+    # reply after the xid, and the root's attributes it was built from (reply valid while they hold)
+    cdef unsigned char ga_call[GA_MAX]
+    cdef int ga_call_len                     # 0: no GETATTR answered from C
+    cdef unsigned char ga_reply[GA_MAX]
+    cdef int ga_reply_len                    # 0: no valid reply cached
+    cdef int root_fd
+    cdef stat ga_st
+    cdef uint64_t n_ga_tx, n_ga_stale, n_ga_installed
     cdef readonly int interleave             # batches per strategy slice (0: the pool's own strategy)
     cdef readonly int64_t coalesce_ns        # sleep after a batch that did not fill (0: none)
     cdef uint64_t n_flushed                  # pages flushed from the cache at strategy switches
@@ -220,7 +254,8 @@ cdef class XdpLoop:
 
     cdef int _turn(self) noexcept nogil:
         """One batch: refill, recvmmsg, verdicts, sendmmsg, recycle. Datagrams received, or -errno."""
-        cdef int n = 0, i, r, ntx = 0, ndone = 0, k, v
+        cdef int n = 0, i, r, ntx = 0, ndone = 0, k, v, fresh = -1
+        cdef bint ga
         cdef int32_t pfn
         cdef unsigned char *d
         cdef unsigned int length
@@ -253,16 +288,30 @@ cdef class XdpLoop:
             length = self.rx[i].msg_len
             d = <unsigned char *>self.rx_iov[i].iov_base
             v = ux_classify(d, length, PAGE_SIZE) if self.answer else UX_PASS
+            ga = False
+            if (v == UX_PASS and self.answer and self.ga_call_len and length == <unsigned int>(4 + self.ga_call_len)
+                    and memcmp(d + 4, self.ga_call, self.ga_call_len) == 0):
+                if fresh < 0:
+                    fresh = self._ga_fresh()        # one fstat of the root per batch, when needed
+                ga = True
+                if fresh:
+                    v = UX_NULL
             if v == UX_PASS:
                 self.pass_idx[self.npass] = i
                 self.pass_len[self.npass] = length
+                self.pass_ga[self.npass] = ga
                 self.npass += 1
                 continue
             if self.drop_mode:
                 self.n_drop[self.cur] += 1
             else:
                 self.tx_iov[ntx].iov_base = d
-                self.tx_iov[ntx].iov_len = ux_null_reply(d, d)
+                if ga:
+                    memcpy(d + 4, self.ga_reply, self.ga_reply_len)      # the xid stays: d[0:4]
+                    self.tx_iov[ntx].iov_len = 4 + self.ga_reply_len
+                    self.n_ga_tx += 1
+                else:
+                    self.tx_iov[ntx].iov_len = ux_null_reply(d, d)
                 self.tx[ntx].msg_hdr.msg_name = &self.rx_addr[i]
                 self.tx[ntx].msg_hdr.msg_namelen = self.rx[i].msg_hdr.msg_namelen
                 self.tx[ntx].msg_hdr.msg_iov = &self.tx_iov[ntx]
@@ -283,6 +332,65 @@ cdef class XdpLoop:
         self.n_tx[self.cur] += k
         self._recycle(self.done, ndone)
         return r
+
+    cdef int _ga_fresh(self) noexcept nogil:
+        """1 if the cached root GETATTR reply still describes the root (fstat now = the snapshot it
+        was built from, every field a fattr3 carries), else 0 (and the cache is dropped)."""
+        cdef stat st
+        if self.ga_reply_len == 0:
+            return 0
+        if (fstat(self.root_fd, &st) == 0 and st.st_dev == self.ga_st.st_dev and st.st_ino == self.ga_st.st_ino
+                and st.st_mode == self.ga_st.st_mode and st.st_nlink == self.ga_st.st_nlink
+                and st.st_uid == self.ga_st.st_uid and st.st_gid == self.ga_st.st_gid
+                and st.st_rdev == self.ga_st.st_rdev and st.st_size == self.ga_st.st_size
+                and st.st_blocks == self.ga_st.st_blocks
+                and st.st_atim.tv_sec == self.ga_st.st_atim.tv_sec and st.st_atim.tv_nsec == self.ga_st.st_atim.tv_nsec
+                and st.st_mtim.tv_sec == self.ga_st.st_mtim.tv_sec and st.st_mtim.tv_nsec == self.ga_st.st_mtim.tv_nsec
+                and st.st_ctim.tv_sec == self.ga_st.st_ctim.tv_sec and st.st_ctim.tv_nsec == self.ga_st.st_ctim.tv_nsec):
+            return 1
+        self.ga_reply_len = 0
+        self.n_ga_stale += 1
+        return 0
+
+    def set_getattr_call(self, bytes root_fh not None, int root_fd):
+        """Answer the export root's GETATTR from C too: the canonical call (AUTH_NONE, NFSv3
+        GETATTR of root_fh) is recognised byte for byte; root_fd is fstat'ed to tell whether the
+        reply the Python path gave last (set_getattr_reply) still holds."""
+        cdef bytes call
+        cdef Py_ssize_t pad = (-len(root_fh)) & 3
+        call = (bytes([0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 0x86, 0xa3, 0, 0, 0, 3, 0, 0, 0, 1]) + bytes(16)
+                + len(root_fh).to_bytes(4, "big") + root_fh + bytes(pad))
+        if len(call) > GA_MAX:
+            raise ValueError("root handle too long for the GETATTR cache")
+        memcpy(self.ga_call, <const char *>call, len(call))
+        self.ga_call_len = len(call)
+        self.root_fd = root_fd
+        self.ga_reply_len = 0
+
+    def set_getattr_reply(self, reply, st):
+        """The Python path's reply (whole, xid first) to the root GETATTR, and os.stat_result of the
+        root taken BEFORE the reply was built: a change in between shows as a mismatch at the next
+        fstat, never as a stale reply. Kept only if it is accepted SUCCESS with NFS3_OK."""
+        cdef bytes b = bytes(reply)
+        if self.ga_call_len == 0 or len(b) < 28 or len(b) - 4 > GA_MAX or b[4:28] != bytes(
+                [0, 0, 0, 1] + [0] * 20):
+            return False
+        self.ga_st.st_dev = st.st_dev
+        self.ga_st.st_ino = st.st_ino
+        self.ga_st.st_mode = st.st_mode
+        self.ga_st.st_nlink = st.st_nlink
+        self.ga_st.st_uid = st.st_uid
+        self.ga_st.st_gid = st.st_gid
+        self.ga_st.st_rdev = st.st_rdev
+        self.ga_st.st_size = st.st_size
+        self.ga_st.st_blocks = st.st_blocks
+        self.ga_st.st_atim.tv_sec, self.ga_st.st_atim.tv_nsec = divmod(st.st_atime_ns, 1000000000)
+        self.ga_st.st_mtim.tv_sec, self.ga_st.st_mtim.tv_nsec = divmod(st.st_mtime_ns, 1000000000)
+        self.ga_st.st_ctim.tv_sec, self.ga_st.st_ctim.tv_nsec = divmod(st.st_ctime_ns, 1000000000)
+        memcpy(self.ga_reply, <const char *>b + 4, len(b) - 4)
+        self.ga_reply_len = len(b) - 4
+        self.n_ga_installed += 1
+        return True
 
     cdef void _account(self) noexcept nogil:
         """Charge the thread CPU and wall time since the last accounting point to the current strategy."""
@@ -387,6 +495,7 @@ cdef class XdpLoop:
         self.ring[slot] = NO_PAGE
         memcpy(&self.ep.peer_addr, &self.rx_addr[slot], sizeof(sockaddr_storage))
         self.ep.peer_len = self.rx[slot].msg_hdr.msg_namelen
+        self.passed_getattr = self.pass_ga[i]
         if i == self.npass - 1:
             self.npass = 0
         return self.pass_len[i]
@@ -421,7 +530,8 @@ cdef class XdpLoop:
         switches. tx counts replies sent; tx_fail the TX verdicts whose reply was dropped."""
         cdef int i
         out = {"runs": self.n_runs, "switches": self.n_switches, "flushed": self.n_flushed,
-               "idle_cpu_ns": self.n_idle_cpu_ns,
+               "idle_cpu_ns": self.n_idle_cpu_ns, "getattr_tx": self.n_ga_tx, "getattr_stale": self.n_ga_stale,
+               "getattr_installed": self.n_ga_installed,
                "strategy": STRATEGY_NAMES[self.cur],
                "by_strategy": {}}
         for i in range(3):

@@ -146,6 +146,35 @@ def test_c_verdict_replies_match_the_python_path_byte_for_byte(export):
         stop_and_check(cx)
 
 
+def test_root_getattr_from_c_while_the_root_is_unchanged(export):
+    py = start(export, "off")
+    cx = start(export, "tx")
+    a, b = Prober(py.port), Prober(cx.port)
+    lp = cx._udp.loops[0]
+    try:
+        fh = cx.export.root_handle()
+        call = hdr(31, proc=1) + struct.pack(">I", len(fh)) + fh + b"\0" * ((-len(fh)) & 3)
+        want = a.exchange(call)
+        assert len(want) == 1 and struct.unpack_from(">I", want[0], 24)[0] == 0
+        assert b.exchange(call) == want and lp.stats()["getattr_tx"] == 0      # passed; its reply cached
+        assert b.exchange(call) == want and lp.stats()["getattr_tx"] == 1      # answered from C
+        (export / "new-file").write_bytes(b"")                                  # the root's mtime/ctime move
+        want2 = a.exchange(call)
+        assert want2 != want
+        assert b.exchange(call) == want2                                         # stale: passed, re-cached
+        st = lp.stats()
+        assert st["getattr_stale"] == 1 and st["getattr_tx"] == 1
+        assert b.exchange(call) == want2 and lp.stats()["getattr_tx"] == 2
+        other = hdr(32, proc=1, cred=(1, b"")) + struct.pack(">I", len(fh)) + fh
+        assert b.exchange(other) == a.exchange(other)                            # not the canonical call
+        assert lp.stats()["getattr_tx"] == 2
+    finally:
+        a.close()
+        b.close()
+        stop_and_check(py)
+        stop_and_check(cx)
+
+
 def test_drop_verdict_drops_null_and_passes_the_rest(export):
     reg = CollectorRegistry()
     srv = start(export, "drop", recycle="release", registry=reg)
