@@ -55,8 +55,9 @@ def add_arguments(p) -> None:
                         "pool refill strategy, with the kernel's XDP-RX figures beside")
     g.add_argument("--pool-strategies", default=",".join(POOL_STRATEGIES),
                    help="comma-separated page_pool strategies (default single,list,array)")
-    g.add_argument("--udp-op", choices=OPS, default="mix",
-                   help="calls to flood: null, getattr (of the export root) or mix (alternating; default)")
+    g.add_argument("--udp-op", choices=OPS, default=None,
+                   help="calls to flood: null, getattr (of the export root) or mix (alternating; with the xdp "
+                        "path: half the flood processes each). Default: mix for --udp-path python, null for xdp")
     g.add_argument("--udp-window", type=int, default=32, help="outstanding calls per flood process (default 32)")
     g.add_argument("--udp-threads", type=int, default=1,
                    help="server UDP receive threads (default 1: more share one GIL and make the figures bimodal)")
@@ -205,7 +206,7 @@ def main(args) -> int:
               file=sys.stderr)
         return 2
     opts = {"clients": args.clients, "time": args.time, "warmup": args.warmup, "rounds": args.rounds,
-            "threads": args.threads, "arena_mib": args.arena_mib, "window": args.udp_window, "op": args.udp_op,
+            "threads": args.threads, "arena_mib": args.arena_mib, "window": args.udp_window, "op": args.udp_op or "mix",
             "udp_threads": args.udp_threads, "udp_recycle": args.udp_recycle}
     tmp = None
     if args.export:

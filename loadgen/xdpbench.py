@@ -55,7 +55,8 @@ import tempfile
 import time
 
 from .bench import KERNEL_XDP, BenchError, Rpcsrv
-from .xdpflood import FloodError, XdpFlood
+from .udpflood import FloodError as UdpFloodError, mount_root
+from .xdpflood import FloodError, XdpFlood, getattr_call, null_call
 
 POOL_STRATEGIES = ("single", "list", "array")
 LABELS = {"single": "Single page", "list": "Bulk list", "array": "Bulk array"}
@@ -91,7 +92,7 @@ def mean_ci(xs) -> tuple[float, list]:
 # --------------------------------------------------------------------------- one server
 def _by_strategy(m: dict) -> dict:
     """{strategy: {datagrams, cpu_s, wall_s}} from one scrape of the compiled loop's counters."""
-    out = {}
+    out, verdicts = {}, {}
     for (name, labels), v in m.items():
         lab = dict(labels)
         s = lab.get("strategy")
@@ -102,6 +103,7 @@ def _by_strategy(m: dict) -> dict:
             acc["batches"] += v
         elif name == "nfsbulk_udp_xdp_datagrams_total":
             acc["datagrams"] += v
+            verdicts[lab.get("verdict", "?")] = verdicts.get(lab.get("verdict", "?"), 0) + v
         elif name == "nfsbulk_udp_xdp_rx_cpu_seconds_total":
             acc["cpu_s"] += v
         elif name == "nfsbulk_udp_xdp_rx_wall_seconds_total":
@@ -109,7 +111,7 @@ def _by_strategy(m: dict) -> dict:
     # pages the pool handed out: cache hits + slow-path calls that got a page (each serves one)
     pages = sum(v for (n, _), v in m.items() if n in ("nfsbulk_pool_alloc_fast_total", "nfsbulk_pool_alloc_slow_total"))
     pages -= sum(v for (n, _), v in m.items() if n == "nfsbulk_pool_alloc_empty_total")
-    return {"strategies": out, "pages_served": pages}
+    return {"strategies": out, "pages_served": pages, "verdicts": verdicts}
 
 
 def _block(a: dict, b: dict, strategies) -> dict:
@@ -138,8 +140,12 @@ def run_server(strategies, start_strategy: str, root: str, opts: dict) -> tuple[
     try:
         port = int(srv.url.split("nfsport=")[1].split("&")[0])
         nblocks = max(1, int(round(opts["time"] / opts["block"])))
+        templates = [null_call()]
+        if opts["op"] != "null":
+            ga = getattr_call(mount_root("127.0.0.1", port, export))
+            templates = [ga] if opts["op"] == "getattr" else [null_call(), ga]
         flood = XdpFlood("127.0.0.1", port, procs=opts["clients"], rate=opts["rate"], drain=opts["verdict"] == "tx",
-                         duration=opts["warmup"] + nblocks * opts["block"] + 0.5).start()
+                         duration=opts["warmup"] + nblocks * opts["block"] + 0.5, templates=templates).start()
         t0 = time.monotonic()
         time.sleep(opts["warmup"])                    # a benchmark's schedule, not a test's synchronisation
         scrapes = [_by_strategy(srv.scrape())]
@@ -150,7 +156,7 @@ def run_server(strategies, start_strategy: str, root: str, opts: dict) -> tuple[
             scrapes.append(_by_strategy(srv.scrape()))
         fl = flood.wait()
         flood = None
-    except FloodError as e:
+    except (FloodError, UdpFloodError) as e:
         raise BenchError("UDP flood: %s" % e)
     finally:
         if flood is not None:
@@ -164,7 +170,8 @@ def run_server(strategies, start_strategy: str, root: str, opts: dict) -> tuple[
     dg = sum(last["strategies"].get(s, {}).get("datagrams", 0) - first["strategies"].get(s, {}).get("datagrams", 0)
              for s in strategies)
     pages = last["pages_served"] - first["pages_served"]
-    return blocks, {"datagrams": dg, "pages_served": pages, "flood": fl, "pages_leaked": leaked}
+    verdicts = {k: int(v - first["verdicts"].get(k, 0)) for k, v in last["verdicts"].items()}
+    return blocks, {"datagrams": dg, "pages_served": pages, "verdicts": verdicts, "flood": fl, "pages_leaked": leaked}
 
 
 # --------------------------------------------------------------------------- figures
@@ -219,8 +226,9 @@ def _ci(ci, fmt="%.1f") -> str:
 
 def format_table(doc: dict) -> str:
     o, res, comp = doc["config"], doc["pool_strategies"], doc["pool_comparisons"]
-    lines = ["", "== page_pool under the compiled UDP receive loop: NFSv3 NULL flood (%d processes, <= %s/s each), "
+    lines = ["", "== page_pool under the compiled UDP receive loop: NFSv3 %s flood (%d processes, <= %s/s each), "
              "verdict %s, recycle %s, %s; %d round(s) x %d block(s) of %g s after %g s warmup ==" % (
+                 {"null": "NULL", "getattr": "root GETATTR", "mix": "NULL + root GETATTR"}[o.get("op", "null")],
                  o["clients"], format(int(o["rate"]), ","), o["verdict"], o["udp_recycle"],
                  "strategies rotated every %d batches" % o["interleave"] if o["interleave"] else "a server per strategy",
                  o["rounds"], doc["blocks_per_round"], o["block"], o["warmup"]), ""]
@@ -266,8 +274,10 @@ def format_table(doc: dict) -> str:
     if pb:
         lines.append("  page_pool alone (python -m alloc.poolbench, release case, median of %d rounds): %s" % (
             pb["rounds"], "; ".join("%s %.1f ns/page" % (s, ns) for s, ns in pb["ns_per_page"]["release"].items())))
-    lines.append("  flood: %s datagrams sent, %s send errors; server: %s datagrams in the windows" % (
-        format(doc["flood"]["sent"], ","), format(doc["flood"]["send_errors"], ","), format(int(doc["datagrams"]), ",")))
+    lines.append("  flood: %s datagrams sent, %s send errors, %s replies; server: %s datagrams in the windows (%s)" % (
+        format(doc["flood"]["sent"], ","), format(doc["flood"]["send_errors"], ","),
+        format(doc["flood"]["replies"], ","), format(int(doc["datagrams"]), ","),
+        ", ".join("%s %s" % (k, format(v, ",")) for k, v in sorted(doc.get("verdicts", {}).items()))))
     return "\n".join(lines)
 
 
@@ -326,7 +336,7 @@ def main(args, poolbench) -> int:
     opts = {"clients": args.clients, "time": args.time, "warmup": args.warmup, "rounds": args.rounds,
             "threads": args.threads, "arena_mib": args.arena_mib, "udp_recycle": args.udp_recycle,
             "verdict": args.udp_verdict, "rate": args.udp_rate, "interleave": args.udp_interleave,
-            "block": args.udp_block, "coalesce_us": args.udp_coalesce_us, "path": "xdp",
+            "block": args.udp_block, "coalesce_us": args.udp_coalesce_us, "path": "xdp", "op": args.udp_op or "null",
             "pool_strategies": strategies}
     tmp = None
     if args.export:
@@ -373,9 +383,13 @@ def main(args, poolbench) -> int:
     ppd = sum(t["pages_served"] for t in totals) / dg if dg else float("nan")
     res, comp = summarize(blocks, strategies, pb, ppd)
     flood = {k: sum(t["flood"][k] for t in totals) for k in ("sent", "send_errors", "replies", "bad_replies")}
+    verdicts = {}
+    for t in totals:
+        for k, v in t["verdicts"].items():
+            verdicts[k] = verdicts.get(k, 0) + v
     doc = {"schema": SCHEMA, "config": opts, "pool_strategies": res, "pool_comparisons": comp,
            "checks": checks(res, comp),
-           "pages_per_datagram": ppd, "datagrams": dg, "blocks_per_round": len(blocks) // args.rounds,
+           "pages_per_datagram": ppd, "datagrams": dg, "verdicts": verdicts, "blocks_per_round": len(blocks) // args.rounds,
            "blocks": blocks, "flood": flood, "kernel": {"xdp_rx_pps": KERNEL_XDP}, "poolbench": pb,
            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     print(format_table(doc), flush=True)

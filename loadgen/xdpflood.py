@@ -1,4 +1,4 @@
-"""The compiled UDP flood in several processes: RPC NULL calls at a bounded rate, loopback only.
+"""The compiled UDP flood in several processes: RPC calls (NULL, root GETATTR) at a bounded rate, loopback only.
 
 Each of `procs` forked processes runs loadgen/_flood.pyx's sendmmsg loop
 (GIL released, no Python per datagram) against one address for `duration`
@@ -16,9 +16,9 @@ from __future__ import annotations
 import ipaddress
 import multiprocessing
 
-from .rpcwire import NFS_PROGRAM, NFS_V3, pack_call
+from .rpcwire import NFS_PROGRAM, NFS_V3, opaque, pack_call
 
-__all__ = ["XdpFlood", "FloodError", "null_call", "MAX_PROCS"]
+__all__ = ["XdpFlood", "FloodError", "null_call", "getattr_call", "MAX_PROCS"]
 
 MAX_PROCS = 16
 
@@ -30,6 +30,11 @@ class FloodError(Exception):
 def null_call() -> bytes:
     """An NFSv3 NULL call with AUTH_NONE (xid 0; the flood numbers each datagram)."""
     return pack_call(0, NFS_PROGRAM, NFS_V3, 0)
+
+
+def getattr_call(fh: bytes) -> bytes:
+    """An NFSv3 GETATTR of handle fh with AUTH_NONE (the export root's: answered from C while it holds)."""
+    return pack_call(0, NFS_PROGRAM, NFS_V3, 1, opaque(fh))
 
 
 def _worker(conn, host, port, template, duration, rate, batch, drain, xid0):
@@ -46,7 +51,7 @@ class XdpFlood:
     """XdpFlood(host, port, procs, duration, rate, drain): `rate` is per process (datagrams/s)."""
 
     def __init__(self, host: str, port: int, *, procs: int = 2, duration: float = 5.0, rate: float = 2e6,
-                 drain: bool = False, batch: int = 32, template: bytes | None = None):
+                 drain: bool = False, batch: int = 32, template: bytes | None = None, templates=None):
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
@@ -60,7 +65,9 @@ class XdpFlood:
             raise FloodError("flood duration must be in (0, %g] s" % _flood.MAX_DURATION)
         if not 0 < rate <= _flood.MAX_RATE:
             raise FloodError("flood rate must be in (0, %g] datagrams/s per process" % _flood.MAX_RATE)
-        self.args = (host, port, template or null_call(), duration, rate, batch, drain)
+        # process i sends templates[i % len(templates)]
+        self.templates = list(templates) if templates else [template or null_call()]
+        self.args = (host, port, duration, rate, batch, drain)
         self.procs = procs
         self.duration = duration
         self.ps = []
@@ -70,7 +77,9 @@ class XdpFlood:
         ctx = multiprocessing.get_context("fork")
         for i in range(self.procs):
             r, w = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_worker, args=(w, *self.args, (i + 1) << 24), daemon=True)
+            host, port, duration, rate, batch, drain = self.args
+            p = ctx.Process(target=_worker, args=(w, host, port, self.templates[i % len(self.templates)], duration,
+                                                  rate, batch, drain, (i + 1) << 24), daemon=True)
             p.start()
             w.close()
             self.ps.append(p)
