@@ -391,6 +391,11 @@ def main(args, poolbench) -> int:
            "checks": checks(res, comp),
            "pages_per_datagram": ppd, "datagrams": dg, "verdicts": verdicts, "blocks_per_round": len(blocks) // args.rounds,
            "blocks": blocks, "flood": flood, "kernel": {"xdp_rx_pps": KERNEL_XDP}, "poolbench": pb,
+           "xdp_table": [{"strategy": s, "calls_per_s": v["calls_per_s"],
+                          "vs_single_pct": (comp[s]["calls_per_s"]["ratio"] - 1) * 100 if s in comp else 0.0,
+                          "kernel_pps": KERNEL_XDP.get(s),
+                          "kernel_vs_single_pct": (KERNEL_XDP[s] / KERNEL_XDP["single"] - 1) * 100}
+                         for s, v in res.items()],
            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     print(format_table(doc), flush=True)
     if args.json:

@@ -53,6 +53,8 @@ def test_udp_pps_xdp_bench_json_names(tmp_path):
     # recycle release: one fresh page each (give or take the receive ring's 64 pre-filled pages)
     assert abs(doc["pages_per_datagram"] - 1.0) < 64 / doc["datagrams"] + 1e-9
     assert png.stat().st_size > 1000
+    xt = {r["strategy"]: r for r in doc["xdp_table"]}
+    assert xt["single"]["kernel_pps"] == 3771046 and abs(xt["array"]["kernel_vs_single_pct"] - 12.68) < 0.01
 
 
 def test_udp_pps_bench_usage_errors():
