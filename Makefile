@@ -35,7 +35,7 @@ $(VENV)/.stamp-pip: pyproject.toml
 # Cython build in place; cythonize skips unchanged sources, so this is quick.
 build: $(VENV)/.stamp-pip
 	@$(PY) setup.py -q build_ext --inplace 2>&1 | grep -v '^\(running\|copying\)' || true
-	@$(PY) -c 'import alloc._core, rpcsrv.xprt._pageio'
+	@$(PY) -c 'import alloc._core, rpcsrv.xprt._pageio, rpcsrv.xprt._udpfast, loadgen._flood'
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests

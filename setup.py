@@ -16,6 +16,11 @@ extensions = [
     Extension("rpcsrv.xprt._pageio", ["rpcsrv/xprt/_pageio.pyx"], extra_compile_args=CFLAGS),
     Extension("alloc._pool", ["alloc/_pool.pyx"], extra_compile_args=CFLAGS),
     Extension("rpcsrv.xprt._udpio", ["rpcsrv/xprt/_udpio.pyx"], extra_compile_args=CFLAGS),
+    # the compiled UDP receive loop (recvmmsg, the XDP-like verdict of udp_xdp.h, sendmmsg)
+    Extension("rpcsrv.xprt._udpfast", ["rpcsrv/xprt/_udpfast.pyx"], include_dirs=["rpcsrv/xprt"],
+              extra_compile_args=CFLAGS + ["-D_GNU_SOURCE"], depends=["rpcsrv/xprt/udp_xdp.h"]),
+    # loadgen's compiled flood (sendmmsg loop); loadgen imports neither alloc nor rpcsrv
+    Extension("loadgen._flood", ["loadgen/_flood.pyx"], extra_compile_args=CFLAGS + ["-D_GNU_SOURCE"]),
     # the compiled request cycle; its C parts are the fp_*.h headers beside it
     Extension("rpcsrv.fast._fast", ["rpcsrv/fast/_fast.pyx"], include_dirs=["rpcsrv/fast"],
               extra_compile_args=CFLAGS + ["-D_GNU_SOURCE"],

@@ -1,7 +1,8 @@
 # C-level declarations of the page pool (alloc/_pool.pyx has the theory).
 #
 # rpcsrv's UDP receive path (rpcsrv/_udpio.pyx) cimports PagePool to take and
-# recycle pages with no Python object per packet.
+# recycle pages with no Python object per packet; the compiled receive loop
+# (rpcsrv/xprt/_udpfast.pyx) calls the hot methods below with the GIL released.
 
 cimport cython
 from libc.stdint cimport int32_t, uint8_t, uint64_t
@@ -50,10 +51,10 @@ cdef class PagePool:
     cdef uint64_t n_ring_full                # recycles that found the ring full (page released)
     cdef uint64_t n_released                 # pages given back to the allocator (pages_state_release_cnt)
 
-    cdef int32_t get_page(self) noexcept
-    cdef int32_t _alloc_slow(self) noexcept
-    cdef int _refill_from_ring(self) noexcept
-    cdef int put_page(self, int32_t pfn, bint direct) noexcept
-    cdef int release_page(self, int32_t pfn) noexcept
+    cdef int32_t get_page(self) noexcept nogil
+    cdef int32_t _alloc_slow(self) noexcept nogil
+    cdef int _refill_from_ring(self) noexcept nogil
+    cdef int put_page(self, int32_t pfn, bint direct) noexcept nogil
+    cdef int release_page(self, int32_t pfn) noexcept nogil
     cdef int32_t _take_slot(self, PageArray pa, Py_ssize_t slot) except -2
-    cdef void _free_to_allocator(self, int32_t *pages, Py_ssize_t n) noexcept
+    cdef void _free_to_allocator(self, int32_t *pages, Py_ssize_t n) noexcept nogil

@@ -43,7 +43,10 @@ are released when they come back. No page is lost:
 
 Threads: the cache and its counters belong to the one consumer thread; the
 ring is multi-producer under ring_lock (ptr_ring's producer lock; the
-consumer's pull takes the same lock). Nothing here releases the GIL, and the
+consumer's pull takes the same lock). The per-page methods (get_page,
+put_page, release_page and the refills behind them) touch no Python object and
+may run with the GIL released (rpcsrv/xprt/_udpfast.pyx's receive loop); the
+cache is still the one consumer thread's, with or without the GIL. The
 allocator's locks are only held inside its own calls (lock order: ring_lock
 is never held while calling the allocator).
 """
@@ -68,6 +71,7 @@ cdef extern from "time.h" nogil:
         long tv_nsec
     int clock_gettime(int, timespec *)
     int CLOCK_MONOTONIC
+    int CLOCK_THREAD_CPUTIME_ID
 
 STRATEGIES = ("single", "list", "array")
 CACHE_SIZE = PP_ALLOC_CACHE_SIZE
@@ -75,9 +79,9 @@ CACHE_REFILL = PP_ALLOC_CACHE_REFILL
 RECYCLE_MODES = ("direct", "ring", "release")
 
 
-cdef inline int64_t _now_ns() noexcept nogil:
+cdef inline int64_t _now_ns(int clk=CLOCK_MONOTONIC) noexcept nogil:
     cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
+    clock_gettime(clk, &ts)
     return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
@@ -125,9 +129,8 @@ cdef class PagePool:
         free(self.owner)
 
     # ------------------------------------------------------------------ C level
-    cdef void _free_to_allocator(self, int32_t *pages, Py_ssize_t n) noexcept:
+    cdef void _free_to_allocator(self, int32_t *pages, Py_ssize_t n) noexcept nogil:
         """Give pages[0:n] back to the allocator in one per-thread lock hold (they become NO_PAGE)."""
-        cdef Allocator a = self.allocator
         cdef cpu_t *cpu
         cdef Py_ssize_t i
         if n <= 0:
@@ -135,14 +138,14 @@ cdef class PagePool:
         for i in range(n):
             if pages[i] != NO_PAGE:
                 self.owner[pages[i]] = PG_NOT_OURS
-        cpu = a.this_cpu()
+        cpu = self.allocator.this_cpu()
         pthread_mutex_lock(&cpu.lock)
-        a._free_slots(cpu, pages, n)
+        self.allocator._free_slots(cpu, pages, n)
         pthread_mutex_unlock(&cpu.lock)
-        a.wake_waiters()
+        self.allocator.wake_waiters()
         self.n_released += n
 
-    cdef int _refill_from_ring(self) noexcept:
+    cdef int _refill_from_ring(self) noexcept nogil:
         """page_pool_refill_alloc_cache: move up to 64 ring pages into the empty cache."""
         cdef int n = 0
         pthread_mutex_lock(&self.ring_lock)
@@ -158,24 +161,26 @@ cdef class PagePool:
             self.n_ring_pages += n
         return n
 
-    cdef int32_t _alloc_slow(self) noexcept:
-        """__page_pool_alloc_pages_slow: refill from the allocator by strategy; NO_PAGE if nothing came."""
-        cdef Allocator a = self.allocator
+    cdef int32_t _alloc_slow(self) noexcept nogil:
+        """__page_pool_alloc_pages_slow: refill from the allocator by strategy; NO_PAGE if nothing came.
+
+        No Python object is touched (the receive loop calls this with the GIL released): the
+        allocator and the list are reached through self's typed attributes, never bound to locals.
+        """
         cdef cpu_t *cpu
         cdef int32_t pfn
         cdef Py_ssize_t nr, i
-        cdef PageList lst
         if self.count > 0:                       # defensive: a cached page is always preferred
             self.count -= 1
             pfn = self.cache[self.count]
             self.owner[pfn] = PG_OUT
             return pfn
         self.n_slow += 1
-        cpu = a.this_cpu()
+        cpu = self.allocator.this_cpu()
         if self.strategy_id == PP_ARRAY:
             for i in range(PP_ALLOC_CACHE_REFILL):
                 self.cache[i] = NO_PAGE          # zeroed first: the return value is pages allocated now
-            nr = a.bulk(cpu, PP_ALLOC_CACHE_REFILL, self.cache, None)
+            nr = self.allocator.bulk(cpu, PP_ALLOC_CACHE_REFILL, self.cache, <PageList>NULL)
             if nr <= 0:
                 self.n_slow_empty += 1
                 return NO_PAGE
@@ -186,26 +191,26 @@ cdef class PagePool:
             self.count -= 1
             pfn = self.cache[self.count]
         elif self.strategy_id == PP_LIST:
-            lst = self._lst
-            nr = a.bulk(cpu, PP_ALLOC_CACHE_REFILL, NULL, lst)
-            if nr <= 0 or lst.head == NO_PAGE:
+            nr = self.allocator.bulk(cpu, PP_ALLOC_CACHE_REFILL, NULL, self._lst)
+            if nr <= 0 or self._lst.head == NO_PAGE:
                 self.n_slow_empty += 1
                 return NO_PAGE
             self.n_from_alloc += nr
-            pfn = lst.head                        # the first entry goes to the caller
-            lst.head = a.next[pfn]
-            lst.count -= 1
-            while lst.head != NO_PAGE and self.count < PP_ALLOC_CACHE_SIZE:
-                i = lst.head
-                lst.head = a.next[i]
-                lst.count -= 1
+            pfn = self._lst.head                  # the first entry goes to the caller
+            self._lst.head = self.allocator.next[pfn]
+            self._lst.count -= 1
+            while self._lst.head != NO_PAGE and self.count < PP_ALLOC_CACHE_SIZE:
+                i = self._lst.head
+                self._lst.head = self.allocator.next[i]
+                self._lst.count -= 1
                 self.cache[self.count] = <int32_t>i
                 self.owner[i] = PG_IN_POOL
                 self.count += 1
-            if lst.head != NO_PAGE:               # cannot happen with an empty cache; never leak
-                self.n_released += a.free_pages_bulk(lst)
+            if self._lst.head != NO_PAGE:         # cannot happen with an empty cache; never leak
+                with gil:
+                    self.n_released += self.allocator.free_pages_bulk(self._lst)
         else:
-            pfn = a.alloc_single(cpu, API_SINGLE)
+            pfn = self.allocator.alloc_single(cpu, API_SINGLE)
             pthread_mutex_lock(&cpu.lock)         # account the call as Allocator.alloc_page does
             cpu.calls[API_SINGLE] += 1
             if pfn == NO_PAGE:
@@ -218,7 +223,7 @@ cdef class PagePool:
         self.owner[pfn] = PG_OUT
         return pfn
 
-    cdef int32_t get_page(self) noexcept:
+    cdef int32_t get_page(self) noexcept nogil:
         """page_pool_alloc_pages: a page frame number, or NO_PAGE (drop the packet)."""
         cdef int32_t pfn
         if self.closed:
@@ -231,7 +236,7 @@ cdef class PagePool:
             return pfn
         return self._alloc_slow()
 
-    cdef int put_page(self, int32_t pfn, bint direct) noexcept:
+    cdef int put_page(self, int32_t pfn, bint direct) noexcept nogil:
         """Recycle a page we handed out: 0 recycled, 1 released (ring full / closed), -1 not ours."""
         cdef bint stored = False
         if pfn < 0 or pfn >= self.allocator.nr_pages or self.owner[pfn] != PG_OUT:
@@ -259,7 +264,7 @@ cdef class PagePool:
         self.release_page(pfn)
         return 1
 
-    cdef int release_page(self, int32_t pfn) noexcept:
+    cdef int release_page(self, int32_t pfn) noexcept nogil:
         """page_pool_release_page: back to the allocator. 1 released, -1 not a page we handed out."""
         if pfn < 0 or pfn >= self.allocator.nr_pages or self.owner[pfn] != PG_OUT:
             return -1
@@ -405,8 +410,11 @@ cdef class PagePool:
         }
 
     # ----------------------------------------------------------- microbenchmark
-    def time_alloc(self, Py_ssize_t n, mode="release", Py_ssize_t batch=1024):
+    def time_alloc(self, Py_ssize_t n, mode="release", Py_ssize_t batch=1024, clock="thread"):
         """ns per page of n page_pool_alloc_pages calls, timed in C (no Python per page).
+
+        clock "thread" (default): the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so time
+        the thread spends descheduled on a busy machine is not counted; "wall": CLOCK_MONOTONIC.
 
         mode "release": pages are handed back to the allocator in untimed batches of `batch`
         (the XDP_REDIRECT case: every page is new, so refills are on the timed path);
@@ -419,6 +427,9 @@ cdef class PagePool:
         cdef uint64_t slow0 = self.n_slow
         cdef int32_t pfn
         cdef bint direct = mode == "direct"
+        cdef int clk = CLOCK_THREAD_CPUTIME_ID if clock == "thread" else CLOCK_MONOTONIC
+        if clock not in ("thread", "wall"):
+            raise ValueError("clock is thread or wall")
         if mode not in ("release", "direct"):
             raise ValueError("mode is release or direct")
         if batch < 1:
@@ -429,7 +440,7 @@ cdef class PagePool:
         try:
             while done < n:
                 k = batch if n - done > batch else n - done
-                t0 = _now_ns()
+                t0 = _now_ns(clk)
                 if direct:
                     for i in range(k):
                         pfn = self.get_page()
@@ -443,7 +454,7 @@ cdef class PagePool:
                             self._free_to_allocator(buf, i)
                             raise MemoryError("the pool got no page")
                         buf[i] = pfn
-                total += _now_ns() - t0
+                total += _now_ns(clk) - t0
                 if not direct:
                     self._free_to_allocator(buf, k)
                 done += k

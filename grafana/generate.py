@@ -48,6 +48,7 @@ UIDS = {
     "allocator": "nfsbulk-allocator",
     "rpc_server": "nfsbulk-rpc-server",
     "loadgen": "nfsbulk-loadgen",
+    "page_pool": "nfsbulk-page-pool",
 }
 
 #: Chuck Lever's svc_alloc_arg measurement on the 5.13 bulk allocator series (v6 6/9):
@@ -192,7 +193,7 @@ def dashboard(key: str, title: str, desc: str, tags: list, probe_metric: str, pa
     return d.build()
 
 
-# -- the four dashboards -----------------------------------------------------
+# -- the five dashboards -----------------------------------------------------
 
 def svc_alloc_arg_dashboard():
     m = "nfsbulk_svc_alloc_arg_seconds"
@@ -353,11 +354,81 @@ def loadgen_dashboard():
                      ["loadgen"], "nfsbulk_loadgen_clients", panels)
 
 
+def page_pool_dashboard():
+    x = "nfsbulk_udp_xdp_"
+    panels = [
+        ts("Pool cache hits vs slow-path refills", "cps",
+           "Pages served per second from the pool's cache (nfsbulk_pool_alloc_fast_total), and slow-path "
+           "refills per second from the page allocator (nfsbulk_pool_alloc_slow_total), by refill strategy: "
+           "single refills one page per call, list and array 64.",
+           [(rate("nfsbulk_pool_alloc_fast_total", "strategy"), "{{strategy}} cache hits"),
+            (rate("nfsbulk_pool_alloc_slow_total", "strategy"), "{{strategy}} refills")], w=12, h=9),
+        ts("Pages from the allocator per second", "cps",
+           "Pages the pools took from the page allocator per second (nfsbulk_pool_pages_from_allocator_total). "
+           "With --udp-recycle release every datagram needs one (the XDP_REDIRECT case of the 5.13 figures).",
+           [(rate("nfsbulk_pool_pages_from_allocator_total", "strategy"), "{{strategy}}")], w=12, h=9),
+        ts("Pages per refill", "short",
+           "Pages one slow-path refill brought: 1 for single, up to 64 for list and array.",
+           [("sum by (strategy) (rate(nfsbulk_pool_pages_from_allocator_total%s[%s])) / "
+             "sum by (strategy) (rate(nfsbulk_pool_alloc_slow_total%s[%s]))" % (sel(), RI, sel(), RI),
+             "{{strategy}}")], w=8),
+        ts("Recycled vs released", "cps",
+           "Pages recycled into the pool per second, by path (cache: direct from the receive loop; ring: "
+           "through the recycle ring), cache refills from the ring, and recycles that found the ring full "
+           "(the page went back to the allocator).",
+           [(rate("nfsbulk_pool_recycled_total", "strategy, path"), "{{strategy}} recycled ({{path}})"),
+            (rate("nfsbulk_pool_ring_refills_total", "strategy"), "{{strategy}} cache refills from the ring"),
+            (rate("nfsbulk_pool_ring_full_total", "strategy"), "{{strategy}} ring full (released)")], w=8),
+        ts("Released to the allocator", "cps",
+           "Pages the pools gave back to the page allocator per second (nfsbulk_pool_released_total).",
+           [(rate("nfsbulk_pool_released_total", "strategy"), "{{strategy}} released")], w=8),
+        ts("Pool pages now", "short",
+           "Pages in the pools' caches, and pages handed out (in flight: the compiled loop's receive ring "
+           "holds up to 64 per receive thread), now.",
+           [("sum by (strategy) (nfsbulk_pool_cache_pages%s)" % sel(), "{{strategy}} cache"),
+            ("sum by (strategy) (nfsbulk_pool_inflight_pages%s)" % sel(), "{{strategy}} in flight")], w=8),
+        ts("Recycle ring pages now", "short",
+           "Pages waiting in the pools' recycle rings (--udp-recycle ring, or direct recycles that found the "
+           "cache full).",
+           [("sum by (strategy) (nfsbulk_pool_ring_pages%s)" % sel(), "{{strategy}} ring")], w=4),
+        ts("Datagrams by verdict (compiled loop)", "cps",
+           "Datagrams per second through the compiled receive loop (--udp-xdp), by verdict: tx (answered "
+           "from C, XDP_TX), drop (XDP_DROP), pass (handed to the Python path, XDP_PASS).",
+           [(rate(x + "datagrams_total", "verdict"), "{{verdict}}")], w=12),
+        ts("Receive CPU per datagram", "ns",
+           "The receive threads' CPU time (CLOCK_THREAD_CPUTIME_ID around the compiled loop) per datagram, "
+           "by the refill strategy in use. Where the strategy shows: a few hundred ns per datagram, of which "
+           "a page refill is a visible share.",
+           [("1e9 * sum by (strategy) (rate(%srx_cpu_seconds_total%s[%s])) / "
+             "sum by (strategy) (rate(%sdatagrams_total%s[%s]))" % (x, sel(), RI, x, sel(), RI), "{{strategy}}")],
+           w=12),
+        ts("Drops for want of a page", "cps",
+           "Datagrams dropped because the pool had no page (nfsbulk_pool_alloc_empty_total: slow-path calls "
+           "that got nothing; nfsbulk_udp_xdp_no_page_total: datagrams the compiled loop dropped for it), "
+           "and XDP_TX replies a full socket buffer dropped.",
+           [(rate("nfsbulk_pool_alloc_empty_total", "strategy"), "{{strategy}} refill got nothing"),
+            (rate(x + "no_page_total", "strategy"), "{{strategy}} dropped, no page"),
+            (rate(x + "tx_failed_total", "strategy"), "{{strategy}} TX reply dropped")], w=12),
+        ts("svc_alloc_arg stalls", "cps",
+           "The other page consumer on the same allocator: svc_alloc_arg calls per second that had to wait "
+           "for a page to be freed (nfsbulk_svc_alloc_arg_waits_total), and single-page allocations that took "
+           "the allocator's slow path (nfsbulk_alloc_slowpath_total). Non-zero only under memory pressure.",
+           [(rate("nfsbulk_svc_alloc_arg_waits_total", "strategy"), "{{strategy}} svc_alloc_arg waits"),
+            (rate("nfsbulk_alloc_slowpath_total", None), "allocator slow path")], w=12),
+    ]
+    return dashboard("page_pool", "nfsbulk / page_pool",
+                     "page_pool on the RPC-over-UDP receive path: cache hits against refills, pages from the "
+                     "allocator, recycled against released, the compiled loop's verdicts and CPU per datagram, "
+                     "and svc_alloc_arg's stalls on the same allocator.", ["pool"], "nfsbulk_pool_cache_pages",
+                     panels)
+
+
 DASHBOARDS = {
     "svc_alloc_arg.json": svc_alloc_arg_dashboard,
     "allocator.json": allocator_dashboard,
     "rpc_server.json": rpc_server_dashboard,
     "loadgen.json": loadgen_dashboard,
+    "page_pool.json": page_pool_dashboard,
 }
 
 

@@ -1,5 +1,10 @@
 """loadgen bench --udp-pps: the seed's page_pool table (XDP-RX packets/s) as RPC calls/s over UDP.
 
+Two paths (--udp-path): xdp, the default, is loadgen/xdpbench.py (the server's
+compiled receive loop under a compiled flood, where the refill strategy
+shows); python, described below, is the per-datagram Python path, where it
+does not (Python costs ~14 us per datagram, the strategy ~15 ns per page).
+
 For each round and each page_pool refill strategy (single, list, array;
 interleaved, the order rotating every round) it starts `python -m rpcsrv
 --udp --pool-strategy S` on a free port, floods it with RPC calls over UDP
@@ -50,14 +55,33 @@ def add_arguments(p) -> None:
                         "pool refill strategy, with the kernel's XDP-RX figures beside")
     g.add_argument("--pool-strategies", default=",".join(POOL_STRATEGIES),
                    help="comma-separated page_pool strategies (default single,list,array)")
-    g.add_argument("--udp-op", choices=OPS, default="mix",
-                   help="calls to flood: null, getattr (of the export root) or mix (alternating; default)")
+    g.add_argument("--udp-op", choices=OPS, default=None,
+                   help="calls to flood: null, getattr (of the export root) or mix (alternating; with the xdp "
+                        "path: half the flood processes each). Default: mix for --udp-path python, null for xdp")
     g.add_argument("--udp-window", type=int, default=32, help="outstanding calls per flood process (default 32)")
     g.add_argument("--udp-threads", type=int, default=1,
                    help="server UDP receive threads (default 1: more share one GIL and make the figures bimodal)")
     g.add_argument("--udp-recycle", choices=("direct", "ring", "release"), default="release",
                    help="where the server puts a datagram's pages after the reply (default release: "
                         "back to the allocator, as XDP_REDIRECT; see loadgen/udpbench.py)")
+    g.add_argument("--udp-path", choices=("xdp", "python"), default="xdp",
+                   help="xdp (default): the server's compiled receive loop (--udp-xdp) under the compiled "
+                        "NULL flood, rx CPU per datagram with 95%% CIs (loadgen/xdpbench.py); python: the "
+                        "per-datagram Python path under the windowed flood (this module)")
+    g.add_argument("--udp-verdict", choices=("drop", "tx"), default="drop",
+                   help="xdp path: what the loop does with the NULL calls: drop (XDP_DROP, default: the leanest "
+                        "path) or tx (answered from C with sendmmsg, XDP_TX)")
+    g.add_argument("--udp-procs", type=int, default=2, help="xdp path: flood processes (default 2)")
+    g.add_argument("--udp-rate", type=float, default=2e6,
+                   help="xdp path: datagrams/s per flood process at most (default 2000000; up to 1e7)")
+    g.add_argument("--udp-interleave", type=int, default=16, metavar="BATCHES",
+                   help="xdp path: rotate the refill strategy in one server every BATCHES receive batches "
+                        "(default 16); 0: a server per strategy per round")
+    g.add_argument("--udp-coalesce-us", type=int, default=200, metavar="US",
+                   help="xdp path: the server waits US microseconds after a receive batch that did not fill "
+                        "(interrupt coalescing; default 200, 0: none)")
+    g.add_argument("--udp-block", type=float, default=1.0,
+                   help="xdp path: seconds per statistics block (default 1; blocks are the CI's samples)")
 
 
 def _sum(m: dict, name: str, **labels) -> float:
@@ -168,6 +192,10 @@ def format_table(res: dict, opts: dict, pb: dict | None) -> str:
 
 
 def main(args) -> int:
+    if args.udp_path == "xdp":
+        from .xdpbench import main as xdp_main
+        args.clients = args.udp_procs
+        return xdp_main(args, poolbench)
     strategies = [s.strip() for s in args.pool_strategies.split(",") if s.strip()]
     if not strategies or any(s not in POOL_STRATEGIES for s in strategies):
         print("loadgen bench: --pool-strategies takes %s" % ",".join(POOL_STRATEGIES), file=sys.stderr)
@@ -178,7 +206,7 @@ def main(args) -> int:
               file=sys.stderr)
         return 2
     opts = {"clients": args.clients, "time": args.time, "warmup": args.warmup, "rounds": args.rounds,
-            "threads": args.threads, "arena_mib": args.arena_mib, "window": args.udp_window, "op": args.udp_op,
+            "threads": args.threads, "arena_mib": args.arena_mib, "window": args.udp_window, "op": args.udp_op or "mix",
             "udp_threads": args.udp_threads, "udp_recycle": args.udp_recycle}
     tmp = None
     if args.export:

@@ -22,7 +22,9 @@ worker   `threads` of them. Each owns one SvcRqst (its page array and
          connections in parallel.
 udp      with --udp, one per UDP socket (xprt.udp.UdpEndpoints): receive a
          datagram into a page_pool page -> the same Svc.process -> sendmsg ->
-         recycle the pages.
+         recycle the pages. With --udp-xdp tx|drop the thread runs the
+         compiled loop (xprt/_udpfast.pyx: recvmmsg batches, NULL answered or
+         dropped in C) and gets back only the datagrams it passes.
 main     start() and stop(): stop closes the listener, lets the workers finish
          what is queued and in flight, joins everything, closes connections
          and gives every page back to the allocator.
@@ -406,13 +408,20 @@ class Server:
                                       dirmax=min(UDP_DIRMAX, lim.dirmax), fsinfo=udp_fsinfo(lim.fsinfo))
         self._udp_svc = Svc(self.dispatcher, cfg, self.metrics, ReplyCache(cfg.drc_size), _copy_head)
         self._udp_room = UDP_MAX_REPLY
-        self._udp = UdpEndpoints(self.allocator, cfg.udp, self.registry)
+        # the compiled loop answers NULL from C only where no --allow / --secure-ports check applies
+        self._udp = UdpEndpoints(self.allocator, cfg.udp, self.registry,
+                                 answer=not (cfg.allow or cfg.secure_ports))
         for i, ep in enumerate(self._udp.open(self.host, self.port)):
-            t = threading.Thread(target=self._udp_loop, args=(ep,), name="rpcsrv-udp-%d" % i, daemon=True)
+            xdp = self._udp.loop_of(ep)
+            if xdp is not None and xdp.answer:     # the root GETATTR too, from the Python path's last reply
+                xdp.set_getattr_call(bytes(self.export.root_handle()), self.export.root_fd)
+            t = threading.Thread(target=self._udp_loop, args=(ep, xdp), name="rpcsrv-udp-%d" % i, daemon=True)
             t.start()
             self._udp_threads.append(t)
 
-    def _udp_loop(self, ep) -> None:
+    def _udp_loop(self, ep, xdp=None) -> None:
+        """One receive thread: today's per-datagram loop, or with xdp (an XdpLoop) the compiled
+        loop, which answers or drops what its verdict can and passes the rest to handle()."""
         from rpcsrv.xprt.udp import PAGE as UDP_PAGE, POLL_MS, UdpPayloadIO
         metrics = self.metrics
         svc = self._udp_svc
@@ -424,8 +433,41 @@ class Server:
         recycle = ep.recycle_pages
         peer = ep.peer
         EAGAIN, ENOBUFS = -errno.EAGAIN, -errno.ENOBUFS
+
+        def handle(n, getattr_root=False):
+            try:
+                t0 = time.perf_counter()
+                oversize = n > UDP_PAGE
+                req.set_peer(peer_fn=peer)
+                packer.reset()
+                # the compiled loop's root GETATTR cache: the root's attributes before the reply is built
+                st = os.fstat(self.export.root_fd) if getattr_root else None
+                reply = svc.process(req, packer, segs, UDP_PAGE if oversize else n,
+                                    "udp_oversize" if oversize else None)
+                if st is not None and reply.send and reply.payload == 0:
+                    xdp.set_getattr_reply(packer.buffer, st)
+                if reply.send:
+                    r = ep.send(packer.buffer, reply.payload + ((-reply.payload) & 3))
+                    if r < 0:
+                        metrics.error("udp_send_" + errno.errorcode.get(-r, "error").lower())
+                svc.account(reply, time.perf_counter() - t0)
+            except Exception:
+                log.exception("UDP request processing failed")
+                metrics.error("server_bug")
+            finally:
+                recycle()
+
         try:
             while not self._stopping:
+                if xdp is not None:
+                    n = xdp.run(POLL_MS)
+                    if n in (-errno.EBADF, -errno.ENOTSOCK):
+                        break
+                    if n < 0:
+                        metrics.error("udp_recv_" + errno.errorcode.get(-n, "error").lower())
+                    for i in range(max(n, 0)):
+                        handle(xdp.pass_to(i), xdp.passed_getattr)
+                    continue
                 n = recv(POLL_MS)
                 if n < 0:
                     if n == EAGAIN:
@@ -437,25 +479,11 @@ class Server:
                         break
                     metrics.error("udp_recv_" + errno.errorcode.get(-n, "error").lower())
                     continue
-                try:
-                    t0 = time.perf_counter()
-                    oversize = n > UDP_PAGE
-                    req.set_peer(peer_fn=peer)
-                    packer.reset()
-                    reply = svc.process(req, packer, segs, UDP_PAGE if oversize else n,
-                                        "udp_oversize" if oversize else None)
-                    if reply.send:
-                        r = ep.send(packer.buffer, reply.payload + ((-reply.payload) & 3))
-                        if r < 0:
-                            metrics.error("udp_send_" + errno.errorcode.get(-r, "error").lower())
-                    svc.account(reply, time.perf_counter() - t0)
-                except Exception:
-                    log.exception("UDP request processing failed")
-                    metrics.error("server_bug")
-                finally:
-                    recycle()
+                handle(n)
         finally:
             try:
+                if xdp is not None:
+                    xdp.give_back()
                 recycle()
             except Exception:  # pragma: no cover
                 log.exception("UDP page recycle failed")

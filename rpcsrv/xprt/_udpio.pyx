@@ -51,14 +51,7 @@ cdef char _scratch[SCRATCH]        # drop target when no page could be had (cont
 cdef class UdpEndpoint:
     """UdpEndpoint(fd, pool): the datagram path of one receive queue (see the module doc)."""
 
-    cdef readonly int fd
-    cdef readonly PagePool pool
-    cdef readonly PageArray pages
-    cdef Allocator alloc
-    cdef sockaddr_storage peer_addr
-    cdef socklen_t peer_len
-    cdef int recycle_mode
-    cdef readonly Py_ssize_t payload_len     # bytes of READ data in slots 1.. (0: none)
+    # attributes: see _udpio.pxd (the compiled receive loop reaches slot 0 and the peer)
 
     def __cinit__(self, int fd, PagePool pool not None, recycle="direct"):
         if recycle not in RECYCLE_MODES:

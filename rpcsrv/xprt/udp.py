@@ -59,10 +59,10 @@ from dataclasses import dataclass
 from alloc._pool import PagePool
 from alloc.pool_metrics import PoolCollector
 
-from . import _udpio
+from . import _udpfast, _udpio
 
-__all__ = ["UdpConfig", "UdpEndpoints", "UdpPayloadIO", "udp_fsinfo", "UDP_RTMAX", "UDP_WTMAX",
-           "UDP_DIRMAX", "UDP_MAX_REPLY", "POOL_STRATEGIES", "RECYCLE_MODES", "POLL_MS"]
+__all__ = ["UdpConfig", "UdpEndpoints", "UdpPayloadIO", "XdpCollector", "udp_fsinfo", "UDP_RTMAX", "UDP_WTMAX",
+           "UDP_DIRMAX", "UDP_MAX_REPLY", "POOL_STRATEGIES", "RECYCLE_MODES", "XDP_MODES", "POLL_MS"]
 
 PAGE = _udpio.PAGE
 UDP_RTMAX = _udpio.MAX_PAYLOAD          # 8192: two pool pages of READ data
@@ -71,17 +71,23 @@ UDP_DIRMAX = 8192
 UDP_MAX_REPLY = 65507
 POOL_STRATEGIES = ("single", "list", "array")
 RECYCLE_MODES = _udpio.RECYCLE_MODES
+XDP_MODES = ("off",) + _udpfast.VERDICT_MODES    # off: the per-datagram loop; tx / drop: the compiled loop
 POLL_MS = 200
 
 
 @dataclass
 class UdpConfig:
-    """How the UDP path runs (the CLI fills it from --pool-strategy, --udp-threads, --udp-recycle)."""
+    """How the UDP path runs (the CLI fills it from --pool-strategy, --udp-threads, --udp-recycle,
+    --udp-xdp, --udp-batch)."""
     pool_strategy: str = "array"
     threads: int = 1                # receive threads (SO_REUSEPORT sockets); they share one GIL
     recycle: str = "direct"
     ring_size: int = 1024
     rcvbuf: int = 4 << 20
+    xdp: str = "off"                # off | tx | drop: the compiled receive loop and what it does with NULL
+    batch: int = _udpfast.MAX_BATCH  # datagrams per recvmmsg in the compiled loop
+    interleave: int = 0             # compiled loop: rotate the refill strategy every N batches (0: no)
+    coalesce_us: int = 0            # compiled loop: sleep after a batch that did not fill (0: no)
 
     def __post_init__(self):
         if self.pool_strategy not in POOL_STRATEGIES:
@@ -90,6 +96,14 @@ class UdpConfig:
             raise ValueError("udp recycle mode must be one of %s" % ", ".join(RECYCLE_MODES))
         if self.threads < 1:
             raise ValueError("udp threads must be >= 1")
+        if self.xdp not in XDP_MODES:
+            raise ValueError("udp xdp mode must be one of %s" % ", ".join(XDP_MODES))
+        if self.interleave < 0:
+            raise ValueError("udp interleave must be >= 0")
+        if not 0 <= self.coalesce_us <= 100000:
+            raise ValueError("udp coalesce must be in 0..100000 us")
+        if not 1 <= self.batch <= _udpfast.MAX_BATCH:
+            raise ValueError("udp batch must be in 1..%d" % _udpfast.MAX_BATCH)
 
 
 def udp_fsinfo(info):
@@ -125,13 +139,17 @@ class UdpEndpoints:
     """The UDP sockets of one server (SO_REUSEPORT on the TCP port number), each with its
     PagePool and UdpEndpoint (a receive queue); the pools' metrics on the server's registry."""
 
-    def __init__(self, allocator, cfg: UdpConfig, registry):
+    def __init__(self, allocator, cfg: UdpConfig, registry, answer: bool = True):
         self.allocator = allocator
         self.cfg = cfg
+        self.answer = answer        # False: the compiled loop passes every datagram to Python
         self.pools = []
         self.endpoints = []
+        self.loops = []             # XdpLoop per endpoint with cfg.xdp tx | drop
         self.socks = []
         PoolCollector(lambda: list(self.pools)).register(registry)
+        if cfg.xdp != "off":
+            XdpCollector(lambda: list(self.loops)).register(registry)
 
     def open(self, host: str, port: int) -> list:
         """Bind `threads` SO_REUSEPORT UDP sockets on (host, port); returns the endpoints."""
@@ -154,16 +172,96 @@ class UdpEndpoints:
         for s in self.socks:
             pool = PagePool(self.allocator, self.cfg.pool_strategy, self.cfg.ring_size)
             self.pools.append(pool)
-            self.endpoints.append(_udpio.UdpEndpoint(s.fileno(), pool, self.cfg.recycle))
+            ep = _udpio.UdpEndpoint(s.fileno(), pool, self.cfg.recycle)
+            self.endpoints.append(ep)
+            if self.cfg.xdp != "off":
+                self.loops.append(_udpfast.XdpLoop(ep, self.cfg.xdp, self.cfg.batch, self.answer,
+                                                  self.cfg.interleave, self.cfg.coalesce_us))
         return list(self.endpoints)
+
+    def loop_of(self, ep):
+        """The compiled receive loop of endpoint ep (None with --udp-xdp off)."""
+        return self.loops[self.endpoints.index(ep)] if self.loops else None
 
     def close(self, finished) -> None:
         """Close the sockets; give back the pages of endpoints whose thread finished
         (finished[i] for endpoint i); close the pools (every page back to the allocator)."""
         for s in self.socks:
             s.close()
-        for ep, done in zip(self.endpoints, finished):
+        for i, (ep, done) in enumerate(zip(self.endpoints, finished)):
             if done:
+                if self.loops:
+                    self.loops[i].give_back()
                 ep.recycle_pages()
         for pool in self.pools:
             pool.close()
+
+
+class XdpCollector:
+    """Prometheus collector of the compiled receive loops (read at scrape time; summed by strategy).
+
+    nfsbulk_udp_xdp_datagrams_total{strategy,verdict}  datagrams received, verdict = tx | drop | pass
+    nfsbulk_udp_xdp_tx_failed_total{strategy}          XDP_TX replies a full socket buffer dropped
+    nfsbulk_udp_xdp_no_page_total{strategy}            datagrams dropped for want of a pool page
+    nfsbulk_udp_xdp_batches_total{strategy}            recvmmsg calls that returned datagrams
+    nfsbulk_udp_xdp_rx_cpu_seconds_total{strategy}     receive threads' CPU time in the loop's batches
+                                                       (CLOCK_THREAD_CPUTIME_ID around each)
+    nfsbulk_udp_xdp_idle_cpu_seconds_total             their CPU time in waits (poll, coalescing)
+    nfsbulk_udp_xdp_rx_wall_seconds_total{strategy}    wall time the loop ran with that strategy
+The strategy label is the refill strategy in use when the datagram came
+(one per server unless --udp-interleave rotates them).
+    """
+
+    def __init__(self, loops):
+        self.loops = loops
+
+    def register(self, registry):
+        registry.register(self)
+        return self
+
+    def describe(self):
+        return list(self._families({}))
+
+    def collect(self):
+        by = {}
+        self._idle = 0.0
+        for lp in self.loops():
+            whole = lp.stats()
+            self._idle += whole["idle_cpu_ns"] / 1e9
+            for strat, st in whole["by_strategy"].items():
+                acc = by.setdefault(strat, dict.fromkeys(st, 0))
+                for k, v in st.items():
+                    acc[k] += v
+        return self._families(by, self._idle)
+
+    @staticmethod
+    def _families(by, idle=0.0):
+        from prometheus_client.core import CounterMetricFamily
+        P = "nfsbulk_udp_xdp_"
+        dg = CounterMetricFamily(P + "datagrams", "Datagrams the compiled receive loop received, by verdict "
+                                 "(tx: answered from C, drop: dropped, pass: handed to the Python path).",
+                                 labels=["strategy", "verdict"])
+        fail = CounterMetricFamily(P + "tx_failed", "XDP_TX replies dropped by a full socket buffer.",
+                                   labels=["strategy"])
+        nopage = CounterMetricFamily(P + "no_page", "Datagrams dropped because the pool gave no page.",
+                                     labels=["strategy"])
+        batches = CounterMetricFamily(P + "batches", "recvmmsg calls that returned datagrams.", labels=["strategy"])
+        cpu = CounterMetricFamily(P + "rx_cpu_seconds", "Receive threads' CPU time in the compiled loop's "
+                                  "batches (CLOCK_THREAD_CPUTIME_ID), charged to the refill strategy in use.",
+                                  labels=["strategy"])
+        wall = CounterMetricFamily(P + "rx_wall_seconds", "Wall time the compiled loop ran with each refill "
+                                   "strategy (all of it with one strategy unless --udp-interleave).",
+                                   labels=["strategy"])
+        idle_f = CounterMetricFamily(P + "idle_cpu_seconds", "Receive threads' CPU time in the compiled loop's "
+                                     "waits (poll, coalescing sleep) and their wake-ups: no strategy's.",
+                                     value=idle)
+        for strat, s in by.items():
+            dg.add_metric([strat, "tx"], s["tx"] + s["tx_fail"])
+            dg.add_metric([strat, "drop"], s["drop"])
+            dg.add_metric([strat, "pass"], s["pass"])
+            fail.add_metric([strat], s["tx_fail"])
+            nopage.add_metric([strat], s["no_page"])
+            batches.add_metric([strat], s["batches"])
+            cpu.add_metric([strat], s["rx_cpu_ns"] / 1e9)
+            wall.add_metric([strat], s["rx_wall_ns"] / 1e9)
+        return [dg, fail, nopage, batches, cpu, wall, idle_f]

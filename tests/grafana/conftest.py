@@ -1,7 +1,9 @@
 """Fixtures for the dashboard tests; the helpers live in grafana_testlib.py.
 
-`stack` (session): a live rpcsrv, a second rpcsrv under memory pressure, a
-loadgen run and Debian's prometheus scraping all three every second.
+`stack` (session): a live rpcsrv (also serving RPC over UDP through the
+compiled receive loop, under two small bounded NULL floods), a second rpcsrv
+under memory pressure, a loadgen run and Debian's prometheus scraping all
+three every second.
 """
 from __future__ import annotations
 
@@ -21,6 +23,15 @@ from grafana_testlib import (  # noqa: E402
     PROM_CONFIG, ROOT, Poker, Stack, free_port, http_get, job_names, start_rpcsrv, stop, wait_for,
 )
 
+sys.path.insert(0, str(ROOT))
+from loadgen.xdpflood import XdpFlood, null_call  # noqa: E402
+from loadgen.rpcwire import MOUNT_PROGRAM, MOUNT_V3, pack_call  # noqa: E402
+
+
+def mount_null_call() -> bytes:
+    """MOUNT v3 NULL: the compiled loop passes it to the Python path (XDP_PASS)."""
+    return pack_call(0, MOUNT_PROGRAM, MOUNT_V3, 0)
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
@@ -35,9 +46,16 @@ def stack(tmp_path_factory):
         # the server under test and a second one whose 2 MiB arena cannot hold two
         # workers' 259-page arrays: it keeps failing, falling back, taking the slow path
         st.server_metrics_port = free_port()
+        # ... with RPC over UDP through the compiled receive loop (the page_pool dashboard's series):
+        # every datagram's page back to the allocator, NULL answered from C, MOUNT NULL passed to Python
         p, st.url = start_rpcsrv(st.tmp / "export", st.server_metrics_port, st.tmp / "rpcsrv.log", deadline,
-                                 ["--threads", "4"])
+                                 ["--threads", "4", "--udp", "--udp-xdp", "tx", "--udp-recycle", "release",
+                                  "--pool-strategy", "array"])
         st.procs["rpcsrv"] = p
+        nfsport = int(re.search(r"nfsport=(\d+)", st.url).group(1))
+        st.floods = [XdpFlood("127.0.0.1", nfsport, procs=1, duration=90, rate=rate, drain=True,
+                              template=template).start()
+                     for rate, template in ((2000, null_call()), (200, mount_null_call()))]
         st.pressure_metrics_port = free_port()
         p, _ = start_rpcsrv(st.tmp / "export-pressure", st.pressure_metrics_port, st.tmp / "pressure.log",
                             deadline, ["--threads", "2", "--arena-mib", "2", "--strategy", "array", "--pages-per-request", "259"])
@@ -85,6 +103,9 @@ def stack(tmp_path_factory):
             'sum(rate(nfsbulk_rpc_errors_total[30s])) > 0',
             'sum(rate(nfsbulk_alloc_failures_total[30s])) > 0',
             'sum(rate(nfsbulk_svc_alloc_arg_seconds_count[30s])) > 0',
+            'sum(rate(nfsbulk_udp_xdp_datagrams_total{verdict="tx"}[30s])) > 0',
+            'sum(rate(nfsbulk_udp_xdp_datagrams_total{verdict="pass"}[30s])) > 0',
+            'sum(rate(nfsbulk_pool_pages_from_allocator_total[30s])) > 0',
         ]
         # each must hold 3 s in the past already, so that a range query ending now
         # (its steps aligned to its start) has several steps with the data
@@ -101,6 +122,8 @@ def stack(tmp_path_factory):
         if st.poker is not None:
             st.poker.stopped.set()
             st.poker.join(10)
+        for f in getattr(st, "floods", ()):
+            f.stop()
         stop(st.procs.get("loadgen"), signal.SIGINT)
         for name in ("rpcsrv", "pressure", "prometheus"):
             stop(st.procs.get(name))

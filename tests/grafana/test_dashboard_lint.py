@@ -21,6 +21,7 @@ STABLE_UIDS = {
     "allocator.json": "nfsbulk-allocator",
     "rpc_server.json": "nfsbulk-rpc-server",
     "loadgen.json": "nfsbulk-loadgen",
+    "page_pool.json": "nfsbulk-page-pool",
 }
 DATASOURCE_UID = "nfsbulk-prometheus"
 DS_REFS = ("${datasource}", "$datasource")
@@ -45,7 +46,7 @@ def walk(ast):
     return nodes
 
 
-def test_the_four_dashboards_exist_with_stable_uids():
+def test_the_five_dashboards_exist_with_stable_uids():
     assert {n: d.get("uid") for n, d in DASHBOARDS.items()} == STABLE_UIDS
     uids = [d["uid"] for d in DASHBOARDS.values()]
     assert len(set(uids)) == len(uids)

@@ -53,7 +53,9 @@ def exposed(stack):
 
 def test_live_exposition_has_the_contract(exposed):
     for name in ("nfsbulk_build_info", "nfsbulk_svc_alloc_arg_seconds_bucket", "nfsbulk_rpc_requests_total",
-                 "nfsbulk_alloc_free_pages", "nfsbulk_loadgen_ops_total", "nfsbulk_loadgen_clients"):
+                 "nfsbulk_alloc_free_pages", "nfsbulk_loadgen_ops_total", "nfsbulk_loadgen_clients",
+                 "nfsbulk_pool_cache_pages", "nfsbulk_udp_xdp_datagrams_total",
+                 "nfsbulk_udp_xdp_rx_cpu_seconds_total"):
         assert name in exposed, name
 
 
