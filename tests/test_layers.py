@@ -7,6 +7,8 @@ dependency), in .py files and in Cython's .pyx/.pxd (cimport too). Layers, from 
   rpcsrv.proto                the floor of rpcsrv: imports only itself (and alloc)
   rpcsrv.svc, .xprt, .export  stand on proto (and alloc); not on each other
   rpcsrv.nfsd                 stands on svc, export and proto
+  rpcsrv.fast                 the compiled request path: stands on svc, xprt and proto (its
+                              fallback is svc's Svc.process; the Export reaches it from server)
   rpcsrv.server               wires them together; rpcsrv.__main__ is on top
   loadgen                     imports neither alloc nor rpcsrv (an outside client)
 """
@@ -26,8 +28,9 @@ RPCSRV_ALLOWED = {
     "xprt": {"proto"},
     "export": {"proto"},
     "nfsd": {"proto", "svc", "export"},
-    "server": {"proto", "svc", "xprt", "export", "nfsd"},
-    "__main__": {"proto", "svc", "xprt", "export", "nfsd", "server"},
+    "fast": {"proto", "svc", "xprt"},
+    "server": {"proto", "svc", "xprt", "export", "nfsd", "fast"},
+    "__main__": {"proto", "svc", "xprt", "export", "nfsd", "fast", "server"},
     "__init__": set(),
 }
 
