@@ -17,8 +17,10 @@ Rules (each one is counted in the :class:`Summary`):
 * Clients.  ``--client-per port`` (one client per TCP connection or UDP
   source port) and ``host`` (per source address) put captured client *k*'s
   paths under ``/clients/client<k>`` as dbench does (``client1`` is
-  rewritten by the replaying client), with ``MKDIR3 ... *`` setup lines at
-  the top; ``none`` keeps paths as they were under the export root.
+  rewritten by the replaying client), with ``Deltree`` and ``MKDIR3 ... *``
+  setup lines at the top as in dbench's nfs.load, so every pass of a looping
+  replay starts from an empty directory; ``none`` keeps paths as they were
+  under the export root (one pass on a copy of the original tree).
 * Statuses.  ``0x%08x`` of the reply's nfsstat3; ``*`` when the reply is
   missing or the call was rejected at the RPC level.
 * Folding (``--walks drop``, the default).  A replaying client resolves every
@@ -30,7 +32,7 @@ Rules (each one is counted in the :class:`Summary`):
   READ3/WRITE3/COMMIT3, READDIR(PLUS)3 continuation calls (cookie != 0: the
   replayer reads to EOF), the calls a client makes while mounting (NULL,
   FSINFO3, PATHCONF3 and GETATTR3 of the root before any other call on the
-  connection; the replayer mounts too) and the COMMIT3s of closing a file
+  connection, at most four; the replayer mounts too) and the COMMIT3s of closing a file
   (right before its REMOVE3/RENAME3, or after the client's last other call:
   loadgen closes its handles there and libnfs commits a written file on
   close).  ``--walks keep`` writes them all.
@@ -67,6 +69,7 @@ PROC_NAMES = {
 PRE_CAPTURE = "/pre-capture"
 _PROBES = {0, 1, 19, 20}            # NULL, GETATTR, FSINFO, PATHCONF at mount time
 _IO = {"READ3", "WRITE3", "COMMIT3"}
+MAX_PROBES = 4                      # a mount sends a few; a client that only GETATTRs the root is load
 
 
 @dataclass
@@ -116,7 +119,7 @@ class Summary:
         out = [f"capture {self.capture}: {f.frames} frames, {self.rpc_messages} RPC messages "
                f"({self.nfs3_calls} NFSv3 calls, {self.nfs3_replies} NFSv3 replies, "
                f"{self.mount_messages} MOUNT, {self.other_rpc} other RPC), "
-               f"{f.non_rpc} frames without RPC"]
+               f"{f.non_rpc} frames without payload"]
         if f.cut_short:
             out.append(f"  capture cut short: {f.cut_short.replace('tshark: ', '')} "
                        f"(read up to frame {f.frames})")
@@ -125,11 +128,16 @@ class Summary:
         out.append(f"  clients: {len(self.clients)}" +
                    ("".join(f"\n    {n} = {d}" for n, d in self.clients[:20])) +
                    (f"\n    ... {len(self.clients) - 20} more" if len(self.clients) > 20 else ""))
-        out.append(f"  wrote {self.lines} operation lines" +
-                   (f" (+{self.setup_lines} MKDIR3 setup lines)" if self.setup_lines else "") + ": " +
-                   ", ".join(f"{k} {v}" for k, v in sorted(self.per_op.items())))
+        wrote = f"  wrote {self.lines} operation lines"
+        if self.lines:
+            wrote += ((f" (+{self.setup_lines} Deltree/MKDIR3 setup lines)" if self.setup_lines else "") + ": " +
+                      ", ".join(f"{k} {v}" for k, v in sorted(self.per_op.items())))
+        out.append(wrote)
         skipped = [
             (f.malformed, "malformed frames"),
+            (f.undecoded, "frames whose data is not a decodable RPC message (the tail of a record cut by "
+                          "the capture start, a lost segment, a reply whose call is not in the capture, "
+                          "or another protocol)"),
             (self.orphan_replies, "replies without their call (capture started mid-connection or lost it)"),
             (self.retransmissions, "retransmitted calls"),
             (self.rejected, "calls rejected at the RPC level (status *)"),
@@ -166,6 +174,7 @@ class _Converter:
         self.pre: set = set()
         self.clients: dict = {}               # client key -> index (1-based)
         self.started: set = set()             # connections past their mount-time probes
+        self.probes: Counter = Counter()      # connection -> probes folded so far
 
     # -- handles and paths -------------------------------------------------
     def path_of(self, server_ip, fh: str, fh_hash: str | None) -> str:
@@ -220,7 +229,9 @@ class _Converter:
             self.s.folded["NULL calls"] += 1
             return None
         if (rpc.conn not in self.started and proc in _PROBES and self.walks == "drop"
+                and self.probes[rpc.conn] < MAX_PROBES
                 and (proc != 1 or (fhs and (sip, fhs[0]) in self.roots))):
+            self.probes[rpc.conn] += 1
             self.s.folded["calls made while mounting (FSINFO3, PATHCONF3, GETATTR3 of the root)"] += 1
             return None
         self.started.add(rpc.conn)
@@ -372,14 +383,13 @@ def _fold_close_commits(lines: list[Line], summary: Summary) -> list[Line]:
     a REMOVE3/RENAME3 of that file and those after the client's last other
     call.  A replaying loadgen client closes its cached handles at exactly
     those points, and libnfs commits a written file when closing it."""
-    closing: dict[int, object] = {}        # client -> None (any path, end of stream) or a set of paths
+    closing: dict[int, set] = {}           # client -> paths its next call closes (absent: end of stream)
     drop: set[int] = set()
     for i in range(len(lines) - 1, -1, -1):
         ln = lines[i]
         c = ln.client
-        cl = closing.get(c, None) if c in closing else None
         if ln.op == "COMMIT3":
-            if c not in closing or cl is None or ln.paths[0] in cl:
+            if c not in closing or ln.paths[0] in closing[c]:
                 drop.add(i)
                 continue
         if ln.op in ("REMOVE3", "RENAME3"):
@@ -463,7 +473,9 @@ def render(lines: list[Line], summary: Summary, client_per: str = "port", timest
     ts = (lambda t: f"{max(0.0, t - t0):.6f} ") if timestamps == "keep" else (lambda t: "")
     if client_per != "none":
         clients = sorted({ln.client for ln in lines})
-        setup = ['MKDIR3 "/clients" *'] + [f'MKDIR3 "{prefix_for(k)}" *' for k in clients]
+        # as dbench's nfs.load: each pass starts from an empty client directory, so the file loops
+        setup = ([f'Deltree "{prefix_for(k)}" 0x00000000' for k in clients] + ['MKDIR3 "/clients" *'] +
+                 [f'MKDIR3 "{prefix_for(k)}" *' for k in clients])
         summary.setup_lines = len(setup)
         body += [ts(t0) + s for s in setup]
     summary.per_op.clear()
@@ -536,8 +548,8 @@ def add_arguments(p) -> None:
     p.add_argument("--client-per", choices=["port", "host", "none"], default="port",
                    help="port: one client per TCP connection or UDP source port; host: per client "
                         "address; both put client k's paths under /clients/client<k> (dbench's layout, "
-                        "with MKDIR3 setup lines). none: one client, paths as under the export root "
-                        "(default port)")
+                        "with Deltree and MKDIR3 setup lines so the file can loop). none: one client, paths "
+                        "as under the export root, for one pass on a copy of the captured tree (default port)")
     p.add_argument("--timestamps", choices=["keep", "drop"], default="keep",
                    help="keep: each line starts with the seconds since the first call, so a replay paces "
                         "as captured; drop: no timestamps, replay flat out (default keep)")
@@ -568,13 +580,13 @@ def main(args) -> int:
     except CaptureError as e:
         print(f"loadgen capture-to-loadfile: {e}", file=sys.stderr)
         return 2
-    text = render(lines, summary, args.client_per, args.timestamps)
     if not lines:
         print(summary.text(), file=sys.stderr)
         hint = "" if args.server else " (if the server uses a non-standard port, name it with --server HOST:PORT)"
         print(f"loadgen capture-to-loadfile: no NFSv3 call to write in {args.capture}{hint}; "
               f"nothing written", file=sys.stderr)
         return 1
+    text = render(lines, summary, args.client_per, args.timestamps)
     try:
         if args.output == "-":
             sys.stdout.write(text)

@@ -74,7 +74,8 @@ class Frames:
     frames: int = 0
     rpc_frames: int = 0
     malformed: int = 0
-    non_rpc: int = 0
+    non_rpc: int = 0               # frames with no RPC message and no payload (ACKs, handshakes)
+    undecoded: int = 0             # frames whose payload is not a decodable RPC message
     cut_short: str = ""            # tshark's words when the file ends inside a packet
     tshark_errors: list = field(default_factory=list)
 
@@ -155,15 +156,16 @@ def _frame_rpcs(layers, frames: Frames) -> list[Rpc]:
             info["proto"] = "tcp"
             info["stream"] = _int(d.get("tcp.stream"))
             info["sport"], info["dport"] = _int(d.get("tcp.srcport")), _int(d.get("tcp.dstport"))
+            info["payload"] = _int(d.get("tcp.len")) > 0
         elif name == "udp":
             d = _layer_dict(layer)
             info["proto"] = "udp"
             info["sport"], info["dport"] = _int(d.get("udp.srcport")), _int(d.get("udp.dstport"))
+            info["payload"] = _int(d.get("udp.length")) > 8
         elif name == "_ws.malformed":
             frames.malformed += 1
             cur = None
         elif name == "rpc":
-            saw_rpc = True
             d = _layer_dict(layer)
             if "rpc.xid" not in d or "rpc.msgtyp" not in d or "proto" not in info:
                 cur = None
@@ -182,11 +184,14 @@ def _frame_rpcs(layers, frames: Frames) -> list[Rpc]:
                       version=_int(d.get("rpc.programversion")), procedure=_int(d.get("rpc.procedure")),
                       accepted=accepted)
             out.append(cur)
+            saw_rpc = True
         elif name in ("nfs", "mount") and cur is not None and isinstance(layer, list):
             _flatten(layer, cur.leaves, cur.entries)
             cur = None
     if saw_rpc:
         frames.rpc_frames += 1
+    elif info.get("payload"):
+        frames.undecoded += 1
     else:
         frames.non_rpc += 1
     return out

@@ -201,33 +201,304 @@ def op_counts(doc) -> dict:
     return {k: v["count"] for k, v in doc["ops"].items()}
 
 
-@needs_tcpdump
-def test_round_trip_capture_convert_replay(tmp_path):
-    known = tmp_path / "known.load"
+def convert(pcap, out, *args):
+    return loadgen("capture-to-loadfile", str(pcap), "-o", str(out), *args, timeout=120)
+
+
+def no_traceback(r):
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout, r.stderr
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory):
+    """The known loadfile run once under tcpdump: (export, pcap, port, loadgen JSON)."""
+    if shutil.which("tcpdump") is None or os.geteuid() != 0:
+        pytest.skip("tcpdump on lo needs tcpdump and root")
+    tmp = tmp_path_factory.mktemp("capture")
+    known = tmp / "known.load"
     known.write_text(KNOWN)
-    exp1, pcap1, port1, doc1 = run_captured(tmp_path, "orig", known)
+    return run_captured(tmp, "orig", known)
 
+
+def test_round_trip_capture_convert_replay(original, tmp_path):
+    exp1, pcap1, port1, doc1 = original
     out = tmp_path / "conv.load"
-    r = loadgen("capture-to-loadfile", pcap1, "-o", str(out), "--server", f"127.0.0.1:{port1}",
-                "--client-per", "none", timeout=120)
+    r = convert(pcap1, out, "--server", f"127.0.0.1:{port1}", "--client-per", "none")
     assert r.returncode == 0, r.stderr
-    assert "Traceback" not in r.stderr
-    text = out.read_text()
-    print(text, r.stderr)
+    no_traceback(r)
+    assert "wrote 26 operation lines" in r.stderr, r.stderr
 
-    exp2, pcap2, port2, doc2 = run_captured(tmp_path, "replay", out)
+    exp2, pcap2, port2, doc2 = run_captured(tmp_path, "replay", out)     # --strict: statuses as captured
 
     # what the server received: the same procedures, the same number of times
     w1, w2 = wire_calls(pcap1, port1), wire_calls(pcap2, port2)
     assert w1 == w2, (w1, w2)
-    assert w1[7] == 3 and w1[6] == 2 and w1[14] == 1          # WRITE3, READ3, RENAME3 really captured
+    assert w1[7] == 3 and w1[6] == 2 and w1[14] == 1 and w1[3] > 30     # WRITE3, READ3, RENAME3, walks
     # loadgen's own per-operation counts for the operations it sends one to one
     c1, c2 = op_counts(doc1), op_counts(doc2)
     assert {k: c1.get(k) for k in ONE_TO_ONE} == {k: c2.get(k) for k in ONE_TO_ONE}, (c1, c2)
-    # bytes
-    assert doc1["bytes"] == doc2["bytes"] and doc1["bytes"]["write"] == 65536 + 4096 + 1000
-    assert doc1["bytes"]["read"] == 32768 + 4096
+    assert doc2["unexpected"] == 0 and doc2["errors"] == doc1["errors"] == 3
+    # bytes read and written
+    assert doc1["bytes"] == doc2["bytes"]
+    assert doc1["bytes"] == {"write": 65536 + 4096 + 1000, "read": 32768 + 4096}
     # the final tree, contents and symlink targets included
     t1, t2 = tree(exp1), tree(exp2)
     assert t1 == t2
     assert t1["clients/client0/d/c"][:2] == ("file", 1000) and t1["clients/client0/d/sym"][0] == "symlink"
+    assert t1["clients/client0/d/a"][:2] == ("file", 65536 + 4096)
+
+
+def test_client_per_port_puts_each_client_under_clients_clientN(original, tmp_path):
+    exp1, pcap1, port1, doc1 = original
+    out = tmp_path / "port.load"
+    r = convert(pcap1, out, "--server", f"127.0.0.1:{port1}", "--timestamps", "drop")
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in out.read_text().splitlines() if not ln.startswith("#")]
+    assert lines[:3] == ['Deltree "/clients/client1" 0x00000000', 'MKDIR3 "/clients" *',
+                         'MKDIR3 "/clients/client1" *']
+    assert all(not ln[0].isdigit() for ln in lines)                        # no timestamps
+    paths = [t for ln in lines for t in ln.split(" ") if t.startswith('"/')]
+    assert paths and all(p.startswith('"/clients') for p in paths)
+    assert '"/clients/client1/clients/client0/d/a"' in paths
+    # replayed by loadgen's client0 (client1 is rewritten to client0, as dbench does)
+    exp2, pcap2, port2, doc2 = run_captured(tmp_path, "replay", out)
+    t1, t2 = tree(exp1), tree(exp2)
+    assert {k: v for k, v in t2.items() if k.startswith("clients/client0/clients")} == \
+        {"clients/client0/" + k: v for k, v in t1.items()}
+    assert doc1["bytes"] == doc2["bytes"]
+
+
+_STATUS = re.compile(r"(0x[0-9a-f]{8}|\*)\Z")
+
+
+def check_dbench_grammar(text: str) -> int:
+    """dbench's child.c rules, checked line by line; returns the number of operations."""
+    from loadgen.loadfile import OP_SPECS
+    n = 0
+    for line in text.splitlines():
+        assert line == line.strip() and "\t" not in line and "  " not in line, repr(line)
+        assert len(line) < 1023, "longer than dbench's line buffer"
+        if line.startswith("#"):
+            continue
+        toks = line.split(" ")                       # single spaces
+        assert 2 <= len(toks) <= 19, line
+        if toks[0][0].isdigit():                     # optional timestamp
+            float(toks[0])
+            toks = toks[1:]
+        op, fields, status = toks[0], toks[1:-1], toks[-1]
+        assert op in OP_SPECS and _STATUS.match(status), line
+        sig = OP_SPECS[op]
+        assert len(fields) == len(sig), line
+        for kind, tok in zip(sig, fields):
+            if kind == "P":                          # quoted, absolute: survives all_string_sub(" /", " ")
+                assert tok.startswith('"') and tok.endswith('"') and '"' not in tok[1:-1], line
+                assert tok[1] == "/" or op == "SYMLINK3", line
+            else:
+                assert tok.isdigit(), line
+        n += 1
+    return n
+
+
+def test_generated_file_follows_dbench_grammar(original, tmp_path):
+    from loadgen.loadfile import parse_text
+    exp1, pcap1, port1, _ = original
+    for mode in ("none", "port", "host"):
+        out = tmp_path / f"{mode}.load"
+        r = convert(pcap1, out, "--server", f"127.0.0.1:{port1}", "--client-per", mode)
+        assert r.returncode == 0, r.stderr
+        text = out.read_text()
+        n = check_dbench_grammar(text)
+        prog = parse_text(text, source=str(out))       # loadgen's own parser
+        assert len(prog.items) == n
+        assert prog.dialects == frozenset({"nfs"})
+
+
+@pytest.mark.skipif(shutil.which("dbench") is None, reason="dbench is not installed")
+def test_real_dbench_parses_every_line(original, tmp_path):
+    """Debian's dbench 4.00 runs its fileio backend, which knows no NFS
+    operation: each line it parses reports "[N] Unknown operation OP"
+    (Deltree it runs, in a scratch directory).  Its
+    parser predates the '*' status (dbench 5 accepts it), so only the '*'
+    lines may be refused as "Badly formed status"."""
+    exp1, pcap1, port1, _ = original
+    out = tmp_path / "db.load"
+    r = convert(pcap1, out, "--server", f"127.0.0.1:{port1}", "--timestamps", "drop")
+    assert r.returncode == 0, r.stderr
+    lines = out.read_text().splitlines()
+    want = {i: ln.split(" ")[0] for i, ln in enumerate(lines, 1)
+            if not ln.startswith("#") and not ln.endswith(" *") and not ln.startswith("Deltree ")}
+    stars = sum(1 for ln in lines if ln.endswith(" *"))
+    workdir = tmp_path / "dbench"
+    workdir.mkdir()
+    p = subprocess.Popen(["dbench", "-c", str(out), "-t", "30", "-D", str(workdir), "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen, bad = {}, 0
+    try:
+        deadline = time.monotonic() + 60
+        while len(seen) < len(want) and time.monotonic() < deadline:
+            r_, _, _ = select.select([p.stdout], [], [], deadline - time.monotonic())
+            if not r_:
+                break
+            line = p.stdout.readline()
+            if not line:
+                break
+            m = re.match(r"\[(\d+)\] Unknown operation (\S+)", line)
+            if m:
+                seen[int(m.group(1))] = m.group(2)
+            elif line.startswith("Badly formed status"):
+                bad += 1
+    finally:
+        p.kill()
+        p.wait(10)
+    assert seen == want
+    assert bad == stars
+
+
+def test_truncated_capture_is_summarised(original, tmp_path):
+    exp1, pcap1, port1, _ = original
+    data = open(pcap1, "rb").read()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) // 2])            # ends inside a packet
+    out = tmp_path / "cut.load"
+    r = convert(cut, out, "--server", f"127.0.0.1:{port1}")
+    no_traceback(r)
+    assert r.returncode == 0, r.stderr
+    assert "capture cut short" in r.stderr and "in the middle of a packet" in r.stderr
+    n = check_dbench_grammar(out.read_text())
+    assert 3 < n < 28
+    tiny = tmp_path / "tiny.pcap"
+    tiny.write_bytes(data[:30])                         # inside the first packet header
+    r = convert(tiny, tmp_path / "tiny.load")
+    no_traceback(r)
+    assert r.returncode == 1 and "nothing written" in r.stderr and "cut short" in r.stderr
+    assert not (tmp_path / "tiny.load").exists()
+
+
+def test_capture_starting_mid_connection(original, tmp_path):
+    """Frames from inside a multi-segment WRITE3 record on: the tail of that
+    record cannot be decoded, the handles come from before the capture."""
+    exp1, pcap1, port1, _ = original
+    fields = subprocess.run(["tshark", "-n", "-r", pcap1, "-d", f"tcp.port=={port1},rpc", "-T", "fields",
+                             "-e", "frame.number", "-e", "tcp.len", "-e", "rpc.xid"],
+                            capture_output=True, text=True, timeout=60).stdout.splitlines()
+    # a data segment that carries no whole RPC message: part of a record split over segments
+    parts = [int(f.split("\t")[0]) for f in fields if f.split("\t")[1] not in ("", "0") and not f.split("\t")[2]]
+    assert parts, "no RPC record split over TCP segments in the capture"
+    start = parts[-1]
+    mid = tmp_path / "mid.pcap"
+    subprocess.run(["tshark", "-r", pcap1, "-Y", f"frame.number >= {start}", "-w", str(mid)],
+                   check=True, capture_output=True, timeout=60)
+    out = tmp_path / "mid.load"
+    r = convert(mid, out, "--server", f"127.0.0.1:{port1}")
+    no_traceback(r)
+    assert r.returncode == 0, r.stderr
+    assert "were in use before the capture started" in r.stderr
+    assert "not a decodable RPC message" in r.stderr
+    text = out.read_text()
+    assert re.search(r"^# \d+ file handles were in use before the capture started", text, re.M)
+    assert '/pre-capture/fh-' in text
+    check_dbench_grammar(text)
+
+
+def _pcap(packets) -> bytes:
+    """A classic pcap (Ethernet) of (proto, sport, dport, payload) IPv4 packets on 127.0.0.1."""
+    import struct
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for i, (proto, sport, dport, payload) in enumerate(packets):
+        if proto == "tcp":
+            l4 = struct.pack(">HHIIBBHHH", sport, dport, 1000 + i, 1, 5 << 4, 0x18, 65535, 0, 0) + payload
+            pnum = 6
+        else:
+            l4 = struct.pack(">HHHH", sport, dport, 8 + len(payload), 0) + payload
+            pnum = 17
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), i, 0, 64, pnum, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1])) + l4
+        frame = b"\x00" * 12 + b"\x08\x00" + ip
+        out.append(struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)) + frame)
+    return b"".join(out)
+
+
+def test_non_nfs_traffic_is_summarised(tmp_path):
+    pcap = tmp_path / "web.pcap"
+    pcap.write_bytes(_pcap([
+        ("tcp", 40000, 80, b"GET / HTTP/1.0\r\n\r\n"),
+        ("tcp", 80, 40000, b"HTTP/1.0 200 OK\r\n\r\nhello"),
+        ("udp", 40001, 53, b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"),
+        ("tcp", 40002, 2049, b"\x80\x00\x00\x08not-rpc!"),      # a record mark, then no RPC
+    ]))
+    out = tmp_path / "web.load"
+    for extra in ((), ("--server", "127.0.0.1:2049")):
+        r = convert(pcap, out, *extra)
+        no_traceback(r)
+        assert r.returncode == 1, r.stderr
+        assert "capture " in r.stderr and "4 frames" in r.stderr
+        assert "0 NFSv3 calls" in r.stderr and "nothing written" in r.stderr
+        assert not out.exists()
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    notcap = tmp_path / "x.pcap"
+    notcap.write_bytes(b"\xd4\xc3\xb2\xa1" + b"\xff" * 40)     # pcap magic, nonsense header
+    for args in ((str(tmp_path / "missing.pcap"), "-o", str(tmp_path / "o")),
+                 (str(notcap), "-o", str(tmp_path / "o"), "--server", "nohost:1"),
+                 (str(notcap), "-o", str(tmp_path / "o"), "--server", "127.0.0.1:99999")):
+        r = loadgen("capture-to-loadfile", *args, timeout=60)
+        no_traceback(r)
+        assert r.returncode == 2, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = loadgen("capture-to-loadfile", str(notcap), timeout=60)          # -o is required: usage
+    assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_missing_tshark_is_a_clear_error(original, tmp_path):
+    env = dict(os.environ, PATH="/nonexistent")
+    r = subprocess.run([PY, "-m", "loadgen", "capture-to-loadfile", original[1], "-o", str(tmp_path / "o")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    no_traceback(r)
+    assert r.returncode == 2 and "tshark is not installed" in r.stderr
+
+
+def test_help_explains_capture_and_every_flag():
+    r = loadgen("capture-to-loadfile", "--help", timeout=60)
+    assert r.returncode == 0
+    for flag in ("--output", "--client-per", "--timestamps", "--server", "--walks"):
+        assert flag in r.stdout
+    assert "tcpdump -i lo -s 0 -w nfs.pcap port P" in r.stdout
+    r = loadgen("run", "--help", timeout=60)
+    assert "--run-once" in r.stdout
+
+
+@needs_tcpdump
+def test_nfs_over_udp(tmp_path):
+    """MNT, LOOKUP3, GETATTR3, READ3 and a LOOKUP3 that fails, over UDP (loadgen's
+    own UDP RPC client; libnfs has no NFS over UDP)."""
+    import struct
+    from loadgen.udpflood import call_once, mount_root, pack_opaque
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "f").write_bytes(b"x" * 5000)
+    pcap = str(tmp_path / "udp.pcap")
+    with ServerProcess(export, threads=2, arena_mib=32, extra=("--udp",)) as srv:
+        td = Tcpdump(srv.port, pcap)
+        try:
+            root = mount_root("127.0.0.1", srv.port, str(export))
+            res = call_once("127.0.0.1", srv.port, 100003, 3, 3, pack_opaque(root) + pack_opaque(b"f"))
+            assert struct.unpack_from(">I", res)[0] == 0
+            n, = struct.unpack_from(">I", res, 4)
+            fh = res[8:8 + n]
+            call_once("127.0.0.1", srv.port, 100003, 3, 1, pack_opaque(fh))
+            call_once("127.0.0.1", srv.port, 100003, 3, 6, pack_opaque(fh) + struct.pack(">QI", 4096, 2000))
+            call_once("127.0.0.1", srv.port, 100003, 3, 3, pack_opaque(root) + pack_opaque(b"nope"))
+        finally:
+            td.stop()
+        port = srv.port
+    out = tmp_path / "udp.load"
+    r = convert(pcap, out, "--server", f"127.0.0.1:{port}", "--client-per", "host", "--timestamps", "drop")
+    no_traceback(r)
+    assert r.returncode == 0, r.stderr
+    ops = [ln for ln in out.read_text().splitlines() if not ln.startswith("#")]
+    assert ops == ['Deltree "/clients/client1" 0x00000000', 'MKDIR3 "/clients" *', 'MKDIR3 "/clients/client1" *',
+                   'GETATTR3 "/clients/client1/f" 0x00000000',
+                   'READ3 "/clients/client1/f" 4096 2000 0x00000000',
+                   'LOOKUP3 "/clients/client1/nope" 0x00000002'], r.stderr
+    assert "client1 = 127.0.0.1" in r.stderr
