@@ -113,6 +113,7 @@ class Summary:
     lines: int = 0
     per_op: Counter = field(default_factory=Counter)
     long_tokens: int = 0
+    client1_lines: int = 0          # --client-per none: paths a replayer would rewrite
 
     def text(self) -> str:
         f = self.frames
@@ -153,6 +154,9 @@ class Summary:
         if self.pre_capture_handles:
             out.append(f"  {self.pre_capture_handles} file handles were in use before the capture started: "
                        f"their paths are synthetic, under {PRE_CAPTURE}/")
+        if self.client1_lines:
+            out.append(f"  warning: {self.client1_lines} lines have paths that contain client1, which loadgen "
+                       f"and dbench rewrite to the replaying client's name; --client-per port avoids it")
         if self.long_tokens:
             out.append(f"  warning: {self.long_tokens} lines have a path of 100 bytes or more, "
                        f"longer than real dbench's token buffer")
@@ -481,6 +485,7 @@ def render(lines: list[Line], summary: Summary, client_per: str = "port", timest
     summary.per_op.clear()
     summary.lines = 0
     summary.long_tokens = 0
+    summary.client1_lines = 0
     for ln in lines:
         pre = prefix_for(ln.client)
         toks = [ln.op]
@@ -493,9 +498,14 @@ def render(lines: list[Line], summary: Summary, client_per: str = "port", timest
         toks.append(ln.status)
         if any(len(t) >= 100 for t in toks):
             summary.long_tokens += 1
+        if client_per == "none" and any("client1" in p for p in ln.paths):
+            summary.client1_lines += 1
         body.append(ts(ln.time) + " ".join(toks))
         summary.per_op[ln.op] += 1
         summary.lines += 1
+    if summary.client1_lines:
+        head.append(f"# warning: {summary.client1_lines} lines have paths that contain client1, which "
+                    f"loadgen and dbench rewrite to the replaying client's name")
     return "\n".join(head + body) + "\n"
 
 

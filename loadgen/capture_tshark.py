@@ -199,7 +199,8 @@ def _frame_rpcs(layers, frames: Frames) -> list[Rpc]:
 
 def _objects(stream):
     """Yield the text of each top-level object of tshark's ``-T json`` array.
-    tshark indents a packet's braces by two spaces, nothing else there."""
+    tshark indents a packet's braces by two spaces, nothing else there, and
+    writes one field per line."""
     buf: list[str] = []
     inside = False
     for line in stream:
@@ -208,6 +209,10 @@ def _objects(stream):
                 inside = True
                 buf = [line]
             continue
+        if '"nfs.data": "' in line:
+            # READ/WRITE payload as hex: never used, up to 3 bytes of text per byte; drop it
+            # before parsing (the key stays, so the object's commas stay valid)
+            line = line[:line.index('"nfs.data"')] + '"nfs.data": ""' + ("," if line.rstrip().endswith(",") else "") + "\n"
         buf.append(line)
         if line.startswith("  }"):
             inside = False

@@ -148,18 +148,23 @@ def loadgen(*args, timeout=120):
                           timeout=timeout)
 
 
-def run_captured(tmp_path, name, loadfile):
-    """rpcsrv on a fresh export + tcpdump + `loadgen run --run-once --strict`.
+def run_captured(tmp_path, name, loadfile, clients=1, premade=()):
+    """rpcsrv on a fresh export (with the directories `premade`) + tcpdump +
+    `loadgen run --run-once --strict`; --time and --warmup say 600 and 5 s, which
+    --run-once overrides (one pass, all of it measured).
     Returns (export dir, pcap path, server port, loadgen JSON)."""
     export = tmp_path / f"{name}-export"
     export.mkdir()
+    for d in premade:
+        (export / d).mkdir(parents=True)
     pcap = str(tmp_path / f"{name}.pcap")
     js = str(tmp_path / f"{name}.json")
     with ServerProcess(export, threads=2, arena_mib=32) as srv:
         td = Tcpdump(srv.port, pcap)
         try:
             r = loadgen("run", srv.url + "&version=3", "--loadfile", str(loadfile), "--run-once", "--strict",
-                        "--clients", "1", "--time", "1", "--metrics-port", "0", "--json", js)
+                        "--clients", str(clients), "--time", "600", "--warmup", "5", "--metrics-port", "0",
+                        "--json", js)
         finally:
             stats = td.stop() if td.proc.poll() is None else td.kill()
         assert r.returncode == 0, r.stdout + r.stderr
@@ -220,10 +225,25 @@ def original(tmp_path_factory):
     return run_captured(tmp, "orig", known)
 
 
-def test_round_trip_capture_convert_replay(original, tmp_path):
+@pytest.fixture(scope="module")
+def converted(original, tmp_path_factory):
+    """convert(*flags) of the original capture, each conversion made once:
+    (completed process, output path)."""
+    exp1, pcap1, port1, _ = original
+    tmp = tmp_path_factory.mktemp("converted")
+    done = {}
+
+    def get(*flags):
+        if flags not in done:
+            out = tmp / f"conv{len(done)}.load"
+            done[flags] = (convert(pcap1, out, "--server", f"127.0.0.1:{port1}", *flags), out)
+        return done[flags]
+    return get
+
+
+def test_round_trip_capture_convert_replay(original, converted, tmp_path):
     exp1, pcap1, port1, doc1 = original
-    out = tmp_path / "conv.load"
-    r = convert(pcap1, out, "--server", f"127.0.0.1:{port1}", "--client-per", "none")
+    r, out = converted("--client-per", "none")
     assert r.returncode == 0, r.stderr
     no_traceback(r)
     assert "wrote 26 operation lines" in r.stderr, r.stderr
@@ -248,10 +268,9 @@ def test_round_trip_capture_convert_replay(original, tmp_path):
     assert t1["clients/client0/d/a"][:2] == ("file", 65536 + 4096)
 
 
-def test_client_per_port_puts_each_client_under_clients_clientN(original, tmp_path):
+def test_client_per_port_puts_each_client_under_clients_clientN(original, converted, tmp_path):
     exp1, pcap1, port1, doc1 = original
-    out = tmp_path / "port.load"
-    r = convert(pcap1, out, "--server", f"127.0.0.1:{port1}", "--timestamps", "drop")
+    r, out = converted("--timestamps", "drop")
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in out.read_text().splitlines() if not ln.startswith("#")]
     assert lines[:3] == ['Deltree "/clients/client1" 0x00000000', 'MKDIR3 "/clients" *',
@@ -299,12 +318,10 @@ def check_dbench_grammar(text: str) -> int:
     return n
 
 
-def test_generated_file_follows_dbench_grammar(original, tmp_path):
+def test_generated_file_follows_dbench_grammar(converted):
     from loadgen.loadfile import parse_text
-    exp1, pcap1, port1, _ = original
-    for mode in ("none", "port", "host"):
-        out = tmp_path / f"{mode}.load"
-        r = convert(pcap1, out, "--server", f"127.0.0.1:{port1}", "--client-per", mode)
+    for flags in (("--client-per", "none"), ("--timestamps", "drop"), ()):
+        r, out = converted(*flags)
         assert r.returncode == 0, r.stderr
         text = out.read_text()
         n = check_dbench_grammar(text)
@@ -314,15 +331,13 @@ def test_generated_file_follows_dbench_grammar(original, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("dbench") is None, reason="dbench is not installed")
-def test_real_dbench_parses_every_line(original, tmp_path):
+def test_real_dbench_parses_every_line(converted, tmp_path):
     """Debian's dbench 4.00 runs its fileio backend, which knows no NFS
     operation: each line it parses reports "[N] Unknown operation OP"
     (Deltree it runs, in a scratch directory).  Its
     parser predates the '*' status (dbench 5 accepts it), so only the '*'
     lines may be refused as "Badly formed status"."""
-    exp1, pcap1, port1, _ = original
-    out = tmp_path / "db.load"
-    r = convert(pcap1, out, "--server", f"127.0.0.1:{port1}", "--timestamps", "drop")
+    r, out = converted("--timestamps", "drop")
     assert r.returncode == 0, r.stderr
     lines = out.read_text().splitlines()
     want = {i: ln.split(" ")[0] for i, ln in enumerate(lines, 1)
@@ -502,3 +517,56 @@ def test_nfs_over_udp(tmp_path):
                    'READ3 "/clients/client1/f" 4096 2000 0x00000000',
                    'LOOKUP3 "/clients/client1/nope" 0x00000002'], r.stderr
     assert "client1 = 127.0.0.1" in r.stderr
+
+
+KNOWN2 = """\
+MKDIR3 "/client1" 0x00000000
+CREATE3 "/client1/f" 0x00000000
+WRITE3 "/client1/f" 0 8192 0 0x00000000
+READ3 "/client1/f" 0 8192 0x00000000
+RENAME3 "/client1/f" "/client1/g" 0x00000000
+REMOVE3 "/client1/missing" 0x00000002
+"""
+
+
+@needs_tcpdump
+def test_two_captured_clients(tmp_path):
+    """Two loadgen clients (two connections, working in /client0 and /client1)
+    captured together.  --client-per port gives each its own /clients/clientN;
+    one replaying loadgen client (client0: it rewrites client1 to client0, as
+    dbench does) runs both streams with the statuses they saw."""
+    known = tmp_path / "known2.load"
+    known.write_text(KNOWN2)
+    exp1, pcap1, port1, doc1 = run_captured(tmp_path, "two", known, clients=2)
+    assert doc1["ops"]["WRITE3"]["count"] == 2
+
+    out = tmp_path / "port.load"
+    r = convert(pcap1, out, "--server", f"127.0.0.1:{port1}")
+    assert r.returncode == 0, r.stderr
+    assert "clients: 2" in r.stderr and "client2 = 127.0.0.1:" in r.stderr
+    text = out.read_text()
+    for k in (1, 2):
+        assert f'Deltree "/clients/client{k}" 0x00000000' in text
+        assert re.search(rf'WRITE3 "/clients/client{k}/client[01]/f" 0 8192 0 0x00000000', text)
+    exp2, pcap2, port2, doc2 = run_captured(tmp_path, "replay", out)
+    t1, t2 = tree(exp1), tree(exp2)
+
+    def sub(t, top):
+        return {k[len(top) + 1:]: v for k, v in t.items() if k.startswith(top + "/")}
+    orig = sub(t1, "client0")
+    assert orig and orig == sub(t1, "client1") and set(orig) == {"g"}
+    # captured client k's tree is under clients/client<k>, client1 replayed as client0
+    assert sub(t2, "clients/client0/client0") == orig and sub(t2, "clients/client2/client0") == orig
+    assert len(t2) == 5 + 2 * len(orig)
+    assert doc1["bytes"] == doc2["bytes"] == {"read": 16384, "write": 16384}
+    c1, c2 = op_counts(doc1), op_counts(doc2)
+    assert c2.pop("MKDIR3") == c1.pop("MKDIR3") + 3 and c2.pop("Deltree") == 2    # the setup lines
+    assert {k: c1.get(k) for k in ONE_TO_ONE} == {k: c2.get(k) for k in ONE_TO_ONE}, (c1, c2)
+
+    host = tmp_path / "host.load"
+    r = convert(pcap1, host, "--server", f"127.0.0.1:{port1}", "--client-per", "host")
+    assert r.returncode == 0 and "clients: 1" in r.stderr, r.stderr
+    merged = tmp_path / "merged.load"
+    r = convert(pcap1, merged, "--server", f"127.0.0.1:{port1}", "--client-per", "none")
+    assert r.returncode == 0, r.stderr
+    assert "contain client1" in r.stderr and "contain client1" in merged.read_text()
