@@ -534,19 +534,19 @@ and XID; each call becomes one line whose status is the reply's.
 """
 
 HELP_EPILOG = """\
-What is written, what is folded: LOOKUP3s that only resolved the path of the
-next call, the LOOKUP3 that follows a CREATE3 of the same name, the ACCESS3
-that opened a file right before its READ3/WRITE3/COMMIT3, READDIR(PLUS)3
-continuation calls, the calls of a mount (NULL, FSINFO3, PATHCONF3,
-GETATTR3 of the root) and the COMMIT3s of closing a file (right before its
-REMOVE3/RENAME3 or after the client's last call) are dropped by default (--walks drop), because the
-replaying client makes them itself. NULL and MKNOD3 calls, other NFS versions,
-retransmissions, replies whose call is not in the capture (a capture that
-starts mid-connection) and malformed frames are skipped. A summary of all of
-it goes to stderr.
+What is folded (--walks drop, the default), because the replaying client makes
+these calls itself: LOOKUP3s that only resolved the path of the next call, the
+LOOKUP3 that follows a CREATE3 of the same name, the ACCESS3 that opened a file
+right before its READ3/WRITE3/COMMIT3, READDIR(PLUS)3 continuation calls, the
+calls of a mount (NULL, FSINFO3, PATHCONF3, GETATTR3 of the root) and the
+COMMIT3s of closing a file (right before its REMOVE3/RENAME3, or after the
+client's last call). What is skipped: NULL and MKNOD3 calls, other NFS
+versions and RPC programs, retransmissions, replies whose call is not in the
+capture (one that starts mid-connection), data that is no decodable RPC
+message, malformed frames. A summary of all of it goes to stderr.
 
 Exit status: 0 written; 1 the capture holds no NFSv3 call to write (nothing
-written); 2 usage error, tshark missing, or the file is not a capture.
+written); 2 usage error, tshark missing, or a file tshark cannot read.
 """
 
 
@@ -569,8 +569,8 @@ def add_arguments(p) -> None:
                         "host. Without it, RPC is found on port 2049 and by tshark's RPC heuristics")
     p.add_argument("--walks", choices=["drop", "keep"], default="drop",
                    help="drop: fold the calls a replaying client makes by itself (path-walk LOOKUP3s, "
-                        "open-time ACCESS3s, READDIR continuations, mount-time calls); keep: write every "
-                        "call (default drop)")
+                        "open-time ACCESS3s, READDIR continuations, mount-time calls, close-time COMMIT3s); "
+                        "keep: write every call (default drop)")
 
 
 def main(args) -> int:

@@ -326,6 +326,7 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                          cpu_seconds=cpu, server_limits={str(c.cid): c.info for c in clients})
         doc["warmup"] = {"ops_total": phases["warmup"].count,
                          "bytes": {"read": phases["warmup"].read_bytes, "write": phases["warmup"].write_bytes}}
+        doc["run_once"] = bool(cfg.get("run_once"))
         doc["exit_code"] = exit_code
         write_json(cfg["json"], doc)
     if http is not None:

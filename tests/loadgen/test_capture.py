@@ -320,7 +320,8 @@ def check_dbench_grammar(text: str) -> int:
 
 def test_generated_file_follows_dbench_grammar(converted):
     from loadgen.loadfile import parse_text
-    for flags in (("--client-per", "none"), ("--timestamps", "drop"), ()):
+    counts = {}
+    for flags in (("--client-per", "none"), ("--timestamps", "drop"), (), ("--walks", "keep")):
         r, out = converted(*flags)
         assert r.returncode == 0, r.stderr
         text = out.read_text()
@@ -328,6 +329,10 @@ def test_generated_file_follows_dbench_grammar(converted):
         prog = parse_text(text, source=str(out))       # loadgen's own parser
         assert len(prog.items) == n
         assert prog.dialects == frozenset({"nfs"})
+        counts[flags] = n
+    # --walks keep writes every call: the walks, the mount's FSINFO3, the close-time COMMIT3s
+    r, out = converted("--walks", "keep")
+    assert "FSINFO3" in out.read_text() and counts[("--walks", "keep")] > counts[()] + 60
 
 
 @pytest.mark.skipif(shutil.which("dbench") is None, reason="dbench is not installed")
