@@ -575,3 +575,56 @@ def test_two_captured_clients(tmp_path):
     r = convert(pcap1, merged, "--server", f"127.0.0.1:{port1}", "--client-per", "none")
     assert r.returncode == 0, r.stderr
     assert "contain client1" in r.stderr and "contain client1" in merged.read_text()
+
+
+@needs_tcpdump
+def test_records_split_over_segments_and_several_per_segment(tmp_path):
+    """Hand-framed RPC records over one TCP connection: two calls in one
+    segment, and one call sent in two segments (TCP_NODELAY, two sends)."""
+    from nfsbulk_testlib import RpcClient, lookup_fh, mount_root
+    from rpcsrv.proto.xdr import Packer
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "f").write_bytes(b"y" * 8192)
+    pcap = str(tmp_path / "seg.pcap")
+
+    def args(fh, *nums):
+        p = Packer()
+        p.pack_opaque(fh)
+        if nums:
+            p.pack_uhyper(nums[0])
+            p.pack_uint(nums[1])
+        return p.get_buffer()
+
+    with ServerProcess(export, threads=2, arena_mib=32) as srv:
+        td = Tcpdump(srv.port, pcap)
+        try:
+            with RpcClient(srv.port) as rpc:
+                rpc.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                mount_root(rpc, str(export))
+                fh = lookup_fh(rpc, str(export), "f")
+                two = rpc.call_bytes(0x5001, 100003, 3, 1, args(fh)) + rpc.call_bytes(0x5002, 100003, 3, 6,
+                                                                                    args(fh, 0, 100))
+                rpc.send_raw(two)                                   # one segment, two records
+                assert rpc.recv_record() is not None and rpc.recv_record() is not None
+                split = rpc.call_bytes(0x5003, 100003, 3, 6, args(fh, 4096, 50))
+                rpc.send_raw(split[:7])                             # the record mark and 3 bytes
+                rpc.send_raw(split[7:])
+                assert rpc.recv_record() is not None
+        finally:
+            td.stop()
+        port = srv.port
+    # what tshark's frames look like: a frame with two calls, a call reassembled from two frames
+    f = subprocess.run(["tshark", "-n", "-r", pcap, "-d", f"tcp.port=={port},rpc", "-Y",
+                        "rpc.msgtyp == 0", "-T", "fields", "-e", "rpc.xid", "-e", "tcp.len"],
+                       capture_output=True, text=True, timeout=60).stdout.splitlines()
+    assert "0x00005001,0x00005002\t" in "\n".join(f), f
+    assert any(ln.startswith("0x00005003\t") and ln.split("\t")[1] != str(len(split)) for ln in f), f
+    out = tmp_path / "seg.load"
+    r = convert(pcap, out, "--server", f"127.0.0.1:{port}", "--client-per", "none", "--walks", "keep",
+                "--timestamps", "drop")
+    no_traceback(r)
+    assert r.returncode == 0, r.stderr
+    assert [ln for ln in out.read_text().splitlines() if not ln.startswith("#")] == [
+        'LOOKUP3 "/f" 0x00000000', 'GETATTR3 "/f" 0x00000000',
+        'READ3 "/f" 0 100 0x00000000', 'READ3 "/f" 4096 50 0x00000000']
