@@ -120,6 +120,7 @@ class Summary:
         out = [f"capture {self.capture}: {f.frames} frames, {self.rpc_messages} RPC messages "
                f"({self.nfs3_calls} NFSv3 calls, {self.nfs3_replies} NFSv3 replies, "
                f"{self.mount_messages} MOUNT, {self.other_rpc} other RPC), "
+               f"{f.segments} frames holding part of a record split over segments, "
                f"{f.non_rpc} frames without payload"]
         if f.cut_short:
             out.append(f"  capture cut short: {f.cut_short.replace('tshark: ', '')} "

@@ -76,6 +76,7 @@ class Frames:
     malformed: int = 0
     non_rpc: int = 0               # frames with no RPC message and no payload (ACKs, handshakes)
     undecoded: int = 0             # frames whose payload is not a decodable RPC message
+    segments: int = 0              # frames holding part of a record that tshark reassembles
     cut_short: str = ""            # tshark's words when the file ends inside a packet
     tshark_errors: list = field(default_factory=list)
 
@@ -157,6 +158,7 @@ def _frame_rpcs(layers, frames: Frames) -> list[Rpc]:
             info["stream"] = _int(d.get("tcp.stream"))
             info["sport"], info["dport"] = _int(d.get("tcp.srcport")), _int(d.get("tcp.dstport"))
             info["payload"] = _int(d.get("tcp.len")) > 0
+            info["segment"] = "tcp.segment_data" in d      # held for reassembly with later frames
         elif name == "udp":
             d = _layer_dict(layer)
             info["proto"] = "udp"
@@ -190,6 +192,8 @@ def _frame_rpcs(layers, frames: Frames) -> list[Rpc]:
             cur = None
     if saw_rpc:
         frames.rpc_frames += 1
+    elif info.get("segment"):
+        frames.segments += 1
     elif info.get("payload"):
         frames.undecoded += 1
     else:

@@ -453,6 +453,7 @@ def test_non_nfs_traffic_is_summarised(tmp_path):
         assert r.returncode == 1, r.stderr
         assert "capture " in r.stderr and "4 frames" in r.stderr
         assert "0 NFSv3 calls" in r.stderr and "nothing written" in r.stderr
+        assert "not a decodable RPC message" in r.stderr
         assert not out.exists()
 
 

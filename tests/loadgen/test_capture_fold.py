@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from loadgen.capture import Line, Summary, _fold, render
+from loadgen.loadfile import parse_text
 
 OK, NOENT = "0x00000000", "0x00000002"
 
@@ -67,5 +68,11 @@ def test_render_grammar_and_setup_lines():
         '1.000000 FSSTAT3 *',
         '2.000000 GETATTR3 "/clients/client1" 0x00000000']
     assert s.lines == 4 and s.setup_lines == 5
+    prog = parse_text(text)                          # loadgen's parser takes it as written
+    assert [it.name for it in prog.items] == ["Deltree", "Deltree", "MKDIR3", "MKDIR3", "MKDIR3", "SYMLINK3",
+                                              "WRITE3", "FSSTAT3", "GETATTR3"]
+    w = prog.items[6]
+    assert w.paths == ("/clients/client2/d/f",) and [e.value for e in w.params] == [4096, 512, 2]
+    assert w.status == "0x00000000" and w.timestamp == 0.5
     flat = render(lines, s, "none", "drop")
     assert [ln for ln in flat.splitlines() if not ln.startswith("#")][-1] == 'GETATTR3 "/" 0x00000000'
