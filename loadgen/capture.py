@@ -40,6 +40,13 @@ Rules (each one is counted in the :class:`Summary`):
   retransmitted calls (same connection and XID), replies without a call (a
   capture that starts mid-connection), malformed frames.
 
+What a loadfile line cannot carry, so a replay differs there: SETATTR3's
+attributes (loadgen sets the times; a truncation is not replayed), CREATE3's
+mode (GUARDED/EXCLUSIVE; loadgen creates UNCHECKED), the data written, and
+``..`` / ``.`` lookups beyond resolving them in place.  The folding above is
+exact for one pass (``loadgen run --run-once``); a looping replay closes its
+handles only at the end of the run.
+
 Output grammar, accepted by loadgen's parser and by dbench's ``child.c``:
 ``[TIMESTAMP ]OP ["PATH" ["PATH2"]] [NUMBERS...] STATUS``, tokens separated
 by one space, paths double-quoted and starting with ``/``, numbers in
@@ -249,7 +256,11 @@ class _Converter:
 
         def child(i: int, n: int) -> str:
             base = fpath(i)
-            return (base + "/" + names[n]) if n < len(names) else base
+            if n >= len(names) or names[n] == ".":
+                return base
+            if names[n] == "..":                    # a LOOKUP3 of the parent
+                return base.rpartition("/")[0]
+            return base + "/" + names[n]
 
         ok = rep is not None and rep.accepted
         st = None

@@ -250,10 +250,11 @@ def read_rpcs(path: str, server: tuple[str, int] | None = None, frames: Frames |
             try:
                 doc = json.loads(text, object_pairs_hook=list)
                 layers = dict(dict(doc)["_source"])["layers"]
-            except (ValueError, KeyError, TypeError):
-                frames.malformed += 1
+                rpcs = _frame_rpcs(layers, frames)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                frames.malformed += 1          # JSON this module does not expect: count, go on
                 continue
-            yield from _frame_rpcs(layers, frames)
+            yield from rpcs
     finally:
         if proc.poll() is None:
             try:

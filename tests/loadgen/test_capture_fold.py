@@ -76,3 +76,25 @@ def test_render_grammar_and_setup_lines():
     assert w.status == "0x00000000" and w.timestamp == 0.5
     flat = render(lines, s, "none", "drop")
     assert [ln for ln in flat.splitlines() if not ln.startswith("#")][-1] == 'GETATTR3 "/" 0x00000000'
+
+
+def test_dot_and_dotdot_lookups_resolve_in_place():
+    from types import SimpleNamespace
+    from loadgen.capture import _Call, _Converter
+
+    def rpc(proc, leaves, call=True, t=0.0):
+        r = SimpleNamespace(procedure=proc, server=("s", 2049), client=("c", 1), conn=("tcp", 0), time=t,
+                            frame=0, accepted=True, leaves=leaves, entries=[])
+        r.all = lambda k: [v for kk, v in r.leaves if kk == k]
+        r.get = lambda k, d=None: next((v for kk, v in r.leaves if kk == k), d)
+        return r
+    s = Summary()
+    conv = _Converter("none", "keep", s)
+    conv.learn("s", "root", "")
+    conv.learn("s", "dfh", "/a/b")
+    got = []
+    for name in ("..", ".", "c"):
+        c = _Call(rpc(3, [("nfs.fhandle", "dfh"), ("nfs.name", name)]),
+                  rpc(3, [("nfs.status3", "2")], call=False))
+        got.append(conv.line(c).paths[0])
+    assert got == ["/a", "/a/b", "/a/b/c"]
