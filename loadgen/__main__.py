@@ -189,12 +189,12 @@ def _add_fuzz(sub) -> None:
 
 
 def _add_capture(sub) -> None:
-    from . import capture
+    from . import capture_cli
     p = sub.add_parser("capture-to-loadfile", help="make a dbench NFS loadfile from a capture of NFSv3 traffic",
-                       description=capture.HELP_DESCRIPTION, epilog=capture.HELP_EPILOG,
+                       description=capture_cli.HELP_DESCRIPTION, epilog=capture_cli.HELP_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    capture.add_arguments(p)
-    p.set_defaults(func=lambda a: capture.main(a))
+    capture_cli.add_arguments(p)
+    p.set_defaults(func=lambda a: capture_cli.main(a))
 
 
 SUBCOMMANDS = (_add_run, _add_bench, _add_soak, _add_fuzz, _add_capture)
