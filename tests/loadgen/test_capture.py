@@ -90,7 +90,8 @@ class Tcpdump:
         self.sentinel = os.urandom(16).hex().encode()
         self.path = path
         self.proc = subprocess.Popen(
-            ["tcpdump", "-i", "lo", "-n", "-s", "0", "-B", "16384", "-U", "-w", "-",
+            # bounded: at most 120 s (timeout relays our SIGINT) and 200000 packets
+            ["timeout", "120", "tcpdump", "-c", "200000", "-i", "lo", "-n", "-s", "0", "-B", "16384", "-U", "-w", "-",
              f"port {port} or udp port {self.sentinel_port}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.buf = bytearray()
