@@ -255,8 +255,11 @@ def test_round_trip_capture_convert_replay(original, converted, tmp_path):
     w1, w2 = wire_calls(pcap1, port1), wire_calls(pcap2, port2)
     assert w1 == w2, (w1, w2)
     assert w1[7] == 3 and w1[6] == 2 and w1[14] == 1 and w1[3] > 30     # WRITE3, READ3, RENAME3, walks
-    # loadgen's own per-operation counts for the operations it sends one to one
+    # --run-once: exactly one pass of the known file although --time said 600 s and --warmup 5 s
     c1, c2 = op_counts(doc1), op_counts(doc2)
+    assert doc1["run_once"] and doc1["elapsed_seconds"] < 60
+    assert c1 == Counter(ln.split(" ")[1] for ln in KNOWN.splitlines() if not ln.startswith("#"))
+    # loadgen's own per-operation counts for the operations it sends one to one
     assert {k: c1.get(k) for k in ONE_TO_ONE} == {k: c2.get(k) for k in ONE_TO_ONE}, (c1, c2)
     assert doc2["unexpected"] == 0 and doc2["errors"] == doc1["errors"] == 3
     # bytes read and written
