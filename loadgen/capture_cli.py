@@ -93,7 +93,12 @@ def main(args) -> int:
         return 2
     if not lines:
         print(summary.text(), file=sys.stderr)
-        hint = "" if args.server else " (if the server uses a non-standard port, name it with --server HOST:PORT)"
+        if not args.server:
+            hint = " (if the server uses a non-standard port, name it with --server HOST:PORT)"
+        elif summary.frames.frames == 0:
+            hint = f" (no frame is to or from {server[0]})"
+        else:
+            hint = ""
         print(f"loadgen capture-to-loadfile: no NFSv3 call to write in {args.capture}{hint}; "
               f"nothing written", file=sys.stderr)
         return 1
