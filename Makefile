@@ -6,7 +6,7 @@ PYTHON   ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV     := .venv
 PY       := $(VENV)/bin/python
 APT_PKGS := gcc make python3-dev python3-venv libnfs-dev libnfs-utils prometheus dbench \
-            nfs-ganesha nfs-ganesha-vfs nfs-ganesha-mem rpcbind strace
+            nfs-ganesha nfs-ganesha-vfs nfs-ganesha-mem rpcbind strace tshark tcpdump
 BENCH_ARGS ?=
 
 .PHONY: setup apt venv build test bench clean
@@ -20,6 +20,7 @@ apt:
 	if [ -n "$$missing" ]; then \
 	    echo "setup: installing apt packages:" $$missing; \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    echo "wireshark-common wireshark-common/install-setuid boolean false" | $$SUDO debconf-set-selections; \
 	    $$SUDO apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi

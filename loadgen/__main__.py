@@ -96,6 +96,9 @@ def _add_run(sub) -> None:
                    help="rw256k: files per client (default 4)")
     p.add_argument("--rw-file-size", type=_size, default=8 << 20, metavar="BYTES",
                    help="rw256k: size of each file, suffixes K/M/G allowed (default 8M)")
+    p.add_argument("--run-once", action="store_true",
+                   help="replay the loadfile once per client and stop, whatever --time says; "
+                        "--warmup is ignored so every operation of the pass is measured (as dbench's --run-once)")
     p.add_argument("--strict", action="store_true",
                    help="a status mismatch stops the run with exit status 1 (default: report and count)")
     p.add_argument("--json", metavar="FILE", help="write the results (per-op histograms with fixed bucket "
@@ -146,7 +149,7 @@ def _cmd_run(args) -> int:
         "strict": args.strict, "json": args.json, "metrics_port": args.metrics_port,
         "metrics_addr": args.metrics_addr, "ignore_timestamps": args.ignore_timestamps,
         "seed": args.seed, "start_timeout": args.start_timeout, "rpc_timeout": args.rpc_timeout,
-        "max_mismatches": args.max_mismatches,
+        "max_mismatches": args.max_mismatches, "run_once": args.run_once,
     }
     return run(cfg, desc)
 
@@ -185,7 +188,16 @@ def _add_fuzz(sub) -> None:
     p.set_defaults(func=lambda a: fuzz.main_args(a))
 
 
-SUBCOMMANDS = (_add_run, _add_bench, _add_soak, _add_fuzz)
+def _add_capture(sub) -> None:
+    from . import capture_cli
+    p = sub.add_parser("capture-to-loadfile", help="make a dbench NFS loadfile from a capture of NFSv3 traffic",
+                       description=capture_cli.HELP_DESCRIPTION, epilog=capture_cli.HELP_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    capture_cli.add_arguments(p)
+    p.set_defaults(func=lambda a: capture_cli.main(a))
+
+
+SUBCOMMANDS = (_add_run, _add_bench, _add_soak, _add_fuzz, _add_capture)
 
 
 def build_parser() -> argparse.ArgumentParser:

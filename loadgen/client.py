@@ -1,5 +1,5 @@
 """One client process: its own libnfs context and TCP connection, its own
-directory (``/clients/client<N>``), replaying its workload in a loop.
+directory (``/clients/client<N>``), replaying its workload in a loop (or once, with ``run_once``).
 
 Protocol with the parent, over one duplex ``multiprocessing`` pipe (the child
 only sends, except for the two control messages it receives):
@@ -63,6 +63,7 @@ class _Loop:
         self.pass_start = time.monotonic()
         self.stop_reason = "time"
         self.strict_failure: str | None = None
+        self.run_once = bool(cfg.get("run_once"))
 
     def flush(self):
         ex = self.ex
@@ -148,6 +149,9 @@ class _Loop:
                 self.pass_start = time.monotonic()
                 self.tick(self.pass_start)
                 self.run_items(program.items)
+                if self.run_once:           # --run-once: one pass, whatever --time says
+                    self.stop_reason = "once"
+                    break
         except _Stop:
             pass
         if self.phase == "run" and self.cpu_start is not None:

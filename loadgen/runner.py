@@ -30,6 +30,7 @@ __all__ = ["run", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 GRACE = 10.0
+RUN_ONCE_HORIZON = 365 * 86400.0    # --run-once: the clock never ends the run
 
 
 class _Client:
@@ -87,6 +88,7 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
     try:
         child_cfg = {k: cfg[k] for k in ("url", "rpc_timeout", "strict", "ignore_timestamps", "seed",
                                          "profile", "loadfile", "rw_files", "rw_file_size")}
+        child_cfg["run_once"] = bool(cfg.get("run_once"))
         for cid in range(n):
             parent_conn, child_conn = ctx.Pipe(duplex=True)
             p = ctx.Process(target=client_main, args=(cid, n, child_cfg, child_conn),
@@ -206,13 +208,21 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
             if cfg.get("profile") == "rw256k" and (rmax < 262144 or wmax < 262144):
                 say(f"loadgen: warning: server rtmax/wtmax {rmax}/{wmax} < 256 KiB: libnfs splits the calls", err)
             t0 = time.monotonic() + 0.1
-            warmup_end = t0 + cfg["warmup"]
-            run_end = warmup_end + cfg["time"]
+            if cfg.get("run_once"):
+                # one pass per client, all of it measured: no warmup, no time limit
+                # (each call is still bounded by --rpc-timeout)
+                cfg = {**cfg, "warmup": 0.0}
+                warmup_end = t0
+                run_end = warmup_end + RUN_ONCE_HORIZON
+            else:
+                warmup_end = t0 + cfg["warmup"]
+                run_end = warmup_end + cfg["time"]
             for c in clients:
                 c.conn.send(("start", t0, warmup_end, run_end))
                 c.state = "running"
+            length = "run once" if cfg.get("run_once") else f"run {cfg['time']:g} s"
             say(f"loadgen: {n} clients, workload {workload_desc}, warmup {cfg['warmup']:g} s, "
-                f"run {cfg['time']:g} s, server rtmax/wtmax {rmax}/{wmax}")
+                f"{length}, server rtmax/wtmax {rmax}/{wmax}")
             next_tick = t0 + 1.0
             on_phase = cfg.get("on_phase")      # bench: called with "run" at warmup end, "end" at run end
             phase_seen = "warmup"
@@ -316,6 +326,7 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                          cpu_seconds=cpu, server_limits={str(c.cid): c.info for c in clients})
         doc["warmup"] = {"ops_total": phases["warmup"].count,
                          "bytes": {"read": phases["warmup"].read_bytes, "write": phases["warmup"].write_bytes}}
+        doc["run_once"] = bool(cfg.get("run_once"))
         doc["exit_code"] = exit_code
         write_json(cfg["json"], doc)
     if http is not None:

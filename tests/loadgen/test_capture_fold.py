@@ -1,0 +1,100 @@
+"""The folding rules of loadgen.capture on hand-made call sequences (no tshark)."""
+from __future__ import annotations
+
+from loadgen.capture import Line, Summary, _fold, render
+from loadgen.loadfile import parse_text
+
+OK, NOENT = "0x00000000", "0x00000002"
+
+
+def L(t, op, *paths, client=1, status=OK, numbers=(), targets=None):
+    return Line(t, client, op, tuple(paths), tuple(numbers), status,
+                tuple(targets) if targets is not None else tuple(p for p in paths if p.startswith("/")))
+
+
+def ops(lines):
+    return [(ln.op, ln.paths) for ln in lines]
+
+
+def test_path_walk_lookups_fold_into_the_next_call():
+    s = Summary()
+    lines = [L(1, "LOOKUP3", "/a"), L(2, "LOOKUP3", "/a/b"), L(3, "CREATE3", "/a/b/f"),
+             L(4, "LOOKUP3", "/a/b/f"),                       # libnfs looks the new name up
+             L(5, "WRITE3", "/a/b/f", numbers=(0, 10, 0)),
+             L(6, "LOOKUP3", "/x"), L(7, "GETATTR3", "/a"),   # /x resolved nothing: kept
+             L(8, "LOOKUP3", "/a"), L(9, "LOOKUP3", "/a/nope", status=NOENT)]
+    out = _fold(lines, s)
+    assert ops(out) == [("CREATE3", ("/a/b/f",)), ("WRITE3", ("/a/b/f",)), ("LOOKUP3", ("/x",)),
+                        ("GETATTR3", ("/a",)), ("LOOKUP3", ("/a/nope",))]
+    assert s.folded["LOOKUP3 calls that resolved the path of the next call"] == 3
+    assert s.folded["LOOKUP3 of the name just created"] == 1
+
+
+def test_rules_are_per_client():
+    s = Summary()
+    lines = [L(1, "LOOKUP3", "/a", client=1), L(2, "GETATTR3", "/a", client=2),
+             L(3, "ACCESS3", "/a/f", client=1, numbers=(1, 1)), L(4, "GETATTR3", "/z", client=2),
+             L(5, "READ3", "/a/f", client=1, numbers=(0, 4))]
+    out = _fold(lines, s)
+    # client 1's LOOKUP3 /a resolved its ACCESS3's path; the ACCESS3 opened /a/f for the READ3
+    assert [(ln.client, ln.op) for ln in out] == [(2, "GETATTR3"), (2, "GETATTR3"), (1, "READ3")]
+
+
+def test_close_time_commits():
+    s = Summary()
+    lines = [L(1, "WRITE3", "/f", numbers=(0, 1, 0)), L(2, "COMMIT3", "/f"), L(3, "READ3", "/f", numbers=(0, 1)),
+             L(4, "COMMIT3", "/f"), L(5, "RENAME3", "/f", "/g"),
+             L(6, "WRITE3", "/h", numbers=(0, 1, 0)), L(7, "COMMIT3", "/h"), L(8, "COMMIT3", "/h")]
+    out = _fold(lines, s)
+    # the fsync COMMIT3 at 2 stays; the close before the RENAME3 and the two at the end go
+    assert [ln.time for ln in out] == [1, 2, 3, 5, 6]
+    assert sum(v for k, v in s.folded.items() if k.startswith("COMMIT3")) == 3
+
+
+def test_render_grammar_and_setup_lines():
+    s = Summary(capture="x.pcap")
+    s.clients = [("client1", "a"), ("client2", "b")]
+    lines = [L(10.0, "SYMLINK3", "/d/l", "../t", targets=("/d/l",)),
+             L(10.5, "WRITE3", "/d/f", client=2, numbers=(4096, 512, 2)),
+             L(11.0, "FSSTAT3", targets=("",), status="*"),
+             L(12.0, "GETATTR3", "")]                             # the export root
+    text = render(lines, s, "port", "keep")
+    body = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    assert body == [
+        '0.000000 Deltree "/clients/client1" 0x00000000', '0.000000 Deltree "/clients/client2" 0x00000000',
+        '0.000000 MKDIR3 "/clients" *', '0.000000 MKDIR3 "/clients/client1" *', '0.000000 MKDIR3 "/clients/client2" *',
+        '0.000000 SYMLINK3 "/clients/client1/d/l" "../t" 0x00000000',
+        '0.500000 WRITE3 "/clients/client2/d/f" 4096 512 2 0x00000000',
+        '1.000000 FSSTAT3 *',
+        '2.000000 GETATTR3 "/clients/client1" 0x00000000']
+    assert s.lines == 4 and s.setup_lines == 5
+    prog = parse_text(text)                          # loadgen's parser takes it as written
+    assert [it.name for it in prog.items] == ["Deltree", "Deltree", "MKDIR3", "MKDIR3", "MKDIR3", "SYMLINK3",
+                                              "WRITE3", "FSSTAT3", "GETATTR3"]
+    w = prog.items[6]
+    assert w.paths == ("/clients/client2/d/f",) and [e.value for e in w.params] == [4096, 512, 2]
+    assert w.status == "0x00000000" and w.timestamp == 0.5
+    flat = render(lines, s, "none", "drop")
+    assert [ln for ln in flat.splitlines() if not ln.startswith("#")][-1] == 'GETATTR3 "/" 0x00000000'
+
+
+def test_dot_and_dotdot_lookups_resolve_in_place():
+    from types import SimpleNamespace
+    from loadgen.capture import _Call, _Converter
+
+    def rpc(proc, leaves, call=True, t=0.0):
+        r = SimpleNamespace(procedure=proc, server=("s", 2049), client=("c", 1), conn=("tcp", 0), time=t,
+                            frame=0, accepted=True, leaves=leaves, entries=[])
+        r.all = lambda k: [v for kk, v in r.leaves if kk == k]
+        r.get = lambda k, d=None: next((v for kk, v in r.leaves if kk == k), d)
+        return r
+    s = Summary()
+    conv = _Converter("none", "keep", s)
+    conv.learn("s", "root", "")
+    conv.learn("s", "dfh", "/a/b")
+    got = []
+    for name in ("..", ".", "c"):
+        c = _Call(rpc(3, [("nfs.fhandle", "dfh"), ("nfs.name", name)]),
+                  rpc(3, [("nfs.status3", "2")], call=False))
+        got.append(conv.line(c).paths[0])
+    assert got == ["/a", "/a/b", "/a/b/c"]
