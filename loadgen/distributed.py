@@ -160,6 +160,9 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
             return EXIT_USAGE
     ui_note = ""
     if web_ui is not None:
+        # Locust's web UI re-parses sys.argv with its own parser to list "extra" options; ours are
+        # loadgen's, so it gets a bare argv (this process's argv is not used again after parsing)
+        sys.argv = sys.argv[:1]
         ui = env.create_web_ui(host=web_ui[0], port=web_ui[1])
         deadline = time.monotonic() + 10
         while (ui.server is None or getattr(ui.server, "socket", None) is None) and time.monotonic() < deadline:

@@ -2,7 +2,7 @@
 
 Each Locust user is one loadgen client (:class:`loadgen.locustuser.NfsUser`):
 its own libnfs context, ``/clients/client<N>``, the loadgen default workload
-or ``--loadfile FILE`` / ``--profile rw256k``, one Locust request per NFS
+or ``--nfs-loadfile FILE`` / ``--nfs-profile rw256k``, one Locust request per NFS
 operation.  python-libnfs holds the GIL during a call, so run one user per
 process: ``--processes N -u N`` (or workers with one user each).  For the
 dbench-style table, JSON and Prometheus metrics use ``loadgen run --master``

@@ -27,7 +27,7 @@ Two modes, picked from the environment:
                       nfsbulk_failed {cid, stage, message}
 
 * plain Locust (``locust -f loadgen/locustfile.py --host nfs://...``): options
-  from Locust's command line (``--loadfile``, ``--profile``, ...), no
+  from Locust's command line (``--nfs-loadfile``, ``--nfs-profile``, ...), no
   phases; the user replays until Locust stops it.
 
 Threads and processes: Locust runs users as gevent greenlets, and
@@ -191,18 +191,18 @@ class NfsUser(User):
         url = self.host or (opts.host if opts else None)
         if not url or not url.startswith("nfs://"):
             raise RuntimeError(f"NfsUser needs --host nfs://SERVER/EXPORT?..., got {url!r}")
-        cfg = {"url": url, "profile": getattr(opts, "profile", None),
-               "loadfile": getattr(opts, "loadfile", None) or None,
-               "rw_files": getattr(opts, "rw_files", 4), "rw_file_size": getattr(opts, "rw_file_size", 8 << 20)}
+        cfg = {"url": url, "profile": getattr(opts, "nfs_profile", None),
+               "loadfile": getattr(opts, "nfs_loadfile", None) or None,
+               "rw_files": getattr(opts, "nfs_rw_files", 4), "rw_file_size": getattr(opts, "nfs_rw_file_size", 8 << 20)}
         nclients = max(1, getattr(opts, "num_users", 1) or 1)
-        self._nfs = nfs = NfsContext(url, getattr(opts, "rpc_timeout", 30.0))
+        self._nfs = nfs = NfsContext(url, getattr(opts, "nfs_rpc_timeout", 30.0))
         program = build_workload(cfg, nfs, f"client{cid}")
-        ex = Executor(nfs, cid, nclients, random.Random((getattr(opts, "seed", 0) << 16) + cid))
+        ex = Executor(nfs, cid, nclients, random.Random((getattr(opts, "nfs_seed", 0) << 16) + cid))
 
         def tick(now):
             gevent.sleep(0)
 
-        Replay(ex, honor_timestamps=not getattr(opts, "ignore_timestamps", False), tick=tick,
+        Replay(ex, honor_timestamps=not getattr(opts, "nfs_ignore_timestamps", False), tick=tick,
                on_op=self._fire).run(program)
 
     # -- driven by a loadgen master -------------------------------------------
@@ -269,7 +269,9 @@ class NfsUser(User):
 
             Replay(ex, honor_timestamps=not cfg["ignore_timestamps"], tick=tick, on_op=on_op).run(program)
             cpu = _cpu() - state["cpu0"] if state["phase"] == "run" and state["cpu0"] is not None else 0.0
-            ex.close_all()
+            # no ex.close_all() here (unlike client.py): libnfs's close sends a COMMIT3 for a handle
+            # with unstable writes, an RPC that is no loadfile op; nfs.destroy() in replay()'s
+            # finally drops the handles without RPCs, so the server's counts match the reported ops
             flush()
             if state["strict"] is not None:
                 raise _Failed(state["strict"])
@@ -295,12 +297,15 @@ class _Failed(Exception):
 
 @events.init_command_line_parser.add_listener
 def _options(parser, **kw):
-    """Options of the shipped locustfile in plain Locust mode (also shown in Locust's --help)."""
+    """Options of the shipped locustfile in plain Locust mode (shown in Locust's --help); prefixed
+    with --nfs- so they cannot clash with Locust's own (it has a --profile)."""
     g = parser.add_argument_group("nfsbulk NfsUser (loadgen/locustfile.py)")
-    g.add_argument("--loadfile", default="", help="dbench loadfile each user replays (default: loadgen's default workload)")
-    g.add_argument("--profile", choices=["rw256k"], default=None, help="built-in profile instead of a loadfile")
-    g.add_argument("--rw-files", type=int, default=4, help="rw256k: files per client (default 4)")
-    g.add_argument("--rw-file-size", type=int, default=8 << 20, help="rw256k: bytes per file (default 8 MiB)")
-    g.add_argument("--ignore-timestamps", action="store_true", help="run loadfile lines back to back")
-    g.add_argument("--rpc-timeout", type=float, default=30.0, help="libnfs timeout per call, seconds (default 30)")
-    g.add_argument("--seed", type=int, default=0, help="seed for random offsets and RANDOMSTRING (default 0)")
+    g.add_argument("--nfs-loadfile", default="", help="dbench loadfile each user replays "
+                                                      "(default: loadgen's default workload)")
+    g.add_argument("--nfs-profile", choices=["rw256k"], default=None, help="built-in profile instead of a loadfile")
+    g.add_argument("--nfs-rw-files", type=int, default=4, help="rw256k: files per client (default 4)")
+    g.add_argument("--nfs-rw-file-size", type=int, default=8 << 20, help="rw256k: bytes per file (default 8 MiB)")
+    g.add_argument("--nfs-ignore-timestamps", action="store_true", help="run loadfile lines back to back")
+    g.add_argument("--nfs-rpc-timeout", type=float, default=30.0,
+                   help="libnfs timeout per call, seconds (default 30)")
+    g.add_argument("--nfs-seed", type=int, default=0, help="seed for random offsets and RANDOMSTRING (default 0)")
