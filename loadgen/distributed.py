@@ -129,6 +129,8 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
             if msg.type == "client_ready" and started[0] and client_id not in clients:
                 say(f"loadgen: refused worker {client_id}: it connected after the clients were assigned "
                     f"(--expect-workers {n})", err)
+                # ack first so its connect completes (else Locust retries for minutes), then say why, then quit
+                self.server.send_to_client(Message("ack", {"index": -1}, client_id))
                 self.server.send_to_client(Message("nfsbulk_refused", {"reason": "run already started"}, client_id))
                 self.server.send_to_client(Message("quit", None, client_id))
                 return
@@ -253,10 +255,19 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
                      + ("stopped heartbeating" if w is not None else "disconnected"))
 
     sigints = [0]
+    finishing = [False]        # our own runner.quit() stops Locust too; that is no web UI STOP
 
     def on_sigint():
         sigints[0] += 1
     gevent.signal_handler(signal.SIGINT, on_sigint)
+
+    def on_test_stopping(**kw):
+        # STOP in Locust's web UI: the workers' users are being stopped (they report what ran);
+        # the run ends as after one Ctrl-C
+        if t_start[0] is not None and sigints[0] == 0 and not finishing[0]:
+            say("loadgen: stopped from Locust's web UI", err)
+            sigints[0] = 1
+    env.events.test_stopping.add_listener(on_test_stopping)
 
     def send_all(kind, data):
         for node, c in clients.items():
@@ -375,6 +386,7 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
             elif interrupted:
                 exit_code = EXIT_INTERRUPTED
     finally:
+        finishing[0] = True
         totals.set_clients(0)
         try:
             runner.quit()            # Locust's "quit" to every worker, then our greenlets go
@@ -437,15 +449,24 @@ def worker_main(master: tuple[str, int], processes: int, err=None) -> int:
 
     parent = os.getppid()
     group = os.environ.get(GROUP_ENV) or f"{socket.gethostname()}:{os.getpid()}"
+    from locust.runners import WorkerRunner
+    from locust.stats import RequestStats
+
+    class _Worker(WorkerRunner):
+        def connect_to_master(self):
+            st.register(self)      # before the hello: the master may answer with nfsbulk_refused at once
+            super().connect_to_master()
+
     env = Environment(user_classes=[NfsUser], events=locust.events)
     st = WorkerState(group)
     env.nfsbulk = st
     try:
-        runner = env.create_worker_runner(master[0], master[1])
+        env.stats = RequestStats(use_response_times_cache=False)    # as create_worker_runner does
+        runner = _Worker(env, master_host=master[0], master_port=master[1])
+        env.runner = runner
     except Exception as e:        # ConnectionError after Locust's retries, RPC errors
         print(f"loadgen worker: cannot connect to master {master[0]}:{master[1]}: {e}", file=err, flush=True)
         return EXIT_FAIL
-    st.register(runner)
 
     def leave(*_a):
         try:
@@ -463,7 +484,16 @@ def worker_main(master: tuple[str, int], processes: int, err=None) -> int:
         leave()
     if os.environ.get(GROUP_ENV):
         gevent.spawn(watch_parent)
-    runner.greenlet.join()
+    if st.refused is not None:
+        # refused during the hello: Locust's quit handler ran before the runner spawned its
+        # heartbeat and report greenlets, so they would live on; end them here
+        runner.greenlet.kill(block=True)
+    else:
+        runner.greenlet.join()
+    try:
+        runner.client.close(linger=2000)   # bounded: a zmq context with unsent messages blocks exit
+    except Exception:
+        pass
     if st.refused is not None:
         print(f"loadgen worker: refused by the master ({st.refused})", file=err, flush=True)
         return EXIT_FAIL

@@ -111,7 +111,10 @@ class WorkerState:
         self.failed = False
 
     def register(self, runner) -> None:
-        """Listen for the master's nfsbulk_* messages on a WorkerRunner."""
+        """Listen for the master's nfsbulk_* messages on a WorkerRunner (once)."""
+        if getattr(runner, "_nfsbulk_registered", False):
+            return
+        runner._nfsbulk_registered = True
         def on_config(environment, msg, **kw):
             self.config = msg.data
             self.config_event.set()
@@ -267,7 +270,14 @@ class NfsUser(User):
                     state["reason"] = "strict"
                     raise Stop
 
-            Replay(ex, honor_timestamps=not cfg["ignore_timestamps"], tick=tick, on_op=on_op).run(program)
+            try:
+                Replay(ex, honor_timestamps=not cfg["ignore_timestamps"], tick=tick, on_op=on_op).run(program)
+            except gevent.GreenletExit:
+                # Locust stopped this user (web UI STOP or a user count lowered): report what ran
+                flush()
+                send("done", cpu=0.0, reason="stopped by Locust")
+                st.finished = True
+                raise
             cpu = _cpu() - state["cpu0"] if state["phase"] == "run" and state["cpu0"] is not None else 0.0
             # no ex.close_all() here (unlike client.py): libnfs's close sends a COMMIT3 for a handle
             # with unstable writes, an RPC that is no loadfile op; nfs.destroy() in replay()'s

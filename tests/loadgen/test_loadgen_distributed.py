@@ -7,6 +7,7 @@ with a deadline.  Server-side truth comes from rpcsrv's own /metrics.
 from __future__ import annotations
 
 import html.parser
+import importlib.util
 import json
 import os
 import re
@@ -22,7 +23,9 @@ import pytest
 
 from nfsbulk_testlib import ROOT, ServerProcess
 
-pytest.importorskip("locust")
+# find, never import: importing locust monkey-patches the whole test process with gevent
+if importlib.util.find_spec("locust") is None:
+    pytest.skip("Locust is not installed (make setup installs nfsbulk[distributed])", allow_module_level=True)
 
 # write-and-commit: FILE_SYNC writes on their own O_SYNC handle and a COMMIT3 per pass, so every
 # loadfile op maps to exactly one NFS procedure on the server (see loadgen/ops.py)
@@ -151,15 +154,21 @@ def test_worker_killed_mid_run_fails_the_run_and_keeps_survivors(tmp_path):
         master, port, out, _ = _start_master(srv.url, tmp_path, 2, ("--time", "60"))
         w1 = _start_worker(port, 1)
         w2 = _start_worker(port, 1)
+        late = None
         try:
             _wait_execute_line(master, time.monotonic() + 60)
+            # a worker that connects after the start is refused and exits 1
+            late = _start_worker(port, 1)
+            late_out, late_err = late.communicate(timeout=60)
+            assert late.returncode == 1 and "refused by the master" in late_err, late_err
             victim = w2.pid
             os.killpg(w2.pid, signal.SIGKILL)
             mout, merr = master.communicate(timeout=60)
             w1.wait(timeout=30)
         finally:
-            _cleanup(master, w1, w2)
+            _cleanup(master, w1, w2, *([late] if late else []))
     assert master.returncode == 1, mout + merr
+    assert re.search(r"refused worker \S+: it connected after the clients were assigned", merr), merr
     m = re.search(r"worker (\S+) \(client(\d), host \S+ pid %d\) lost at ([\d.]+) s" % victim, merr)
     assert m, merr
     doc = json.loads(out.read_text())
@@ -207,7 +216,9 @@ def test_web_ui_in_headless_chromium_and_ctrl_c_stops_workers(tmp_path):
     export = tmp_path / "export"
     export.mkdir()
     with ServerProcess(export, threads=2) as srv:
-        master, port, out, ui = _start_master(srv.url, tmp_path, 1, ("--time", "120", "--web-ui", "127.0.0.1:0"))
+        lport = _free_port()
+        master, port, out, ui = _start_master(srv.url, tmp_path, 1, ("--time", "120", "--web-ui", "127.0.0.1:0",
+                                                                     "--metrics-port", str(lport)))
         assert ui, "no web UI address announced"
         w = _start_worker(port, 1)
         try:
@@ -228,6 +239,13 @@ def test_web_ui_in_headless_chromium_and_ctrl_c_stops_workers(tmp_path):
             subprocess.run([*common, "--window-size=1400,900", f"--screenshot={shot}", ui],
                            capture_output=True, timeout=60)
             print(f"web UI screenshot: {shot}")
+            # the master's /metrics: the same families as a single-machine run
+            text = _scrape(lport)
+            m = re.search(r'^nfsbulk_loadgen_ops_total\{op="WRITE3",status="ok"\} (\S+)$', text, re.M)
+            assert m and float(m.group(1)) > 0, text
+            assert re.search(r"^nfsbulk_loadgen_clients 1\.0$", text, re.M), text
+            assert re.search(r'^nfsbulk_loadgen_bytes_total\{direction="write"\} [1-9]', text, re.M), text
+            assert 'nfsbulk_loadgen_op_duration_seconds_bucket{le="+Inf",op="COMMIT3"}' in text, text
             master.send_signal(signal.SIGINT)          # Ctrl-C on the master
             mout, merr = master.communicate(timeout=60)
             wcode = w.wait(timeout=30)                  # the worker must end by itself
@@ -246,3 +264,24 @@ def test_web_ui_in_headless_chromium_and_ctrl_c_stops_workers(tmp_path):
     assert "interrupted" in merr and "Throughput" in mout
     assert wcode == 0, w.stderr.read()
     assert json.loads(out.read_text())["interrupted"] is True
+
+
+def test_shipped_locustfile_with_locusts_own_cli(tmp_path):
+    """`locust -f loadgen/locustfile.py --host URL`: one client per process, Locust's CSV has the NFS ops."""
+    locust_bin = os.path.join(os.path.dirname(sys.executable), "locust")
+    export = tmp_path / "export"
+    export.mkdir()
+    lf = tmp_path / "wc.load"
+    lf.write_text(LOADFILE)
+    with ServerProcess(export, threads=2) as srv:
+        r = subprocess.run([locust_bin, "-f", os.path.join(ROOT, "loadgen", "locustfile.py"), "--host", srv.url,
+                            "--headless", "-u", "2", "-r", "2", "-t", "2s", "--processes", "2",
+                            "--nfs-loadfile", str(lf), "--csv", str(tmp_path / "run")],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    import csv
+    with open(tmp_path / "run_stats.csv") as f:
+        rows = {row["Name"]: row for row in csv.DictReader(f)}
+    for op in PROCS:
+        assert int(rows[op]["Request Count"]) > 0 and rows[op]["Failure Count"] == "0", rows
+    assert sorted(os.listdir(export / "clients")) == ["client0", "client1"]
