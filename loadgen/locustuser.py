@@ -275,7 +275,8 @@ class NfsUser(User):
             except gevent.GreenletExit:
                 # Locust stopped this user (web UI STOP or a user count lowered): report what ran
                 flush()
-                send("done", cpu=0.0, reason="stopped by Locust")
+                cpu = _cpu() - state["cpu0"] if state["phase"] == "run" and state["cpu0"] is not None else 0.0
+                send("done", cpu=cpu, reason="stopped by Locust")
                 st.finished = True
                 raise
             cpu = _cpu() - state["cpu0"] if state["phase"] == "run" and state["cpu0"] is not None else 0.0
