@@ -45,8 +45,8 @@ import time
 
 __all__ = ["run_master", "worker_main", "parse_hostport"]
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-GRACE = 10.0
+# the exit statuses and the stop grace are loadgen run's, so both kinds of run agree
+from .runner import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, GRACE  # noqa: E402
 GROUP_ENV = "NFSBULK_WORKER_GROUP"
 
 

@@ -285,3 +285,21 @@ def test_shipped_locustfile_with_locusts_own_cli(tmp_path):
     for op in PROCS:
         assert int(rows[op]["Request Count"]) > 0 and rows[op]["Failure Count"] == "0", rows
     assert sorted(os.listdir(export / "clients")) == ["client0", "client1"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "nfs://127.0.0.1/x", "--master"], "--master needs --expect-workers N"),
+    (["run", "nfs://127.0.0.1/x", "--expect-workers", "2"], "--expect-workers and --web-ui need --master"),
+    (["run", "nfs://127.0.0.1/x", "--master", "--expect-workers", "2", "--clients", "3"],
+     "--clients does not apply with --master"),
+    (["run", "nfs://127.0.0.1/x", "--master", "--expect-workers", "2", "--master-bind", "h:99999"],
+     "port out of range"),
+    (["worker", "--master", "somehost"], "bad HOST:PORT 'somehost'"),
+    (["worker", "--master", "127.0.0.1:5557", "--processes", "0"], "must be >= 1"),
+])
+def test_distributed_usage_errors(argv, message):
+    r = subprocess.run([sys.executable, "-m", "loadgen", *argv], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 3, r.stderr
