@@ -291,8 +291,14 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
                 break
             gevent.sleep(0.05)
         if exit_code == EXIT_OK and not interrupted:
-            nodes = [w.id for w in runner.clients.ready][:n]
+            connected = [w.id for w in runner.clients.ready]
+            nodes = connected[:n]
             started[0] = True
+            for node in connected[n:]:     # more than N came in the same instant: refuse the extras
+                say(f"loadgen: refused worker {node}: more than --expect-workers {n} connected", err)
+                runner.send_message("nfsbulk_refused", {"reason": f"more than {n} workers"}, client_id=node)
+                runner.send_message("quit", None, client_id=node)
+                del runner.clients[node]
             for cid, node in enumerate(nodes):
                 clients[node] = _Client(cid, node)
             for node, c in clients.items():
