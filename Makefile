@@ -6,7 +6,7 @@ PYTHON   ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV     := .venv
 PY       := $(VENV)/bin/python
 APT_PKGS := gcc make python3-dev python3-venv libnfs-dev libnfs-utils prometheus dbench \
-            nfs-ganesha nfs-ganesha-vfs nfs-ganesha-mem rpcbind strace tshark tcpdump
+            nfs-ganesha nfs-ganesha-vfs nfs-ganesha-mem rpcbind strace tshark tcpdump chromium
 BENCH_ARGS ?=
 
 .PHONY: setup apt venv build test bench clean
@@ -30,7 +30,7 @@ venv: $(VENV)/.stamp-pip
 $(VENV)/.stamp-pip: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel 'cython>=3.0,<4'
-	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
+	$(PY) -m pip install -q --no-build-isolation -e '.[test,distributed]'
 	@touch $@
 
 # Cython build in place; cythonize skips unchanged sources, so this is quick.

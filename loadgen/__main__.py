@@ -117,7 +117,69 @@ def _add_run(sub) -> None:
                    help="libnfs timeout for each call, whole seconds, 0 = wait forever (default 30)")
     p.add_argument("--max-mismatches", type=int, default=20, metavar="N",
                    help="print at most N mismatch lines (all are counted; default 20)")
+    _add_master_options(p)
     p.set_defaults(func=_cmd_run)
+
+
+def _add_master_options(p) -> None:
+    g = p.add_argument_group("load from several machines (Locust's distributed runner; see `loadgen worker`)")
+    g.add_argument("--master", action="store_true",
+                   help="run no clients here: be the master of `loadgen worker` processes on this or other "
+                        "hosts; each worker process is one client; same output, JSON (plus one row per "
+                        "worker) and /metrics as a local run")
+    g.add_argument("--master-bind", default="*:5557", metavar="HOST:PORT",
+                   help="--master: address workers connect to (default *:5557; port 0 picks a free one, "
+                        "announced on the first output line)")
+    g.add_argument("--expect-workers", type=_positive_int, metavar="N",
+                   help="--master: wait (up to --start-timeout) for N worker processes, then start N clients; "
+                        "workers connecting later are refused")
+    g.add_argument("--web-ui", metavar="HOST:PORT",
+                   help="--master: also serve Locust's live web UI (NFS op rates and latencies) on HOST:PORT "
+                        "(default: no web UI)")
+
+
+def _master_wire(args, cfg: dict) -> dict:
+    """What workers need to replay the load: the loadfile travels as text."""
+    from . import workloads
+    wire = {k: cfg[k] for k in ("url", "rpc_timeout", "strict", "ignore_timestamps", "seed", "profile",
+                                "loadfile", "rw_files", "rw_file_size")}
+    wire["loadfile_text"] = None
+    if not args.profile:
+        if args.loadfile:
+            path = args.loadfile
+        elif os.path.exists(workloads.DEFAULT_CLIENT_TXT):
+            path = workloads.DEFAULT_CLIENT_TXT
+        else:
+            path = None
+            wire["loadfile"], wire["loadfile_text"] = "<loadgen default>", workloads.DEFAULT_LOADFILE
+        if path is not None:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                wire["loadfile"], wire["loadfile_text"] = path, f.read()
+    return wire
+
+
+def _cmd_master(args, cfg: dict, desc: str) -> int:
+    from .runner import EXIT_USAGE
+    if args.expect_workers is None:
+        print("loadgen: --master needs --expect-workers N", file=sys.stderr)
+        return EXIT_USAGE
+    if args.clients != 1:
+        print("loadgen: --clients does not apply with --master (each worker process is one client; "
+              "use --expect-workers)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        from .distributed import parse_hostport, run_master
+    except ImportError as e:
+        print(f"loadgen: --master needs Locust ({e}); install nfsbulk[distributed]", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        bind = parse_hostport(args.master_bind)
+        ui = parse_hostport(args.web_ui, "127.0.0.1") if args.web_ui else None
+    except ValueError as e:
+        print(f"loadgen: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    cfg = dict(cfg, clients=args.expect_workers, wire=_master_wire(args, cfg))
+    return run_master(cfg, desc, bind, args.expect_workers, web_ui=ui)
 
 
 def _cmd_run(args) -> int:
@@ -151,6 +213,11 @@ def _cmd_run(args) -> int:
         "seed": args.seed, "start_timeout": args.start_timeout, "rpc_timeout": args.rpc_timeout,
         "max_mismatches": args.max_mismatches, "run_once": args.run_once,
     }
+    if args.master:
+        return _cmd_master(args, cfg, desc)
+    if args.expect_workers is not None or args.web_ui:
+        print("loadgen: --expect-workers and --web-ui need --master", file=sys.stderr)
+        return EXIT_USAGE
     return run(cfg, desc)
 
 
@@ -197,7 +264,41 @@ def _add_capture(sub) -> None:
     p.set_defaults(func=lambda a: capture_cli.main(a))
 
 
-SUBCOMMANDS = (_add_run, _add_bench, _add_soak, _add_fuzz, _add_capture)
+def _add_worker(sub) -> None:
+    p = sub.add_parser(
+        "worker", help="host clients for a `loadgen run --master` on this machine",
+        description="Connect to a loadgen master (`loadgen run URL --master ...`) and run --processes "
+                    "worker processes, each one loadgen client (its own libnfs context, /clients/clientN, "
+                    "N given by the master). The master sends the workload (loadfile text included) and "
+                    "the clock; this command only needs to reach the master and the NFS server.",
+        epilog="Exit status: 0 the master ended the run; 1 refused (connected after the start), the "
+               "client failed or the master was unreachable; 2 usage.")
+    p.add_argument("--master", required=True, metavar="HOST:PORT",
+                   help="the master's --master-bind address as seen from this host (e.g. 10.0.0.5:5557)")
+    p.add_argument("--processes", type=_positive_int, default=1, metavar="N",
+                   help="worker processes (= clients) to run here; python-libnfs holds the GIL, so one "
+                        "client per process (default 1)")
+    p.set_defaults(func=_cmd_worker)
+
+
+def _cmd_worker(args) -> int:
+    try:
+        from .distributed import parse_hostport, worker_main
+    except ImportError as e:
+        print(f"loadgen: worker needs Locust ({e}); install nfsbulk[distributed]", file=sys.stderr)
+        return 2
+    try:
+        host, port = parse_hostport(args.master, "127.0.0.1")
+    except ValueError as e:
+        print(f"loadgen: {e}", file=sys.stderr)
+        return 2
+    if port == 0:
+        print("loadgen: --master needs the master's port", file=sys.stderr)
+        return 2
+    return worker_main((host, port), args.processes)
+
+
+SUBCOMMANDS = (_add_run, _add_bench, _add_soak, _add_fuzz, _add_capture, _add_worker)
 
 
 def build_parser() -> argparse.ArgumentParser:

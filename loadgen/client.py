@@ -28,16 +28,12 @@ import signal
 import time
 import traceback
 
-from .loadfile import Loop, Op, RandomString, Repeat, Sleep, WritePattern, parse_file
-from .stats import PhaseStats
+from .loadfile import parse_file, parse_text
+from .replay import Recorder, Replay, Stop
 
-__all__ = ["client_main", "FLUSH_INTERVAL"]
+__all__ = ["client_main", "build_workload", "FLUSH_INTERVAL"]
 
 FLUSH_INTERVAL = 0.25
-
-
-class _Stop(Exception):
-    pass
 
 
 def _cpu() -> float:
@@ -46,39 +42,37 @@ def _cpu() -> float:
 
 
 class _Loop:
+    """The pipe side of a client: phases from the shared clock, deltas to the
+    parent every FLUSH_INTERVAL, "stop" from the parent.  The replay itself is
+    :class:`replay.Replay`'s (shared with the Locust user)."""
+
     def __init__(self, conn, cid, ex, cfg, t0, warmup_end, run_end):
         self.conn = conn
         self.cid = cid
         self.ex = ex
         self.strict = cfg["strict"]
-        self.honor_ts = not cfg["ignore_timestamps"]
         self.warmup_end = warmup_end
         self.run_end = run_end
         self.phase = "warmup" if time.monotonic() < warmup_end else "run"
-        self.stats = PhaseStats()
-        self.mismatches: list[str] = []
+        self.rec = Recorder(ex, f"client{cid}")
         self.next_flush = time.monotonic() + FLUSH_INTERVAL
         self.cpu_start = _cpu() if self.phase == "run" else None
         self.cpu_run = 0.0
-        self.pass_start = time.monotonic()
         self.stop_reason = "time"
         self.strict_failure: str | None = None
         self.run_once = bool(cfg.get("run_once"))
+        self.replay = Replay(ex, honor_timestamps=not cfg["ignore_timestamps"],
+                             tick=self.tick, on_op=self.on_op)
 
     def flush(self):
-        ex = self.ex
-        self.stats.read_bytes += ex.read_bytes
-        self.stats.write_bytes += ex.write_bytes
-        ex.read_bytes = ex.write_bytes = 0
-        if not self.stats.empty() or self.mismatches:
-            self.conn.send(("stats", self.cid, self.phase, self.stats, self.mismatches))
-            self.stats = PhaseStats()
-            self.mismatches = []
+        d = self.rec.take()
+        if d is not None:
+            self.conn.send(("stats", self.cid, self.phase, d[0], d[1]))
 
     def tick(self, now: float):
         if now >= self.run_end:
             self.stop_reason = "time"
-            raise _Stop
+            raise Stop
         if self.phase == "warmup" and now >= self.warmup_end:
             self.flush()
             self.phase = "run"
@@ -90,81 +84,34 @@ class _Loop:
                 msg = self.conn.recv()
                 if msg[0] == "stop":
                     self.stop_reason = "stopped"
-                    raise _Stop
+                    raise Stop
 
-    def op(self, op: Op):
-        now = time.monotonic()
-        self.tick(now)
-        if op.timestamp and self.honor_ts:
-            target = self.pass_start + op.timestamp
-            while now < target:
-                time.sleep(min(target - now, 0.05))
-                now = time.monotonic()
-                self.tick(now)
-        t = time.perf_counter()
-        label, msg = self.ex.execute(op)
-        dt = time.perf_counter() - t
-        self.stats.op(op.name).record(dt, label)
-        if dt > self.stats.max_latency:
-            self.stats.max_latency = dt
-        if msg is not None:
-            self.mismatches.append(f"client{self.cid} {msg}")
-            if self.strict:
-                self.strict_failure = msg
-                self.stop_reason = "strict"
-                raise _Stop
-
-    def sleep(self, seconds: float):
-        end = time.monotonic() + seconds
-        while True:
-            now = time.monotonic()
-            self.tick(now)
-            if now >= end:
-                return
-            time.sleep(min(end - now, 0.05))
-
-    def run_items(self, items):
-        ex = self.ex
-        for it in items:
-            t = type(it)
-            if t is Op:
-                self.op(it)
-            elif t is Repeat:
-                o = it.op
-                for _ in range(it.count):
-                    self.op(o)
-            elif t is Loop:
-                for _ in range(it.count):
-                    self.run_items(it.body)
-            elif t is Sleep:
-                self.sleep(it.usec / 1e6)
-            elif t is WritePattern:
-                ex.set_pattern(it.pattern)
-            elif t is RandomString:
-                ex.vars[it.var] = "".join(ex.rng.choice(s) for s in it.pattern)
+    def on_op(self, name, seconds, nbytes, status, message):
+        self.rec.record(name, seconds, status, message)
+        if message is not None and self.strict:
+            self.strict_failure = message
+            self.stop_reason = "strict"
+            raise Stop
 
     def run(self, program):
-        try:
-            while True:
-                self.pass_start = time.monotonic()
-                self.tick(self.pass_start)
-                self.run_items(program.items)
-                if self.run_once:           # --run-once: one pass, whatever --time says
-                    self.stop_reason = "once"
-                    break
-        except _Stop:
-            pass
+        if not self.replay.run(program, once=self.run_once):
+            self.stop_reason = "once"          # --run-once: one pass, whatever --time says
         if self.phase == "run" and self.cpu_start is not None:
             self.cpu_run = _cpu() - self.cpu_start
         self.flush()
 
 
-def _build_workload(cfg, nfs, cname):
+def build_workload(cfg, nfs, cname):
+    """The client's Program: rw256k (laid out now, untimed), the loadfile (its
+    text when the config carries it, as a loadgen master sends it to remote
+    workers, else its path), or the default workload."""
     from . import workloads
     prof = cfg.get("profile")
     if prof == "rw256k":
         workloads.rw256k_setup(nfs, cname, cfg["rw_files"], cfg["rw_file_size"])
         return workloads.rw256k_program(cfg["rw_files"], cfg["rw_file_size"])
+    if cfg.get("loadfile_text") is not None:
+        return parse_text(cfg["loadfile_text"], source=cfg.get("loadfile") or "<loadfile>")
     if cfg.get("loadfile"):
         return parse_file(cfg["loadfile"])
     return workloads.default_program()[0]
@@ -185,7 +132,7 @@ def client_main(cid: int, nclients: int, cfg: dict, conn) -> None:
             raise SystemExit(1)
         stage = "setup"
         cname = f"client{cid}"
-        program = _build_workload(cfg, nfs, cname)
+        program = build_workload(cfg, nfs, cname)
         rng = random.Random((cfg["seed"] << 16) + cid)
         ex = Executor(nfs, cid, nclients, rng)
         conn.send(("ready", cid, {"readmax": nfs.readmax, "writemax": nfs.writemax}))
