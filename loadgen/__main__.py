@@ -154,11 +154,15 @@ def _cmd_run(args) -> int:
 def _add_bench(sub) -> None:
     from . import bench
     p = sub.add_parser(
-        "bench", help="compare rpcsrv's svc_alloc_arg strategies under load (the seed's table)",
-        description="For each svc_alloc_arg strategy, start rpcsrv as a subprocess, run the load, read the "
-                    "server's metrics over the measured window, and print the seed's table (us per call, "
-                    "calls, pages per call, waits, p50/p99, ops/s and MB/s with deltas) beside the kernel's "
-                    "figures. Strategies are interleaved over rounds; figures are medians.")
+        "bench", help="compare rpcsrv's svc_alloc_arg strategies (and peer servers) under load, with CIs",
+        description="Each round runs every svc_alloc_arg strategy (and every --peer) once, in an order shuffled "
+                    "from --seed: rpcsrv is started as a subprocess, the load runs, the server's metrics and "
+                    "CPU time are read over the measured window. Per strategy: medians and 95%% CIs over "
+                    "rounds of ops/s, MB/s, svc_alloc_arg us per call and server CPU us per op, beside the "
+                    "kernel's figures; against --baseline: ratios with 95%% CIs and a verdict (faster, slower, "
+                    "no significant difference). Ends with the verdict lines.",
+        epilog="Exit status: 0 ok; 1 a run failed; 2 usage (bad flag or output path, checked before any "
+               "server starts); 130 interrupted (the finished runs are still printed and written).")
     bench.add_arguments(p)
     p.set_defaults(func=lambda a: bench.main(a))
 
@@ -185,7 +189,18 @@ def _add_fuzz(sub) -> None:
     p.set_defaults(func=lambda a: fuzz.main_args(a))
 
 
-SUBCOMMANDS = (_add_run, _add_bench, _add_soak, _add_fuzz)
+def _add_compare(sub) -> None:
+    from . import compare
+    p = sub.add_parser(
+        "compare", help="matching figures of two or more result files side by side, with ratios and verdicts",
+        description=compare.__doc__.split("\n\n", 1)[1].split("\n\nFor costs")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Exit status: 0 ok; 2 a file is missing, not JSON, not a loadgen result, or of another kind.")
+    compare.add_arguments(p)
+    p.set_defaults(func=lambda a: compare.main(a))
+
+
+SUBCOMMANDS = (_add_run, _add_bench, _add_compare, _add_soak, _add_fuzz)
 
 
 def build_parser() -> argparse.ArgumentParser:
