@@ -1,8 +1,8 @@
 """loadgen bench: rpcsrv's svc_alloc_arg strategies (and peer servers) compared under the same load.
 
-Design of the comparison: each round runs every strategy and every peer once, in an order
-shuffled afresh for that round from (--seed, profile, round) (ci.round_order; the seed and the
-orders are in the JSON). A run is loadgen/harness.py: a fresh `python -m rpcsrv --strategy S`,
+Design of the comparison: each round runs, for every profile in turn, every strategy and every
+peer once, in an order shuffled afresh from (--seed, profile, round) (ci.round_order; the seed
+and the orders are in the JSON). A run is loadgen/harness.py: a fresh `python -m rpcsrv --strategy S`,
 the load, /metrics and /proc read at the edges of the measured window. Per strategy: medians
 and 95 % CIs over rounds; per non-baseline entry: ratios to the baseline (`--baseline`, default
 single) with 95 % CIs and verdicts (loadgen/ci.py names the method). `--target-ci PCT` keeps
@@ -34,6 +34,7 @@ from .harness import BenchError, Interrupted, peer_run, strategy_run
 from .meta import SCHEMA_BENCH, build_meta
 from .outputs import Outputs, check_path
 from .strategies import StrategyError, load as load_strategies
+from .workloads import DEFAULT_CLIENT_TXT
 
 __all__ = ["add_arguments", "main"]
 
@@ -64,6 +65,10 @@ def add_arguments(p) -> None:
     p.add_argument("--arena-mib", type=int, default=256, help="rpcsrv allocator arena (default 256)")
     p.add_argument("--rw-file-size", type=int, default=8 << 20, help="rw256k: bytes per file (default 8 MiB)")
     p.add_argument("--rw-files", type=int, default=4, help="rw256k: files per client (default 4)")
+    p.add_argument("--dbench-lines", type=int, default=60000, metavar="N",
+                   help="dbench profile: replay the first N lines of client.txt (default 60000: a run of the "
+                        "default settings reaches about a sixth of them, and each client parses only these, "
+                        "not all 458,000; 0 = the whole file)")
     p.add_argument("--export", metavar="DIR",
                    help="directory under which each run gets a fresh export (default: a temporary directory)")
     p.add_argument("--peer", action="append", default=[], metavar="NAME=URL",
@@ -94,8 +99,9 @@ def _parse(args):
             return err
     if args.export and not os.path.isdir(args.export):
         return "--export %s: not a directory" % args.export
-    if args.clients < 1 or args.rounds < 1 or args.time <= 0 or args.warmup < 0 or args.threads < 1:
-        return "--clients, --rounds, --threads must be >= 1, --time > 0 and --warmup >= 0"
+    if args.clients < 1 or args.rounds < 1 or args.time <= 0 or args.warmup < 0 or args.threads < 1 \
+            or args.dbench_lines < 0:
+        return "--clients, --rounds, --threads must be >= 1, --time > 0, --warmup and --dbench-lines >= 0"
     if args.target_ci is not None and (args.target_ci <= 0 or args.max_rounds < max(2, args.rounds)):
         return "--target-ci must be > 0 and --max-rounds >= --rounds (and >= 2)"
     profiles = [s.strip() for s in args.profile.split(",") if s.strip()]
@@ -131,7 +137,9 @@ def _parse(args):
         "peers": peers, "peer_pids": pids,
         "server": {"threads": args.threads, "arena_mib": args.arena_mib, "listen": "127.0.0.1:0"},
         "load": {"clients": args.clients, "time": args.time, "warmup": args.warmup,
-                 "rw_file_size": args.rw_file_size, "rw_files": args.rw_files},
+                 "rw_file_size": args.rw_file_size, "rw_files": args.rw_files,
+                 "dbench_loadfile": DEFAULT_CLIENT_TXT if os.path.exists(DEFAULT_CLIENT_TXT) else None,
+                 "dbench_lines": args.dbench_lines or None},
         "kernel": {s["name"]: {k: s.get(k) for k in ("summary", "kernel", "kernel_us", "kernel_calls")}
                    for s in table if s["name"] in strategies},
     }
@@ -142,7 +150,8 @@ class Progress:
 
     A run's expected length is the mean of the finished runs of its profile; before any, the
     mean overhead (server start, mount, setup, stop) seen in other profiles plus warmup + time;
-    before any run at all, a guess of 3 s overhead."""
+    before any run at all, a guess of 3 s overhead. Rounds interleave the profiles, so every
+    profile has been seen once the first round is through."""
 
     def __init__(self, settings):
         self.s = settings
@@ -157,58 +166,61 @@ class Progress:
         over = [x - self.window for p in self.durations.values() for x in p]
         return self.window + (sum(over) / len(over) if over else 3.0)
 
-    def left(self, prof, done_in_profile):
-        i = self.s["profiles"].index(prof)
+    def left(self):
+        """Seconds left for the planned rounds (--rounds; --target-ci may add more)."""
         planned = self.s["rounds"] * self.entries
-        secs = max(0, planned - done_in_profile) * self._per_run(prof)
-        for p in self.s["profiles"][i + 1:]:
-            secs += planned * self._per_run(p)
-        return secs
+        return sum(max(0, planned - len(self.durations[p])) * self._per_run(p) for p in self.s["profiles"])
 
     def say(self, msg):
         print("bench: " + msg, file=sys.stderr, flush=True)
 
 
-def bench_profile(profile: str, settings: dict, opts: dict, root: str, prog: Progress, out: dict) -> None:
-    """Run the rounds of one profile, filling `out` (runs, orders, stop reason) as runs finish."""
-    opts = dict(opts, profile=profile)
+def run_rounds(settings: dict, opts: dict, root: str, prog: Progress, state: dict) -> None:
+    """Run the rounds, filling state[profile] (runs, orders, stop reason) as runs finish. A round
+    runs every profile in turn, each with every entry once in its shuffled order."""
     names = settings["strategies"] + list(settings["peers"])
-    runs = out.setdefault("runs", {n: [] for n in names})
-    orders = out.setdefault("orders", [])
+    profiles = settings["profiles"]
+    for prof in profiles:
+        state[prof].setdefault("runs", {n: [] for n in names})
+        state[prof].setdefault("orders", [])
     target = settings["target_ci_pct"]
-    done = 0
     r = 0
     while True:
         if r >= settings["rounds"]:
-            if target is None:
-                out["stop_reason"] = "rounds"
-                break
-            hw = _max_half_width(compare_all(runs, settings["baseline"]))
-            out["max_ci_half_width_pct"] = hw
-            if hw <= target:
-                out["stop_reason"] = "target-ci reached (%.1f %% <= %g %%)" % (hw, target)
-                break
-            if r >= settings["max_rounds"]:
-                out["stop_reason"] = "max-rounds reached (largest CI half-width %.1f %% > %g %%)" % (hw, target)
-                break
-        order = ci.round_order(names, settings["seed"], r, profile)
-        orders.append(order)
-        for k, name in enumerate(order):
-            head = "%s round %d/%d, %s (%d/%d)" % (profile, r + 1, max(settings["rounds"], r + 1), name, k + 1,
-                                                   len(order))
-            prog.say("%s: starting; about %.0f s left" % (head, prog.left(profile, done)))
-            t0 = time.monotonic()
-            tell = lambda what, head=head: prog.say("%s: %s" % (head, what))  # noqa: E731
-            if name in settings["peers"]:
-                run = peer_run(name, settings["peers"][name], settings["peer_pids"].get(name), opts, tell)
-            else:
-                run = strategy_run(name, root, opts, tell)
-            run["round"] = r
-            run["wall_seconds"] = time.monotonic() - t0
-            runs[name].append(run)
-            prog.durations[profile].append(run["wall_seconds"])
-            done += 1
-            prog.say("%s: done in %.1f s, %.0f ops/s" % (head, run["wall_seconds"], run["ops_per_s"]))
+            reason = "rounds"
+            if target is not None:
+                hw = max(_max_half_width(compare_all(state[p]["runs"], settings["baseline"])) for p in profiles)
+                if hw <= target:
+                    reason = "target-ci reached (largest CI half-width %.1f %% <= %g %%)" % (hw, target)
+                elif r >= settings["max_rounds"]:
+                    reason = "max-rounds reached (largest CI half-width %.1f %% > %g %%)" % (hw, target)
+                else:
+                    reason = None
+                for p in profiles:
+                    state[p]["max_ci_half_width_pct"] = hw
+            if reason:
+                for p in profiles:
+                    state[p]["stop_reason"] = reason
+                return
+        for prof in profiles:
+            popts = dict(opts, profile=prof)
+            order = ci.round_order(names, settings["seed"], r, prof)
+            state[prof]["orders"].append(order)
+            for k, name in enumerate(order):
+                head = "%s round %d/%d, %s (%d/%d)" % (prof, r + 1, max(settings["rounds"], r + 1), name, k + 1,
+                                                       len(order))
+                prog.say("%s: starting; about %.0f s left" % (head, prog.left()))
+                t0 = time.monotonic()
+                tell = lambda what, head=head: prog.say("%s: %s" % (head, what))  # noqa: E731
+                if name in settings["peers"]:
+                    run = peer_run(name, settings["peers"][name], settings["peer_pids"].get(name), popts, tell)
+                else:
+                    run = strategy_run(name, root, popts, tell)
+                run["round"] = r
+                run["wall_seconds"] = time.monotonic() - t0
+                state[prof]["runs"][name].append(run)
+                prog.durations[prof].append(run["wall_seconds"])
+                prog.say("%s: done in %.1f s, %.0f ops/s" % (head, run["wall_seconds"], run["ops_per_s"]))
         r += 1
 
 
@@ -244,15 +256,24 @@ def main(args) -> int:
         root = os.path.abspath(args.export)
     else:
         tmp = root = tempfile.mkdtemp(prefix="nfsbulk-bench-")
+    load = settings["load"]
+    if "dbench" in settings["profiles"] and load["dbench_loadfile"] and load["dbench_lines"]:
+        fd, opts["loadfile"] = tempfile.mkstemp(prefix="nfsbulk-client-%d-lines-" % load["dbench_lines"],
+                                                suffix=".txt")
+        with open(load["dbench_loadfile"], errors="replace") as src, os.fdopen(fd, "w") as dst:
+            for i, line in enumerate(src):
+                if i >= load["dbench_lines"]:
+                    break
+                dst.write(line)
+    opts.pop("dbench_loadfile", None)
+    opts.pop("dbench_lines", None)
     prog = Progress(settings)
     prog.say("strategies %s, baseline %s, peers %s, seed %d" % (",".join(settings["strategies"]), settings["baseline"],
                                                                ",".join(settings["peers"]) or "none", settings["seed"]))
     state = {p: {} for p in settings["profiles"]}
     interrupted, failure = False, None
     try:
-        for prof in settings["profiles"]:
-            bench_profile(prof, settings, opts, root, prog, state[prof])
-            outs.say(format_profile(prof, profile_result(state[prof], settings), settings, settings["kernel"]))
+        run_rounds(settings, opts, root, prog, state)
     except (Interrupted, KeyboardInterrupt):
         interrupted = True
         prog.say("interrupted: the current run is dropped; writing the runs that finished")
@@ -262,11 +283,11 @@ def main(args) -> int:
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+        if opts.get("loadfile"):
+            os.unlink(opts["loadfile"])
     results = {p: profile_result(state[p], settings) for p in settings["profiles"] if state[p].get("runs")}
-    if interrupted:
-        for prof, res in results.items():
-            if "stop_reason" not in state[prof]:
-                outs.say(format_profile(prof, res, settings, settings["kernel"]))
+    for prof, res in results.items():
+        outs.say(format_profile(prof, res, settings, settings["kernel"]))
     doc = {"schema": SCHEMA_BENCH, "meta": build_meta(), "settings": {k: v for k, v in settings.items() if k != "kernel"},
            "kernel": settings["kernel"], "interrupted": interrupted, "error": failure, "profiles": results}
     first = results.get(settings["profiles"][0])
