@@ -215,7 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:        # outside the parts that handle Ctrl-C themselves: no traceback
+        print("loadgen: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

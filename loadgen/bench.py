@@ -1,8 +1,8 @@
 """loadgen bench: rpcsrv's svc_alloc_arg strategies (and peer servers) compared under the same load.
 
-Design of the comparison: each round runs, for every profile in turn, every strategy and every
-peer once, in an order shuffled afresh from (--seed, profile, round) (ci.round_order; the seed
-and the orders are in the JSON). A run is loadgen/harness.py: a fresh `python -m rpcsrv --strategy S`,
+Design of the comparison: each round runs every strategy and every peer once per profile, in an
+order shuffled afresh from (--seed, profile, round) (ci.round_order; the seed and the orders are
+in the JSON); the profiles' runs alternate. A run is loadgen/harness.py: a fresh `python -m rpcsrv --strategy S`,
 the load, /metrics and /proc read at the edges of the measured window. Per strategy: medians
 and 95 % CIs over rounds; per non-baseline entry: ratios to the baseline (`--baseline`, default
 single) with 95 % CIs and verdicts (loadgen/ci.py names the method). `--target-ci PCT` keeps
@@ -150,8 +150,8 @@ class Progress:
 
     A run's expected length is the mean of the finished runs of its profile; before any, the
     mean overhead (server start, mount, setup, stop) seen in other profiles plus warmup + time;
-    before any run at all, a guess of 3 s overhead. Rounds interleave the profiles, so every
-    profile has been seen once the first round is through."""
+    before any run at all, a guess of 3 s overhead (said so). The profiles' runs alternate, so
+    every profile's run length is known after the first few runs."""
 
     def __init__(self, settings):
         self.s = settings
@@ -177,7 +177,8 @@ class Progress:
 
 def run_rounds(settings: dict, opts: dict, root: str, prog: Progress, state: dict) -> None:
     """Run the rounds, filling state[profile] (runs, orders, stop reason) as runs finish. A round
-    runs every profile in turn, each with every entry once in its shuffled order."""
+    runs every entry once per profile, each profile in its own shuffled order, the profiles' runs
+    alternating (so drift hits them alike and the ETA knows every profile after a few runs)."""
     names = settings["strategies"] + list(settings["peers"])
     profiles = settings["profiles"]
     for prof in profiles:
@@ -202,25 +203,30 @@ def run_rounds(settings: dict, opts: dict, root: str, prog: Progress, state: dic
                 for p in profiles:
                     state[p]["stop_reason"] = reason
                 return
+        orders = {}
         for prof in profiles:
+            orders[prof] = ci.round_order(names, settings["seed"], r, prof)
+            state[prof]["orders"].append(orders[prof])
+        # the profiles' runs alternate (rw256k, dbench, rw256k, ...), each profile in its own order
+        queue = [(prof, k, orders[prof][k]) for k in range(len(names)) for prof in profiles]
+        for prof, k, name in queue:
             popts = dict(opts, profile=prof)
-            order = ci.round_order(names, settings["seed"], r, prof)
-            state[prof]["orders"].append(order)
-            for k, name in enumerate(order):
-                head = "%s round %d/%d, %s (%d/%d)" % (prof, r + 1, max(settings["rounds"], r + 1), name, k + 1,
-                                                       len(order))
-                prog.say("%s: starting; about %.0f s left" % (head, prog.left()))
-                t0 = time.monotonic()
-                tell = lambda what, head=head: prog.say("%s: %s" % (head, what))  # noqa: E731
-                if name in settings["peers"]:
-                    run = peer_run(name, settings["peers"][name], settings["peer_pids"].get(name), popts, tell)
-                else:
-                    run = strategy_run(name, root, popts, tell)
-                run["round"] = r
-                run["wall_seconds"] = time.monotonic() - t0
-                state[prof]["runs"][name].append(run)
-                prog.durations[prof].append(run["wall_seconds"])
-                prog.say("%s: done in %.1f s, %.0f ops/s" % (head, run["wall_seconds"], run["ops_per_s"]))
+            head = "%s round %d/%d, %s (%d/%d)" % (prof, r + 1, max(settings["rounds"], r + 1), name, k + 1,
+                                                   len(names))
+            prog.say("%s: starting; about %.0f s left%s" % (head, prog.left(),
+                                                            "" if any(prog.durations.values()) else " (a guess)"))
+            t0, started = time.monotonic(), time.time()
+            tell = lambda what, head=head: prog.say("%s: %s" % (head, what))  # noqa: E731
+            if name in settings["peers"]:
+                run = peer_run(name, settings["peers"][name], settings["peer_pids"].get(name), popts, tell)
+            else:
+                run = strategy_run(name, root, popts, tell)
+            run["round"] = r
+            run["start_unix"] = started
+            run["wall_seconds"] = time.monotonic() - t0
+            state[prof]["runs"][name].append(run)
+            prog.durations[prof].append(run["wall_seconds"])
+            prog.say("%s: done in %.1f s, %.0f ops/s" % (head, run["wall_seconds"], run["ops_per_s"]))
         r += 1
 
 

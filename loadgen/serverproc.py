@@ -4,7 +4,8 @@ Owns: the argv, the child process and its stderr (a temporary file, so a chatty 
 block on a full pipe), the ready handshake, and the stop. Invariants:
 
 * The child runs in its own process group, so a Ctrl-C typed at a terminal (SIGINT to the
-  foreground group) reaches only the parent; the parent decides when the server stops.
+  foreground group) reaches only the parent; the parent decides when the server stops, and a
+  Ctrl-C during stop() is held until the child has exited (then raised).
 * Start-up waits on the server's stdout for its ready line
   ``rpcsrv: serving nfs://HOST/EXPORT?nfsport=P&mountport=P... fast-path=on|off [metrics URL]``
   with a deadline (select on the pipe, never a sleep); a server that exits or stays silent is a
@@ -212,15 +213,23 @@ class RpcsrvProcess:
                 self.proc.send_signal(sig)
             except ProcessLookupError:
                 pass
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._kill()
-            err = self.stderr()
-            self._finish(err)
-            raise ServerError("rpcsrv did not stop within %g s: %s" % (timeout, err[-1500:].strip())) from None
+        deadline = time.monotonic() + timeout
+        interrupted = False
+        while True:             # a Ctrl-C while the server shuts down is held until it has exited
+            try:
+                self.proc.wait(max(0.0, deadline - time.monotonic()))
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+            except subprocess.TimeoutExpired:
+                self._kill()
+                err = self.stderr()
+                self._finish(err)
+                raise ServerError("rpcsrv did not stop within %g s: %s" % (timeout, err[-1500:].strip())) from None
         err = self.stderr()
         self._finish(err)
+        if interrupted:
+            raise KeyboardInterrupt
         return self._result
 
     def _finish(self, err):

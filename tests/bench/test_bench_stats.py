@@ -97,3 +97,47 @@ def test_round_orders_are_shuffled_and_reproducible_from_the_seed():
     assert a != [ci.round_order(names, 42, r, "dbench") for r in range(20)]
     # a round's order does not depend on how many rounds there are (--target-ci adds rounds)
     assert ci.round_order(names, 42, 7, "rw256k") == a[7]
+
+
+def _fake_settings(**kw):
+    s = {"profiles": ["rw256k", "dbench"], "strategies": ["single", "array"], "peers": {}, "peer_pids": {},
+         "baseline": "single", "seed": 9, "rounds": 2, "target_ci_pct": None, "max_rounds": 2,
+         "load": {"time": 1.0, "warmup": 0.0}}
+    s.update(kw)
+    return s
+
+
+def _fake_runs(monkeypatch, noise):
+    """bench.run_rounds with strategy_run replaced by synthetic figures (array 10 % cheaper per call)."""
+    from loadgen import bench
+    rnd = random.Random(1)
+    calls = []
+
+    def fake(name, root, opts, tell):
+        calls.append((opts["profile"], name))
+        f = rnd.lognormvariate(0, noise)
+        return {"ops_per_s": 1000.0 * f, "server_cpu_us_per_op": 50.0 * f,
+                "svc_alloc_arg_us_per_call": (0.9 if name == "array" else 1.0) * f}
+    monkeypatch.setattr(bench, "strategy_run", fake)
+    return bench, calls
+
+
+def test_target_ci_adds_rounds_until_the_cap(monkeypatch, capsys):
+    bench, calls = _fake_runs(monkeypatch, noise=0.2)
+    settings = _fake_settings(target_ci_pct=0.5, max_rounds=4)
+    state = {"rw256k": {}, "dbench": {}}
+    bench.run_rounds(settings, {}, "/nonexistent", bench.Progress(settings), state)
+    assert len(state["rw256k"]["orders"]) == 4 and state["rw256k"]["stop_reason"].startswith("max-rounds reached")
+    # the profiles alternate run by run, each in its own order from the seed
+    assert [p for p, _ in calls[:4]] == ["rw256k", "dbench", "rw256k", "dbench"]
+    for prof in ("rw256k", "dbench"):
+        assert [n for p, n in calls if p == prof] == [n for r in range(4) for n in ci.round_order(["single", "array"], 9, r, prof)]
+    assert "about" in capsys.readouterr().err
+
+
+def test_target_ci_stops_when_reached(monkeypatch):
+    bench, _ = _fake_runs(monkeypatch, noise=0.0001)
+    settings = _fake_settings(target_ci_pct=5.0, max_rounds=10)
+    state = {"rw256k": {}, "dbench": {}}
+    bench.run_rounds(settings, {}, "/nonexistent", bench.Progress(settings), state)
+    assert len(state["dbench"]["orders"]) == 2 and state["dbench"]["stop_reason"].startswith("target-ci reached")
