@@ -43,7 +43,8 @@ test: setup
 # The main job: the allocator microbenchmark, then rpcsrv under load with every
 # strategy the server lists (both profiles; each round runs every strategy once
 # per profile in a shuffled order), medians with 95 % CIs, and it ends with the
-# verdict lines against single; about 9 minutes on a busy 2-core machine.
+# verdict lines against single; about 10 minutes on this 2-core machine while
+# other jobs share it (load average 40-57), less when it is quiet.
 bench: setup
 	@mkdir -p results
 	$(PY) -m alloc.bench --rounds 500 --json results/alloc-bench.json

@@ -157,9 +157,9 @@ def _add_bench(sub) -> None:
         "bench", help="compare rpcsrv's svc_alloc_arg strategies (and peer servers) under load, with CIs",
         description="Each round runs every svc_alloc_arg strategy (and every --peer) once, in an order shuffled "
                     "from --seed: rpcsrv is started as a subprocess, the load runs, the server's metrics and "
-                    "CPU time are read over the measured window. Per strategy: medians and 95%% CIs over "
+                    "CPU time are read over the measured window. Per strategy: medians and 95 % CIs over "
                     "rounds of ops/s, MB/s, svc_alloc_arg us per call and server CPU us per op, beside the "
-                    "kernel's figures; against --baseline: ratios with 95%% CIs and a verdict (faster, slower, "
+                    "kernel's figures; against --baseline: ratios with 95 % CIs and a verdict (faster, slower, "
                     "no significant difference). Ends with the verdict lines.",
         epilog="Exit status: 0 ok; 1 a run failed; 2 usage (bad flag or output path, checked before any "
                "server starts); 130 interrupted (the finished runs are still printed and written).")

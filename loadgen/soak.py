@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 
-from .harness import BenchError, run_load
+from .harness import BenchError, Interrupted, run_load
 from .serverproc import RpcsrvProcess, ServerError, free_port, leaked_pages
 
 
@@ -127,10 +127,18 @@ def main(args) -> int:
             load_error = None
         except BenchError as e:
             doc, load_error = None, str(e)
-        stop_side.set()
-        t.join(180)
-        report["stops"].append(srv.stop())
+        except Interrupted:
+            print("soak: interrupted; stopping the server", file=sys.stderr, flush=True)
+            raise
+        finally:        # the server is in its own process group: a Ctrl-C never reaches it, so stop it here
+            stop_side.set()
+            t.join(180)
+            report["stops"].append(srv.stop())
+    except Interrupted:
+        return 130
     finally:
+        if srv.srv is not None and srv.srv.running():
+            srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     rss = [v for _, v in report["rss_kib"] if v]
     after_warmup = [v for s, v in report["rss_kib"] if v and s >= args.warmup + args.sample]
