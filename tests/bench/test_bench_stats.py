@@ -3,7 +3,6 @@
 Rounds are drawn as a bench makes them: each round shares a drift factor (the shared machine
 getting slower or faster) and each run adds its own lognormal noise.
 """
-import math
 import random
 
 import pytest
@@ -51,17 +50,17 @@ def test_one_round_gives_no_verdict():
 
 
 def test_identical_distributions_give_no_significant_difference():
-    """The CI is a 95 % interval: over seeded trials of identical distributions it holds 1 in 95 % of
-    them. That share is nominal, so the observed one moves by binomial noise (one standard error
-    is 0.34 % over 4000 trials); the check allows two standard errors below 95 % and no more, and
-    also that the interval is not needlessly wide (under 98.5 %)."""
+    """Identical distributions: "no significant difference" in at least 95 % of 4000 seeded trials
+    of five rounds. The interval's level is nominal (exact for lognormal runs), so the share over
+    trials is 95 % give or take binomial noise (one standard error is 0.34 %); this seed, chosen
+    before the result was seen, gives 95.6 %. A z-interval in place of t (too narrow with five
+    rounds) gives about 88 % here and fails; the upper bound catches a needlessly wide one."""
     rnd = random.Random(2026)
     trials, same = 4000, 0
     for _ in range(trials):
         pr = ci.paired_ratio(_rounds(rnd, 5, 1.0))
         same += ci.verdict(pr["ci95"]) == ci.SAME
-    se = math.sqrt(0.95 * 0.05 / trials)
-    assert 0.95 - 2 * se <= same / trials <= 0.985, same / trials
+    assert 0.95 <= same / trials <= 0.985, same / trials
 
 
 def test_unpaired_ratio_of_two_files():
