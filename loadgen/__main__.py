@@ -122,8 +122,14 @@ def _cmd_run(args) -> int:
     from .runner import EXIT_USAGE, run
     from . import workloads
 
+    from .outputs import check_path
+
     if not args.url.startswith("nfs://"):
         print(f"loadgen: URL must start with nfs://, got {args.url!r}", file=sys.stderr)
+        return EXIT_USAGE
+    bad = check_path("--json", args.json)
+    if bad:                      # before any client starts: a bad path must not cost the run's results
+        print(f"loadgen: {bad}", file=sys.stderr)
         return EXIT_USAGE
     if args.profile == "rw256k":
         desc = f"profile rw256k ({args.rw_files} x {args.rw_file_size} bytes per client)"

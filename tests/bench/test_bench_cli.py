@@ -135,3 +135,11 @@ def test_json_to_stdout_and_compare_two_run_files(tmp_path):
     assert row["ratios"][0]["ratio"] == pytest.approx(one["ops_per_second"] / d["ops_per_second"])
     assert rows[("READ3", "p999_seconds")]["values"][0] == d["ops"]["READ3"]["p999_seconds"]
     assert "A = %s" % files[0] in r.stderr.decode()
+
+
+def test_run_checks_its_json_path_before_any_client_starts(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "loadgen", "run", "nfs://127.0.0.1/x?nfsport=9&mountport=9",
+                        "--json", str(tmp_path / "no" / "r.json"), "--metrics-port", "0"],
+                       cwd=ROOT, capture_output=True, timeout=30)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and err.startswith("loadgen: --json ") and "Traceback" not in err, err
