@@ -32,6 +32,7 @@ import sys
 import time
 
 import alloc
+from alloc.benchmeta import host_meta
 from alloc.strategies import STRATEGIES as SVC_STRATEGIES
 
 STRATEGIES = tuple(SVC_STRATEGIES)
@@ -144,6 +145,8 @@ def run(rounds: int = 1000, arrays: int = 1, arena_mib: int = 1024, holes_list=H
             med = per_call(samples[(s, h)])
             results[s][str(h)] = {"ns_per_call": round(med, 1), "ns_per_page": round(med / h, 2)}
     return {
+        "schema": "nfsbulk-alloc-bench/2",
+        "meta": host_meta(),
         "page_size": alloc.PAGE_SIZE,
         "results": results,
         "free": {str(h): {"ns_per_call": round(per_call(free_samples[h]), 1)} for h in holes_list},

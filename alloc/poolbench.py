@@ -20,6 +20,7 @@ import sys
 
 from alloc import Allocator
 from alloc._pool import STRATEGIES, PagePool
+from alloc.benchmeta import host_meta
 
 #: page_bench04_bulk v5, ns per page: single 55.472; array at bulk 64 30.6 (cycles 110 at ~3.6 GHz)
 KERNEL_NS = {"single": 55.472, "array": 30.6}
@@ -43,7 +44,8 @@ def measure(pages: int = 1_000_000, rounds: int = 5, arena_mib: int = 64, modes=
     alloc.drain_all()
     left = alloc.stats()["allocated"]
     alloc.check()
-    return {"pages": pages, "rounds": rounds, "allocated_after": left, "clock": clock,
+    return {"schema": "nfsbulk-poolbench/2", "meta": host_meta(), "pages": pages, "rounds": rounds,
+            "allocated_after": left, "clock": clock,
             "ns_per_page": {m: {s: statistics.median(v) for s, v in d.items()} for m, d in out.items()},
             "slow_calls": slow, "all": out, "kernel_ns_per_page": KERNEL_NS}
 

@@ -187,8 +187,14 @@ def _cmd_run(args) -> int:
     from .runner import EXIT_USAGE, run
     from . import workloads
 
+    from .outputs import check_path
+
     if not args.url.startswith("nfs://"):
         print(f"loadgen: URL must start with nfs://, got {args.url!r}", file=sys.stderr)
+        return EXIT_USAGE
+    bad = check_path("--json", args.json)
+    if bad:                      # before any client starts: a bad path must not cost the run's results
+        print(f"loadgen: {bad}", file=sys.stderr)
         return EXIT_USAGE
     if args.profile == "rw256k":
         desc = f"profile rw256k ({args.rw_files} x {args.rw_file_size} bytes per client)"
@@ -224,11 +230,15 @@ def _cmd_run(args) -> int:
 def _add_bench(sub) -> None:
     from . import bench
     p = sub.add_parser(
-        "bench", help="compare rpcsrv's svc_alloc_arg strategies under load (the seed's table)",
-        description="For each svc_alloc_arg strategy, start rpcsrv as a subprocess, run the load, read the "
-                    "server's metrics over the measured window, and print the seed's table (us per call, "
-                    "calls, pages per call, waits, p50/p99, ops/s and MB/s with deltas) beside the kernel's "
-                    "figures. Strategies are interleaved over rounds; figures are medians.")
+        "bench", help="compare rpcsrv's svc_alloc_arg strategies (and peer servers) under load, with CIs",
+        description="Each round runs every svc_alloc_arg strategy (and every --peer) once, in an order shuffled "
+                    "from --seed: rpcsrv is started as a subprocess, the load runs, the server's metrics and "
+                    "CPU time are read over the measured window. Per strategy: medians and 95 % CIs over "
+                    "rounds of ops/s, MB/s, svc_alloc_arg us per call and server CPU us per op, beside the "
+                    "kernel's figures; against --baseline: ratios with 95 % CIs and a verdict (faster, slower, "
+                    "no significant difference). Ends with the verdict lines.",
+        epilog="Exit status: 0 ok; 1 a run failed; 2 usage (bad flag or output path, checked before any "
+               "server starts); 130 interrupted (the finished runs are still printed and written).")
     bench.add_arguments(p)
     p.set_defaults(func=lambda a: bench.main(a))
 
@@ -298,7 +308,18 @@ def _cmd_worker(args) -> int:
     return worker_main((host, port), args.processes)
 
 
-SUBCOMMANDS = (_add_run, _add_bench, _add_soak, _add_fuzz, _add_capture, _add_worker)
+def _add_compare(sub) -> None:
+    from . import compare
+    p = sub.add_parser(
+        "compare", help="matching figures of two or more result files side by side, with ratios and verdicts",
+        description=compare.__doc__.split("\n\n", 1)[1].split("\n\nFor costs")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Exit status: 0 ok; 2 a file is missing, not JSON, not a loadgen result, or of another kind.")
+    compare.add_arguments(p)
+    p.set_defaults(func=lambda a: compare.main(a))
+
+
+SUBCOMMANDS = (_add_run, _add_bench, _add_compare, _add_soak, _add_fuzz, _add_capture, _add_worker)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,7 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:        # outside the parts that handle Ctrl-C themselves: no traceback
+        print("loadgen: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,469 +1,322 @@
-"""loadgen bench: the seed's table from live runs.
+"""loadgen bench: rpcsrv's svc_alloc_arg strategies (and peer servers) compared under the same load.
 
-For each round and each strategy (interleaved: single, list, array, range,
-single, ... with the order rotating every round so drift hits all alike) it
-starts `python -m rpcsrv` as a subprocess on a free port with that strategy
-and a fresh export directory, waits for its ready line, runs the load with
-this package's runner (client processes on python-libnfs), reads the
-server's /metrics when the warmup ends and when the measured window ends,
-and stops the server cleanly (SIGTERM; its exit status and its report of
-allocator pages still allocated are checked). Figures are medians over
-rounds. `--peer NAME=URL` runs the same load against another NFSv3 server
-once per round and adds its throughput row.
+Design of the comparison: each round runs every strategy and every peer once per profile, in an
+order shuffled afresh from (--seed, profile, round) (ci.round_order; the seed and the orders are
+in the JSON); the profiles' runs alternate. A run is loadgen/harness.py: a fresh `python -m rpcsrv --strategy S`,
+the load, /metrics and /proc read at the edges of the measured window. Per strategy: medians
+and 95 % CIs over rounds; per non-baseline entry: ratios to the baseline (`--baseline`, default
+single) with 95 % CIs and verdicts (loadgen/ci.py names the method). `--target-ci PCT` keeps
+adding rounds until every ratio's CI half-width is under PCT % or `--max-rounds` is reached.
 
-svc_alloc_arg figures come from the server's own histograms, as deltas over
-the measured window: us per call = delta(sum) / delta(count); p50/p99 are
-interpolated from the bucket deltas (as histogram_quantile does); pages per
-call from nfsbulk_svc_alloc_arg_pages; waits from
-nfsbulk_svc_alloc_arg_waits_total. Throughput (ops/s, MB/s = 10^6 bytes of
-READ and WRITE payload) comes from the load generator.
+The strategies are the server's own (`python -m rpcsrv --list-strategies`); the default is all
+of them. `--udp-pps` runs the page_pool table instead (loadgen/udpbench.py; this module calls
+down into it, it never imports this one).
 
-This module never imports alloc or rpcsrv: the server is an outside process.
+Nothing lost: output paths are checked before the first server starts (loadgen/outputs.py);
+the servers run in their own process group, so Ctrl-C reaches only this process, which stops
+the current run cleanly, prints and writes what finished (marked interrupted) and exits 130.
+
+Single-threaded. Imports neither alloc nor rpcsrv: the server is an outside process.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import select
+import random
 import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
+from . import ci, udpbench
+from .benchreport import COMPARED, compare_all, format_profile, summarize, verdict_lines
+from .harness import BenchError, Interrupted, peer_run, strategy_run
+from .meta import SCHEMA_BENCH, build_meta
+from .outputs import Outputs, check_path
+from .strategies import StrategyError, load as load_strategies
+from .workloads import DEFAULT_CLIENT_TXT
 
-STRATEGIES = ("single", "list", "array", "range")
-LABELS = {"single": "Single page", "list": "Bulk list", "array": "Bulk array", "range": "Range"}
-#: Chuck Lever's svc_alloc_arg trace, NFSv3 256 KB reads and writes, 5.13 v6 series (the seed)
-KERNEL_US = {"single": (25.007, 532571), "list": (6.258, 517034), "array": (4.590, 517442)}
-#: XDP-RX packets/s with page_pool's bulk refill (the seed's second table)
-KERNEL_XDP = {"single": 3771046, "list": 3940242, "array": 4249224}
-URL_RE = re.compile(r"(nfs://\S+)")
+__all__ = ["add_arguments", "main"]
 
-
-class BenchError(Exception):
-    """A run could not be done (server failed to start, load failed); the message says which."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    s = socket.socket()
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-# --------------------------------------------------------------------------- server
-class Rpcsrv:
-    def __init__(self, strategy: str, export: str, threads: int, arena_mib: int, python=sys.executable,
-                 extra=()):
-        self.metrics_port = free_port()
-        cmd = [python, "-m", "rpcsrv", "--export", export, "--listen", "127.0.0.1:0",
-               "--metrics-port", str(self.metrics_port), "--threads", str(threads),
-               "--strategy", strategy, "--arena-mib", str(arena_mib), *extra]
-        self.errf = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errf)
-        self.url = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if r:
-                line = self.proc.stdout.readline().decode()
-                if not line:
-                    break
-                m = URL_RE.search(line)
-                if m:
-                    self.url = m.group(1)
-                    return
-            if self.proc.poll() is not None:
-                break
-        self.proc.kill()
-        self.proc.wait(30)
-        raise BenchError("rpcsrv (--strategy %s) did not start: %s" % (strategy, self.stderr()[-1500:]))
-
-    def stderr(self) -> str:
-        self.errf.seek(0)
-        return self.errf.read().decode(errors="replace")
-
-    def scrape(self) -> dict:
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port, timeout=10) as r:
-            return parse_metrics(r.read().decode())
-
-    def stop(self) -> int:
-        """SIGTERM, wait; returns the allocator pages the server reported still allocated."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(30)
-            raise BenchError("rpcsrv did not stop within 60 s")
-        err = self.stderr()
-        if self.proc.returncode != 0:
-            raise BenchError("rpcsrv exited with status %d: %s" % (self.proc.returncode, err[-1500:]))
-        m = re.search(r"allocator pages still allocated: (\d+)", err)
-        return int(m.group(1)) if m else -1
-
-
-def parse_metrics(text: str) -> dict:
-    """{(sample name, sorted label items): value} of an exposition."""
-    out = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def _get(m, name, **labels):
-    return m.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def _buckets(m, name, **labels):
-    """[(le, cumulative count)] sorted by le."""
-    want = set(labels.items())
-    out = []
-    for (n, lab), v in m.items():
-        if n == name + "_bucket" and want <= set(lab):
-            le = dict(lab)["le"]
-            out.append((float("inf") if le == "+Inf" else float(le), v))
-    return sorted(out)
-
-
-def quantile(q: float, buckets) -> float:
-    """histogram_quantile over [(le, cumulative)] (linear interpolation inside the bucket)."""
-    if not buckets or buckets[-1][1] <= 0:
-        return float("nan")
-    total = buckets[-1][1]
-    rank = q * total
-    prev_le, prev_c = 0.0, 0.0
-    for le, c in buckets:
-        if c >= rank:
-            if le == float("inf"):
-                return prev_le
-            if c == prev_c:
-                return le
-            return prev_le + (le - prev_le) * (rank - prev_c) / (c - prev_c)
-        prev_le, prev_c = le, c
-    return prev_le
-
-
-def svc_window(m0: dict, m1: dict, strategy: str) -> dict:
-    """svc_alloc_arg figures over the window between two scrapes."""
-    name = "nfsbulk_svc_alloc_arg_seconds"
-    d = lambda n, **kw: _get(m1, n, **kw) - _get(m0, n, **kw)  # noqa: E731
-    calls = d(name + "_count", strategy=strategy)
-    secs = d(name + "_sum", strategy=strategy)
-    pages = d("nfsbulk_svc_alloc_arg_pages_sum", strategy=strategy)
-    waits = d("nfsbulk_svc_alloc_arg_waits_total", strategy=strategy)
-    b0 = dict(_buckets(m0, name, strategy=strategy))
-    b1 = _buckets(m1, name, strategy=strategy)
-    delta = [(le, c - b0.get(le, 0.0)) for le, c in b1]
-    return {
-        "calls": int(calls),
-        "svc_alloc_arg_us_per_call": secs / calls * 1e6 if calls else float("nan"),
-        "pages_per_call": pages / calls if calls else float("nan"),
-        "waits": int(waits),
-        "p50_us": quantile(0.5, delta) * 1e6,
-        "p99_us": quantile(0.99, delta) * 1e6,
-        "histogram": [[le if le != float("inf") else "+Inf", c] for le, c in delta],
-        "requests": int(sum(v for (n, _), v in m1.items() if n == "nfsbulk_rpc_requests_total")
-                        - sum(v for (n, _), v in m0.items() if n == "nfsbulk_rpc_requests_total")),
-        "server_read_bytes": int(d("nfsbulk_nfs_read_bytes_total")),
-        "server_write_bytes": int(d("nfsbulk_nfs_write_bytes_total")),
-    }
-
-
-# --------------------------------------------------------------------------- load
-def run_load(url: str, opts: dict, on_phase=None) -> dict:
-    """One loadgen run (this package's runner, client processes); returns its JSON document."""
-    from .runner import run
-    from . import workloads
-    fd, path = tempfile.mkstemp(prefix="loadgen-", suffix=".json")
-    os.close(fd)
-    cfg = {
-        "url": url, "clients": opts["clients"], "time": opts["time"], "warmup": opts["warmup"],
-        "loadfile": opts.get("loadfile"), "profile": "rw256k" if opts["profile"] == "rw256k" else None,
-        "rw_files": opts.get("rw_files", 4), "rw_file_size": opts.get("rw_file_size", 8 << 20),
-        "strict": False, "json": path, "metrics_port": 0, "metrics_addr": "127.0.0.1",
-        "ignore_timestamps": True, "seed": 0, "start_timeout": 120.0, "rpc_timeout": 30.0,
-        "max_mismatches": 5, "on_phase": on_phase,
-    }
-    desc = opts["profile"] if opts["profile"] == "rw256k" else (opts.get("loadfile") or workloads.DEFAULT_CLIENT_TXT)
-    sink = open(os.devnull, "w") if opts.get("quiet", True) else None
-    try:
-        code = run(cfg, desc, out=sink, err=sys.stderr)
-    finally:
-        if sink:
-            sink.close()
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        raise BenchError("the load generator wrote no results (exit %d)" % code)
-    finally:
-        os.unlink(path)
-    if code != 0:
-        raise BenchError("the load generator failed (exit %d): %s" % (code, doc.get("client_failures")))
-    return doc
-
-
-def one_run(strategy: str, export_root: str, opts: dict) -> dict:
-    export = tempfile.mkdtemp(prefix="%s-" % strategy, dir=export_root)
-    srv = Rpcsrv(strategy, export, opts["threads"], opts["arena_mib"])
-    scrapes = {}
-    try:
-        def on_phase(phase):
-            scrapes[phase] = srv.scrape()
-        doc = run_load(srv.url, opts, on_phase)
-        if "end" not in scrapes:
-            scrapes["end"] = srv.scrape()
-        if "run" not in scrapes:
-            raise BenchError("the measured window never started")
-    finally:
-        leaked = srv.stop()
-        shutil.rmtree(export, ignore_errors=True)
-    out = svc_window(scrapes["run"], scrapes["end"], strategy)
-    out.update(ops_per_s=doc["ops_per_second"], mb_per_s=doc["mb_per_second"], ops=doc["ops_total"],
-               loadgen_read_bytes=doc["bytes"]["read"], loadgen_write_bytes=doc["bytes"]["write"],
-               elapsed_seconds=doc["elapsed_seconds"], unexpected=doc["unexpected"], errors=doc["errors"],
-               pages_leaked=leaked)
-    return out
-
-
-def peer_run(name: str, url: str, opts: dict) -> dict:
-    doc = run_load(url, opts)
-    return {"ops_per_s": doc["ops_per_second"], "mb_per_s": doc["mb_per_second"], "ops": doc["ops_total"],
-            "unexpected": doc["unexpected"]}
-
-
-# --------------------------------------------------------------------------- driver
-def median_of(runs, key):
-    vals = [r[key] for r in runs if r.get(key) == r.get(key)]     # drop NaN
-    return statistics.median(vals) if vals else float("nan")
-
-
-def bench_profile(profile: str, opts: dict, strategies, peers, export_root, progress) -> dict:
-    opts = dict(opts, profile=profile)
-    runs = {s: [] for s in strategies}
-    peer_runs = {n: [] for n, _ in peers}
-    n = len(strategies)
-    per_run = opts["time"] + opts["warmup"]
-    total_runs = opts["rounds"] * (n + len(peers))
-    done = 0
-    for r in range(opts["rounds"]):
-        order = [strategies[(k + r) % n] for k in range(n)]
-        for s in order:
-            left = (total_runs - done) * (per_run + 4)
-            progress("%s: round %d/%d, strategy %s (about %d s left)" % (profile, r + 1, opts["rounds"], s, left))
-            runs[s].append(one_run(s, export_root, opts))
-            done += 1
-        for name, url in peers:
-            progress("%s: round %d/%d, peer %s" % (profile, r + 1, opts["rounds"], name))
-            peer_runs[name].append(peer_run(name, url, opts))
-            done += 1
-    result = {"strategies": {}, "peers": {}}
-    for s in strategies:
-        rs = runs[s]
-        result["strategies"][s] = {
-            "svc_alloc_arg_us_per_call": median_of(rs, "svc_alloc_arg_us_per_call"),
-            "calls": int(median_of(rs, "calls")),
-            "pages_per_call": median_of(rs, "pages_per_call"),
-            "waits": int(median_of(rs, "waits")),
-            "p50_us": median_of(rs, "p50_us"),
-            "p99_us": median_of(rs, "p99_us"),
-            "ops_per_s": median_of(rs, "ops_per_s"),
-            "mb_per_s": median_of(rs, "mb_per_s"),
-            "rounds": rs,
-        }
-    for name, _ in peers:
-        rs = peer_runs[name]
-        result["peers"][name] = {"ops_per_s": median_of(rs, "ops_per_s"), "mb_per_s": median_of(rs, "mb_per_s"),
-                                 "rounds": rs}
-    return result
-
-
-def format_profile(profile: str, res: dict, opts: dict) -> str:
-    st = res["strategies"]
-    lines = ["", "== %s: %d clients, %d round(s) of %g s after %g s warmup, medians ==" %
-             (profile, opts["clients"], opts["rounds"], opts["time"], opts["warmup"]), "",
-             "svc_alloc_arg, this server (live):"]
-    base = st.get("single", {}).get("svc_alloc_arg_us_per_call")
-    for s, v in st.items():
-        ratio = base / v["svc_alloc_arg_us_per_call"] if base and v["svc_alloc_arg_us_per_call"] else float("nan")
-        lines.append("  %-12s %7.3f us per call over %s calls  (pages/call %.1f, waits %d, p50 %.2f us, "
-                     "p99 %.2f us, single/this %.2fx)" % (
-                         LABELS[s] + ":", v["svc_alloc_arg_us_per_call"], format(v["calls"], ","),
-                         v["pages_per_call"], v["waits"], v["p50_us"], v["p99_us"], ratio))
-    lines.append("svc_alloc_arg, the kernel (Chuck Lever, 5.13 series, NFSv3 256 KB r/w, KASAN server):")
-    for s, (us, calls) in KERNEL_US.items():
-        lines.append("  %-12s %7.3f us per call over %s calls  (single/this %.2fx)" % (
-            LABELS[s] + ":", us, format(calls, ","), KERNEL_US["single"][0] / us))
-    lines.append("  %-12s (the 2026 SUNRPC refinement: no kernel figure to stand beside)" % "Range:")
-    lines.append("")
-    lines.append("throughput (MB = 10^6 bytes of READ+WRITE payload):")
-    lines.append("  %-14s %12s %10s %10s" % ("", "ops/s", "MB/s", "vs single"))
-    base_ops = st.get("single", {}).get("ops_per_s")
-    for s, v in st.items():
-        delta = (v["ops_per_s"] / base_ops - 1) * 100 if base_ops else float("nan")
-        lines.append("  %-14s %12s %10.1f %+9.2f%%" % (LABELS[s], format(round(v["ops_per_s"]), ","),
-                                                      v["mb_per_s"], delta))
-    for name, v in res["peers"].items():
-        delta = (v["ops_per_s"] / base_ops - 1) * 100 if base_ops else float("nan")
-        lines.append("  %-14s %12s %10.1f %+9.2f%%" % ("peer " + name, format(round(v["ops_per_s"]), ","),
-                                                      v["mb_per_s"], delta))
-    lines.append("kernel page_pool XDP-RX (the seed's second user; packets/s, not NFS ops):")
-    for s, pps in KERNEL_XDP.items():
-        lines.append("  %-14s %12s %+9.2f%%" % ({"single": "Baseline", "list": "List", "array": "Array"}[s],
-                                               format(pps, ","), (pps / KERNEL_XDP["single"] - 1) * 100))
-    return "\n".join(lines)
-
-
-def plot(path: str, results: dict) -> None:
-    """PNG: us per call by strategy with the kernel's bars beside ours; svc_alloc_arg latency distribution."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    profiles = list(results)
-    fig, axes = plt.subplots(2, len(profiles), figsize=(6.5 * len(profiles), 9), squeeze=False)
-    for col, prof in enumerate(profiles):
-        st = results[prof]["strategies"]
-        names = list(st)
-        ax = axes[0][col]
-        xs = range(len(names))
-        ours = [st[s]["svc_alloc_arg_us_per_call"] for s in names]
-        kern = [KERNEL_US.get(s, (float("nan"),))[0] for s in names]
-        ax.bar([x - 0.2 for x in xs], ours, 0.4, label="nfsbulk (live)")
-        ax.bar([x + 0.2 for x in xs], kern, 0.4, label="kernel 5.13 (Chuck Lever)")
-        ax.set_xticks(list(xs), [LABELS[s] for s in names])
-        ax.set_ylabel("svc_alloc_arg µs per call")
-        ax.set_title("svc_alloc_arg cost, %s" % prof)
-        ax.legend()
-        ax2 = axes[1][col]
-        for s in names:
-            hist = st[s]["rounds"][0]["histogram"] if st[s]["rounds"] else []
-            pts, prev = [], 0.0
-            for le, c in hist:
-                if le == "+Inf":
-                    continue
-                pts.append((le * 1e6, c - prev))
-                prev = c
-            if pts:
-                ax2.step([p[0] for p in pts], [p[1] for p in pts], where="pre", label=LABELS[s])
-        ax2.set_xscale("log")
-        ax2.set_xlabel("svc_alloc_arg time (µs, bucket upper bound)")
-        ax2.set_ylabel("calls per bucket (first round)")
-        ax2.set_title("svc_alloc_arg latency distribution, %s" % prof)
-        ax2.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+PROFILES = ("rw256k", "dbench")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--strategies", default=",".join(STRATEGIES),
-                   help="comma-separated svc_alloc_arg strategies to compare (default %s)" % ",".join(STRATEGIES))
+    p.add_argument("--strategies", default="all",
+                   help="comma-separated svc_alloc_arg strategies, or all (default: every strategy "
+                        "`python -m rpcsrv --list-strategies` prints)")
+    p.add_argument("--baseline", default="single", help="the strategy the others are compared against (default single)")
     p.add_argument("--profile", default="rw256k,dbench",
                    help="comma-separated: rw256k (sequential 256 KiB NFSv3 READ/WRITE) and/or dbench "
                         "(the default dbench workload: client.txt) (default: both)")
     p.add_argument("--clients", type=int, default=4, help="client processes per run (default 4)")
     p.add_argument("--time", type=float, default=10.0, help="measured seconds per run (default 10)")
     p.add_argument("--warmup", type=float, default=2.0, help="warmup seconds per run (default 2)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians (default 3)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds; each runs every strategy and peer once in a shuffled order (default 3)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the shuffled orders (default: a random one, printed and kept in the JSON)")
+    p.add_argument("--target-ci", type=float, default=None, metavar="PCT",
+                   help="after --rounds, keep adding rounds until every ratio's 95%% CI half-width is under "
+                        "PCT %% of the ratio, or --max-rounds is reached; the output says which")
+    p.add_argument("--max-rounds", type=int, default=10, metavar="N",
+                   help="the cap on rounds with --target-ci (default 10)")
     p.add_argument("--threads", type=int, default=8, help="rpcsrv worker threads (default 8)")
     p.add_argument("--arena-mib", type=int, default=256, help="rpcsrv allocator arena (default 256)")
     p.add_argument("--rw-file-size", type=int, default=8 << 20, help="rw256k: bytes per file (default 8 MiB)")
     p.add_argument("--rw-files", type=int, default=4, help="rw256k: files per client (default 4)")
+    p.add_argument("--dbench-lines", type=int, default=60000, metavar="N",
+                   help="dbench profile: replay the first N lines of client.txt (default 60000: a run of the "
+                        "default settings reaches about a sixth of them, and each client parses only these, "
+                        "not all 458,000; 0 = the whole file)")
     p.add_argument("--export", metavar="DIR",
                    help="directory under which each run gets a fresh export (default: a temporary directory)")
     p.add_argument("--peer", action="append", default=[], metavar="NAME=URL",
-                   help="also run the same load against another NFSv3 server (repeatable), e.g. "
-                        "ganesha=nfs://127.0.0.1/srv/x?nfsport=20490&mountport=20491")
-    p.add_argument("--json", metavar="FILE", help="write every figure and the raw histograms as JSON")
-    p.add_argument("--plot", metavar="FILE", help="write a PNG: us per call vs the kernel's, and latency distributions")
-    from .udpbench import add_arguments as _udp_arguments
-    _udp_arguments(p)
+                   help="also run the same load against another NFSv3 server in every round (repeatable), "
+                        "e.g. ganesha=nfs://127.0.0.1/srv/x?nfsport=20490&mountport=20491")
+    p.add_argument("--peer-pid", action="append", default=[], metavar="NAME=PID",
+                   help="the process of peer NAME, so its CPU per op is measured as rpcsrv's is (repeatable)")
+    p.add_argument("--json", metavar="FILE",
+                   help="write every figure, the rounds and the raw histograms as JSON (- for stdout)")
+    p.add_argument("--output-format", choices=("text", "json"), default="text",
+                   help="json: the JSON document on stdout and the human table on stderr (default text)")
+    p.add_argument("--plot", metavar="FILE",
+                   help="write a PNG: throughput and svc_alloc_arg us per call with CIs, the kernel's bars, "
+                        "latency distributions")
+    udpbench.add_arguments(p)
+
+
+def _usage(msg: str) -> int:
+    print("loadgen bench: %s" % msg, file=sys.stderr)
+    return 2
+
+
+def _parse(args):
+    """Validated settings, or a usage message (str)."""
+    for flag, path, std in (("--json", args.json, True), ("--plot", args.plot, False)):
+        err = check_path(flag, path, allow_stdout=std)
+        if err:
+            return err
+    if args.export and not os.path.isdir(args.export):
+        return "--export %s: not a directory" % args.export
+    if args.clients < 1 or args.rounds < 1 or args.time <= 0 or args.warmup < 0 or args.threads < 1 \
+            or args.dbench_lines < 0:
+        return "--clients, --rounds, --threads must be >= 1, --time > 0, --warmup and --dbench-lines >= 0"
+    if args.target_ci is not None and (args.target_ci <= 0 or args.max_rounds < max(2, args.rounds)):
+        return "--target-ci must be > 0 and --max-rounds >= --rounds (and >= 2)"
+    profiles = [s.strip() for s in args.profile.split(",") if s.strip()]
+    if not profiles or any(p not in PROFILES for p in profiles):
+        return "--profile takes rw256k and/or dbench"
+    try:
+        table = load_strategies()
+    except StrategyError as e:
+        return str(e)
+    known = [s["name"] for s in table]
+    strategies = known if args.strategies == "all" else [s.strip() for s in args.strategies.split(",") if s.strip()]
+    bad = [s for s in strategies if s not in known]
+    if bad or not strategies:
+        return "unknown strategy %s (choose from %s)" % (",".join(bad), ",".join(known))
+    peers, pids = {}, {}
+    for spec in args.peer:
+        name, sep, url = spec.partition("=")
+        if not sep or not name or not url.startswith("nfs://") or name in strategies or name in peers:
+            return "--peer wants NAME=nfs://... with a NAME not already used, got %r" % spec
+        peers[name] = url
+    for spec in args.peer_pid:
+        name, sep, pid = spec.partition("=")
+        if not sep or name not in peers or not pid.isdigit() or not os.path.exists("/proc/%s" % pid):
+            return "--peer-pid wants NAME=PID of a running process and a NAME given to --peer, got %r" % spec
+        pids[name] = int(pid)
+    if args.baseline not in strategies:
+        return "--baseline %s is not among the strategies run (%s)" % (args.baseline, ",".join(strategies))
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    return {
+        "profiles": profiles, "strategies": strategies, "baseline": args.baseline, "seed": seed,
+        "rounds": args.rounds, "target_ci_pct": args.target_ci,
+        "max_rounds": args.max_rounds if args.target_ci is not None else args.rounds,
+        "peers": peers, "peer_pids": pids,
+        "server": {"threads": args.threads, "arena_mib": args.arena_mib, "listen": "127.0.0.1:0"},
+        "load": {"clients": args.clients, "time": args.time, "warmup": args.warmup,
+                 "rw_file_size": args.rw_file_size, "rw_files": args.rw_files,
+                 "dbench_loadfile": DEFAULT_CLIENT_TXT if os.path.exists(DEFAULT_CLIENT_TXT) else None,
+                 "dbench_lines": args.dbench_lines or None},
+        "kernel": {s["name"]: {k: s.get(k) for k in ("summary", "kernel", "kernel_us", "kernel_calls")}
+                   for s in table if s["name"] in strategies},
+    }
+
+
+class Progress:
+    """Progress lines on stderr: profile, round, entry, phase, and the ETA from the runs so far.
+
+    A run's expected length is the mean of the finished runs of its profile; before any, the
+    mean overhead (server start, mount, setup, stop) seen in other profiles plus warmup + time;
+    before any run at all, a guess of 3 s overhead (said so). The profiles' runs alternate, so
+    every profile's run length is known after the first few runs."""
+
+    def __init__(self, settings):
+        self.s = settings
+        self.window = settings["load"]["time"] + settings["load"]["warmup"]
+        self.durations = {p: [] for p in settings["profiles"]}
+        self.entries = len(settings["strategies"]) + len(settings["peers"])
+
+    def _per_run(self, prof):
+        d = self.durations[prof]
+        if d:
+            return sum(d) / len(d)
+        over = [x - self.window for p in self.durations.values() for x in p]
+        return self.window + (sum(over) / len(over) if over else 3.0)
+
+    def left(self):
+        """Seconds left for the planned rounds (--rounds; --target-ci may add more)."""
+        planned = self.s["rounds"] * self.entries
+        return sum(max(0, planned - len(self.durations[p])) * self._per_run(p) for p in self.s["profiles"])
+
+    def say(self, msg):
+        print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def run_rounds(settings: dict, opts: dict, root: str, prog: Progress, state: dict) -> None:
+    """Run the rounds, filling state[profile] (runs, orders, stop reason) as runs finish. A round
+    runs every entry once per profile, each profile in its own shuffled order, the profiles' runs
+    alternating (so drift hits them alike and the ETA knows every profile after a few runs)."""
+    names = settings["strategies"] + list(settings["peers"])
+    profiles = settings["profiles"]
+    for prof in profiles:
+        state[prof].setdefault("runs", {n: [] for n in names})
+        state[prof].setdefault("orders", [])
+    target = settings["target_ci_pct"]
+    r = 0
+    while True:
+        if r >= settings["rounds"]:
+            reason = "rounds"
+            if target is not None:
+                hw = max(_max_half_width(compare_all(state[p]["runs"], settings["baseline"])) for p in profiles)
+                if hw <= target:
+                    reason = "target-ci reached (largest CI half-width %.1f %% <= %g %%)" % (hw, target)
+                elif r >= settings["max_rounds"]:
+                    reason = "max-rounds reached (largest CI half-width %.1f %% > %g %%)" % (hw, target)
+                else:
+                    reason = None
+                for p in profiles:
+                    state[p]["max_ci_half_width_pct"] = hw
+            if reason:
+                for p in profiles:
+                    state[p]["stop_reason"] = reason
+                return
+        orders = {}
+        for prof in profiles:
+            orders[prof] = ci.round_order(names, settings["seed"], r, prof)
+            state[prof]["orders"].append(orders[prof])
+        # the profiles' runs alternate (rw256k, dbench, rw256k, ...), each profile in its own order
+        queue = [(prof, k, orders[prof][k]) for k in range(len(names)) for prof in profiles]
+        for prof, k, name in queue:
+            popts = dict(opts, profile=prof)
+            head = "%s round %d/%d, %s (%d/%d)" % (prof, r + 1, max(settings["rounds"], r + 1), name, k + 1,
+                                                   len(names))
+            prog.say("%s: starting; about %.0f s left%s" % (head, prog.left(),
+                                                            "" if any(prog.durations.values()) else " (a guess)"))
+            t0, started = time.monotonic(), time.time()
+            tell = lambda what, head=head: prog.say("%s: %s" % (head, what))  # noqa: E731
+            if name in settings["peers"]:
+                run = peer_run(name, settings["peers"][name], settings["peer_pids"].get(name), popts, tell)
+            else:
+                run = strategy_run(name, root, popts, tell)
+            run["round"] = r
+            run["start_unix"] = started
+            run["wall_seconds"] = time.monotonic() - t0
+            state[prof]["runs"][name].append(run)
+            prog.durations[prof].append(run["wall_seconds"])
+            prog.say("%s: done in %.1f s, %.0f ops/s" % (head, run["wall_seconds"], run["ops_per_s"]))
+        r += 1
+
+
+def _max_half_width(comparisons: dict) -> float:
+    hw = [ci.half_width_pct(c["ratio"], c["ci95"]) for figs in comparisons.values() for f, c in figs.items()
+          if f in COMPARED and c["ratio"] is not None]
+    return max(hw) if hw else float("inf")
+
+
+def profile_result(out: dict, settings: dict) -> dict:
+    runs = out.get("runs", {})
+    res = {"rounds_done": len(out.get("orders", [])), "orders": out.get("orders", []),
+           "stop_reason": out.get("stop_reason"), "strategies": {}, "peers": {}}
+    for name, rs in runs.items():
+        peer = name in settings["peers"]
+        d = summarize(rs, peer=peer)
+        d["rounds"] = rs
+        res["peers" if peer else "strategies"][name] = d
+    res["comparisons"] = compare_all(runs, settings["baseline"])
+    return res
 
 
 def main(args) -> int:
     if getattr(args, "udp_pps", False):          # the page_pool table: RPC calls/s over UDP (udpbench.py)
-        from .udpbench import main as udp_main
-        return udp_main(args)
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    bad = [s for s in strategies if s not in STRATEGIES]
-    if bad or not strategies:
-        print("loadgen bench: unknown strategy %s (choose from %s)" % (",".join(bad), ",".join(STRATEGIES)),
-              file=sys.stderr)
-        return 2
-    profiles = [s.strip() for s in args.profile.split(",") if s.strip()]
-    if not profiles or any(p not in ("rw256k", "dbench") for p in profiles):
-        print("loadgen bench: --profile takes rw256k and/or dbench", file=sys.stderr)
-        return 2
-    peers = []
-    for spec in args.peer:
-        name, sep, url = spec.partition("=")
-        if not sep or not name or not url.startswith("nfs://"):
-            print("loadgen bench: --peer wants NAME=nfs://..., got %r" % spec, file=sys.stderr)
-            return 2
-        peers.append((name, url))
-    if args.clients < 1 or args.rounds < 1 or args.time <= 0 or args.warmup < 0 or args.threads < 1:
-        print("loadgen bench: --clients, --rounds, --threads must be >= 1 and --time > 0", file=sys.stderr)
-        return 2
-    opts = {"clients": args.clients, "time": args.time, "warmup": args.warmup, "rounds": args.rounds,
-            "threads": args.threads, "arena_mib": args.arena_mib, "rw_file_size": args.rw_file_size,
-            "rw_files": args.rw_files}
-    tmp = None
+        return udpbench.main(args)
+    settings = _parse(args)
+    if isinstance(settings, str):
+        return _usage(settings)
+    outs = Outputs(args.json, args.output_format)
+    opts = dict(settings["load"], threads=settings["server"]["threads"], arena_mib=settings["server"]["arena_mib"])
+    root = tmp = None
     if args.export:
         root = os.path.abspath(args.export)
-        if not os.path.isdir(root):
-            print("loadgen bench: --export %s is not a directory" % args.export, file=sys.stderr)
-            return 2
     else:
         tmp = root = tempfile.mkdtemp(prefix="nfsbulk-bench-")
-
-    def progress(msg):
-        print("bench: " + msg, file=sys.stderr, flush=True)
-
-    results = {}
+    load = settings["load"]
+    if "dbench" in settings["profiles"] and load["dbench_loadfile"] and load["dbench_lines"]:
+        fd, opts["loadfile"] = tempfile.mkstemp(prefix="nfsbulk-client-%d-lines-" % load["dbench_lines"],
+                                                suffix=".txt")
+        with open(load["dbench_loadfile"], errors="replace") as src, os.fdopen(fd, "w") as dst:
+            for i, line in enumerate(src):
+                if i >= load["dbench_lines"]:
+                    break
+                dst.write(line)
+    opts.pop("dbench_loadfile", None)
+    opts.pop("dbench_lines", None)
+    prog = Progress(settings)
+    prog.say("strategies %s, baseline %s, peers %s, seed %d" % (",".join(settings["strategies"]), settings["baseline"],
+                                                               ",".join(settings["peers"]) or "none", settings["seed"]))
+    state = {p: {} for p in settings["profiles"]}
+    interrupted, failure = False, None
     try:
-        for prof in profiles:
-            results[prof] = bench_profile(prof, opts, strategies, peers, root, progress)
-            print(format_profile(prof, results[prof], opts), flush=True)
+        run_rounds(settings, opts, root, prog, state)
+    except (Interrupted, KeyboardInterrupt):
+        interrupted = True
+        prog.say("interrupted: the current run is dropped; writing the runs that finished")
     except BenchError as e:
+        failure = str(e)
         print("loadgen bench: %s" % e, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("loadgen bench: interrupted", file=sys.stderr)
-        return 130
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    doc = {"schema": "nfsbulk-bench/1", "config": dict(opts, strategies=strategies, profiles=profiles,
-                                                        peers=dict(peers)),
-           "kernel": {"svc_alloc_arg_us_per_call": {s: v[0] for s, v in KERNEL_US.items()},
-                      "calls": {s: v[1] for s, v in KERNEL_US.items()}, "xdp_rx_pps": KERNEL_XDP},
-           "profiles": results}
-    # the top-level per-strategy view of the first profile (rw256k when run)
-    first = results[profiles[0]]
-    doc["strategies"] = {s: {k: v for k, v in d.items() if k != "rounds"} for s, d in first["strategies"].items()}
-    doc["peers"] = {n: {k: v for k, v in d.items() if k != "rounds"} for n, d in first["peers"].items()}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1, default=lambda x: None)
-            f.write("\n")
-        print("\nJSON written to %s" % args.json)
-    if args.plot:
+        if opts.get("loadfile"):
+            os.unlink(opts["loadfile"])
+    results = {p: profile_result(state[p], settings) for p in settings["profiles"] if state[p].get("runs")}
+    for prof, res in results.items():
+        outs.say(format_profile(prof, res, settings, settings["kernel"]))
+    doc = {"schema": SCHEMA_BENCH, "meta": build_meta(), "settings": {k: v for k, v in settings.items() if k != "kernel"},
+           "kernel": settings["kernel"], "interrupted": interrupted, "error": failure, "profiles": results}
+    first = results.get(settings["profiles"][0])
+    if first:       # the top-level view: the first profile (rw256k when run)
+        doc["strategies"] = {s: {k: v for k, v in d.items() if k != "rounds"} for s, d in first["strategies"].items()}
+        doc["peers"] = {n: {k: v for k, v in d.items() if k != "rounds"} for n, d in first["peers"].items()}
+        doc["comparisons"] = first["comparisons"]
+    if interrupted:
+        outs.say("bench: interrupted after %d finished run(s)" % sum(
+            len(rs) for p in state.values() for rs in p.get("runs", {}).values()))
+    for where in outs.write(doc):
+        if where != "stdout":
+            outs.say("JSON written to %s" % where)
+    code = 130 if interrupted else 1 if failure else 0
+    if args.plot and results:
         try:
-            plot(args.plot, results)
-            print("plot written to %s" % args.plot)
+            from .benchplot import plot
+            plot(args.plot, doc)
+            outs.say("plot written to %s" % args.plot)
         except ImportError:
             print("loadgen bench: --plot needs matplotlib", file=sys.stderr)
-            return 1
-    return 0
+            code = code or 1
+    lines = [ln for prof, res in results.items() for ln in verdict_lines(prof, res, settings["baseline"])]
+    if lines:                                      # the verdicts come last, where a reader looks
+        outs.say("\n" + "\n".join(lines))
+    return code

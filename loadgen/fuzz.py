@@ -21,42 +21,27 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
-import select
 import shutil
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 
+from .serverproc import RpcsrvProcess, ServerError, leaked_pages
 from .rpcwire import MOUNT_PROGRAM as MOUNT, NFS_PROGRAM as NFS, RpcWireError, TcpRpcClient, auth_sys, frame, \
     opaque, pack_call, u32, u64
 
 CRED = auth_sys(0, 0, (0,), b"fuzz", 1)
 
 
-def start_server(export: str, threads: int):
-    p = subprocess.Popen([sys.executable, "-m", "rpcsrv", "--export", export, "--listen", "127.0.0.1:0",
-                          "--metrics-port", "0", "--threads", str(threads), "--arena-mib", "64",
-                          "--record-timeout", "2", "--idle-timeout", "5"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([p.stdout], [], [], 0.5)
-        if r:
-            line = p.stdout.readline().decode()
-            m = re.search(r"nfsport=(\d+)", line)
-            if m:
-                return p, int(m.group(1))
-            if not line:
-                break
-        if p.poll() is not None:
-            break
-    p.kill()
-    raise SystemExit("fuzz: the server did not start: " + p.stderr.read().decode()[-1000:])
+def start_server(export: str, threads: int) -> RpcsrvProcess:
+    """rpcsrv on 127.0.0.1:0 with short record and idle timeouts (so a fuzzed connection cannot hold a worker)."""
+    try:
+        return RpcsrvProcess(export, threads=threads, arena_mib=64,
+                             extra=("--record-timeout", "2", "--idle-timeout", "5"))
+    except ServerError as e:
+        raise SystemExit("fuzz: %s" % e) from None
 
 
 def templates(port: int, export: str) -> list[bytes]:
@@ -162,7 +147,8 @@ def run(seconds: float, seed: int, threads: int = 4, hang_timeout: float = 10.0,
     os.makedirs(os.path.join(export, "dir"))
     with open(os.path.join(export, "file"), "wb") as f:
         f.write(os.urandom(20000))
-    proc, port = start_server(export, threads)
+    srv = start_server(export, threads)
+    proc, port = srv.proc, srv.port
     res = {"records": 0, "replies": 0, "closed": 0, "crashes": 0, "hangs": 0, "pages_leaked": None,
            "seconds": seconds, "seed": seed}
     try:
@@ -212,17 +198,16 @@ def run(seconds: float, seed: int, threads: int = 4, hang_timeout: float = 10.0,
                 last_report = time.monotonic()
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
             try:
-                _, err = proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, err = proc.communicate()
+                code, err = srv.stop(timeout=60)
+                leaked = leaked_pages(err)
+                res["pages_leaked"] = leaked if leaked >= 0 else None
+                if code != 0:
+                    res["crashes"] += 1
+            except ServerError:
                 res["hangs"] += 1
-            m = re.search(rb"allocator pages still allocated: (\d+)", err)
-            res["pages_leaked"] = int(m.group(1)) if m else None
-            if proc.returncode != 0:
-                res["crashes"] += 1
+        else:
+            srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     print("fuzz: %(records)d records sent in %(seconds)g s (seed %(seed)d): %(replies)d reply reads, "
           "%(closed)d connections closed by the server; crashes %(crashes)d, hangs %(hangs)d, "

@@ -2,15 +2,18 @@
 
 Pure formatting over :class:`stats.PhaseStats` values; no I/O except the
 ``write_json`` helper.  MB is 10^6 bytes of READ and WRITE payload.
-JSON schema (``"schema": "nfsbulk-loadgen/1"``): run parameters, the run
+JSON schema (``"schema": "nfsbulk-loadgen/2"``): ``meta`` (host, commit, argv:
+loadgen/meta.py), run parameters, the run
 phase's totals and per-op stats with the contract histogram (non-cumulative
 counts per upper bound in ``bucket_bounds_seconds`` plus a final +Inf count)
-so documents from several runs or hosts merge by adding ``buckets``.
+so documents from several runs or hosts merge by adding ``buckets``; per op
+p50/p90/p99/p999_seconds from the fine histogram (``fine_buckets``, see stats.py).
 """
 from __future__ import annotations
 
 import json
 
+from .meta import SCHEMA_RUN, build_meta
 from .stats import BOUNDS, PhaseStats
 
 __all__ = ["second_line", "final_table", "build_json", "write_json", "MB"]
@@ -32,19 +35,19 @@ def final_table(st: PhaseStats, elapsed: float, clients: int, phase: str = "run"
                 cpu_seconds: float | None = None) -> str:
     lines = []
     lines.append("")
-    lines.append(f" {'Operation':<24s}{'Count':>10s}{'Mean ms':>10s}{'p50 ms':>10s}"
-                 f"{'p99 ms':>10s}{'Max ms':>10s}{'Errors':>8s}{'Unexp':>7s}")
-    lines.append(" " + "-" * 88)
+    lines.append(f" {'Operation':<24s}{'Count':>10s}{'Mean ms':>10s}{'p50 ms':>10s}{'p90 ms':>10s}"
+                 f"{'p99 ms':>10s}{'p99.9 ms':>10s}{'Max ms':>10s}{'Errors':>8s}{'Unexp':>7s}")
+    lines.append(" " + "-" * 108)
     for name in sorted(st.ops):
         s = st.ops[name]
         n = s.count
         mean = s.sum / n if n else 0.0
-        lines.append(f" {name:<24s}{n:>10d} {_ms(mean)} {_ms(s.quantile(0.5))} {_ms(s.quantile(0.99))}"
-                     f" {_ms(s.max)}{s.error:>8d}{s.unexpected:>7d}")
+        lines.append(f" {name:<24s}{n:>10d} {_ms(mean)} {_ms(s.quantile(0.5))} {_ms(s.quantile(0.9))}"
+                     f" {_ms(s.quantile(0.99))} {_ms(s.quantile(0.999))} {_ms(s.max)}{s.error:>8d}{s.unexpected:>7d}")
     total = st.count
     errors = sum(s.error for s in st.ops.values())
     unexpected = sum(s.unexpected for s in st.ops.values())
-    lines.append(" " + "-" * 88)
+    lines.append(" " + "-" * 108)
     tput = (st.read_bytes + st.write_bytes) / MB / elapsed if elapsed > 0 else 0.0
     ops_s = total / elapsed if elapsed > 0 else 0.0
     lines.append(f"Throughput {tput:.2f} MB/sec (read {st.read_bytes / MB / elapsed if elapsed else 0:.2f}, "
@@ -63,7 +66,10 @@ def build_json(*, cfg: dict, workload: str, st: PhaseStats, elapsed: float, phas
                server_limits: dict) -> dict:
     total = st.count
     return {
-        "schema": "nfsbulk-loadgen/1",
+        "schema": SCHEMA_RUN,
+        "meta": build_meta(),
+        "settings": {"load": {k: cfg.get(k) for k in ("clients", "time", "warmup", "profile", "loadfile", "rw_files",
+                                                      "rw_file_size", "seed", "ignore_timestamps", "rpc_timeout")}},
         "url": cfg["url"],
         "workload": workload,
         "clients": clients,

@@ -17,72 +17,49 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import select
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-from .bench import BenchError, free_port
+from .harness import BenchError, Interrupted, run_load
+from .serverproc import RpcsrvProcess, ServerError, free_port, leaked_pages
 
 
 class Server:
+    """rpcsrv on a fixed port (so clients reconnect to the same address after a restart)."""
+
     def __init__(self, export: str, port: int, threads: int, arena_mib: int):
-        self.args = [sys.executable, "-m", "rpcsrv", "--export", export, "--listen", "127.0.0.1:%d" % port,
-                     "--metrics-port", "0", "--threads", str(threads), "--arena-mib", str(arena_mib)]
-        self.proc = None
+        self.export, self.port, self.threads, self.arena_mib = export, port, threads, arena_mib
+        self.srv = None
         self.url = None
 
     def start(self, timeout=60.0):
-        self.errf = tempfile.TemporaryFile()
         deadline = time.monotonic() + timeout
         while True:                      # the port may linger a moment after a restart
-            self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.errf)
-            while time.monotonic() < deadline:
-                r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-                if r:
-                    line = self.proc.stdout.readline().decode()
-                    m = re.search(r"(nfs://\S+)", line)
-                    if m:
-                        self.url = m.group(1)
-                        return
-                    if not line:
-                        break
-                if self.proc.poll() is not None:
-                    break
-            self.proc.wait(10)
-            if time.monotonic() >= deadline:
-                raise BenchError("rpcsrv did not start: " + self.stderr()[-1000:])
-            select.select([], [], [], 0.5)
-
-    def stderr(self):
-        self.errf.seek(0)
-        return self.errf.read().decode(errors="replace")
+            try:
+                self.srv = RpcsrvProcess(self.export, threads=self.threads, arena_mib=self.arena_mib,
+                                         listen="127.0.0.1:%d" % self.port,
+                                         start_timeout=max(1.0, deadline - time.monotonic()))
+                self.url = self.srv.url
+                return
+            except ServerError as e:
+                if time.monotonic() >= deadline:
+                    raise BenchError(str(e)) from None
+            select.select([], [], [], 0.5)      # a pause before retrying the bind, not a synchronisation
 
     def rss_kib(self):
-        try:
-            with open("/proc/%d/status" % self.proc.pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            return None
-        return None
+        return self.srv.rss_kib() if self.srv else None
 
     def stop(self):
         """SIGTERM; returns (exit status, pages still allocated as reported, or -1)."""
-        self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(30)
-        m = re.search(r"allocator pages still allocated: (\d+)", self.stderr())
-        return self.proc.returncode, (int(m.group(1)) if m else -1)
+            code, err = self.srv.stop(timeout=120)
+        except ServerError:
+            return -9, -1
+        return code, leaked_pages(err)
 
 
 def add_arguments(p) -> None:
@@ -101,7 +78,6 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     from . import workloads
-    from .bench import run_load
     if args.clients < 1 or args.time <= 0 or args.warmup < 0 or args.sample <= 0:
         print("loadgen soak: --clients >= 1, --time > 0, --warmup >= 0, --sample > 0", file=sys.stderr)
         return 2
@@ -151,10 +127,18 @@ def main(args) -> int:
             load_error = None
         except BenchError as e:
             doc, load_error = None, str(e)
-        stop_side.set()
-        t.join(180)
-        report["stops"].append(srv.stop())
+        except Interrupted:
+            print("soak: interrupted; stopping the server", file=sys.stderr, flush=True)
+            raise
+        finally:        # the server is in its own process group: a Ctrl-C never reaches it, so stop it here
+            stop_side.set()
+            t.join(180)
+            report["stops"].append(srv.stop())
+    except Interrupted:
+        return 130
     finally:
+        if srv.srv is not None and srv.srv.running():
+            srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     rss = [v for _, v in report["rss_kib"] if v]
     after_warmup = [v for s, v in report["rss_kib"] if v and s >= args.warmup + args.sample]

@@ -6,8 +6,11 @@ Plain data, picklable, mergeable.  Two histograms per operation:
   about 13.1 s, 20 finite buckets + ``+Inf``), non-cumulative counts.  These are
   what /metrics and ``--json`` expose; they merge across runs and hosts by
   adding counts.
-* a fine log histogram (16 buckets per octave, ~4.4 % wide) used only to
-  compute p50/p99 in the final table; also mergeable (dict of bucket -> count).
+* a fine log histogram (16 buckets per octave, each 2^(1/16) = 4.4 % wide) used
+  only for the percentiles p50, p90, p99 and p99.9; also mergeable (dict of
+  bucket -> count).  A percentile is the geometric middle of the bucket that
+  holds it (capped at the exact max), so it is within 2.2 % of the true
+  sample quantile whatever the latency.
 
 ``max`` is exact; ``mean`` is sum/count.  A client records into a
 :class:`PhaseStats`, ships it to the parent, and starts a fresh one (deltas),
@@ -17,7 +20,10 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["BOUNDS", "OpStats", "PhaseStats", "bucket_index", "STATUSES"]
+__all__ = ["BOUNDS", "OpStats", "PhaseStats", "bucket_index", "STATUSES", "PERCENTILES"]
+
+#: (JSON key suffix, quantile) of the percentiles reported per op
+PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p999", 0.999))
 
 BOUNDS: tuple = tuple(25e-6 * (2 ** i) for i in range(20))   # 25us .. 13.1072s
 _LOG_BASE = 25e-6
@@ -77,16 +83,18 @@ class OpStats:
             self.fine[k] = self.fine.get(k, 0) + c
 
     def quantile(self, q: float) -> float:
-        """Upper edge of the fine bucket holding the q-quantile (capped at max)."""
+        """The q-quantile: geometric middle of the fine bucket holding it (capped at max); within 2.2 %."""
         n = self.count
         if n == 0:
             return 0.0
+        if q >= 1.0:
+            return self.max
         rank = q * n
         acc = 0
         for k in sorted(self.fine):
             acc += self.fine[k]
             if acc >= rank:
-                return min(1e-6 * 2 ** ((k + 1) / _FINE_PER_OCTAVE), self.max)
+                return min(1e-6 * 2 ** ((k + 0.5) / _FINE_PER_OCTAVE), self.max)
         return self.max
 
     def __getstate__(self):
@@ -100,7 +108,8 @@ class OpStats:
         return {
             "count": n, "ok": self.ok, "error": self.error, "unexpected": self.unexpected,
             "sum_seconds": self.sum, "mean_seconds": self.sum / n if n else 0.0,
-            "p50_seconds": self.quantile(0.50), "p99_seconds": self.quantile(0.99),
+            "p50_seconds": self.quantile(0.50), "p90_seconds": self.quantile(0.90),
+            "p99_seconds": self.quantile(0.99), "p999_seconds": self.quantile(0.999),
             "max_seconds": self.max,
             "buckets": list(self.buckets),
             "fine_buckets": {str(k): v for k, v in sorted(self.fine.items())},

@@ -37,9 +37,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-from .bench import KERNEL_XDP, BenchError, Rpcsrv
+from .harness import BenchError
+from .meta import build_meta
+from .outputs import check_path, write_json
+from .serverproc import RpcsrvProcess, ServerError, leaked_pages
+from .strategies import KERNEL_XDP
 from .udpflood import OPS, FloodError, mount_root, run_flood
 
 POOL_STRATEGIES = ("single", "list", "array")
@@ -113,10 +116,15 @@ def one_run(strategy: str, root: str, opts: dict) -> dict:
     export = tempfile.mkdtemp(prefix="udp-%s-" % strategy, dir=root)
     extra = ["--udp", "--pool-strategy", strategy, "--udp-threads", str(opts["udp_threads"]),
              "--udp-recycle", opts["udp_recycle"]]
-    srv = Rpcsrv("array", export, opts["threads"], opts["arena_mib"], extra=extra)
+    try:
+        srv = RpcsrvProcess(export, strategy="array", threads=opts["threads"], arena_mib=opts["arena_mib"],
+                            metrics=True, extra=extra)
+    except ServerError as e:
+        shutil.rmtree(export, ignore_errors=True)
+        raise BenchError(str(e)) from None
     scrapes = {}
     try:
-        port = int(srv.url.split("nfsport=")[1].split("&")[0])
+        port = srv.port
         fh = mount_root("127.0.0.1", port, export) if opts["op"] != "null" else None
 
         def on_phase(phase):
@@ -126,8 +134,13 @@ def one_run(strategy: str, root: str, opts: dict) -> dict:
     except FloodError as e:
         raise BenchError("UDP flood against --pool-strategy %s: %s" % (strategy, e))
     finally:
-        leaked = srv.stop()
-        shutil.rmtree(export, ignore_errors=True)
+        try:
+            code, err = srv.stop()
+        finally:
+            shutil.rmtree(export, ignore_errors=True)
+    leaked = leaked_pages(err)
+    if code != 0:
+        raise BenchError("rpcsrv --pool-strategy %s exited with status %d: %s" % (strategy, code, err[-1500:]))
     if leaked != 0:
         raise BenchError("rpcsrv --pool-strategy %s left %d allocator pages allocated" % (strategy, leaked))
     out = window(scrapes["run"], scrapes["end"], strategy)
@@ -192,6 +205,10 @@ def format_table(res: dict, opts: dict, pb: dict | None) -> str:
 
 
 def main(args) -> int:
+    err = check_path("--json", args.json, allow_stdout=True)
+    if err:
+        print("loadgen bench: %s" % err, file=sys.stderr)
+        return 2
     if args.udp_path == "xdp":
         from .xdpbench import main as xdp_main
         args.clients = args.udp_procs
@@ -243,13 +260,12 @@ def main(args) -> int:
                   "alloc_empty", "udp_drops", "server_requests"):
             res[s][k] = int(_median(rs, k))
         res[s]["rounds"] = rs
-    print(format_table(res, opts, pb), flush=True)
+    text = sys.stderr if args.json == "-" else sys.stdout
+    print(format_table(res, opts, pb), file=text, flush=True)
     if args.json:
-        doc = {"schema": "nfsbulk-udp-pps/1", "config": dict(opts, pool_strategies=strategies),
-               "pool_strategies": res, "kernel": {"xdp_rx_pps": KERNEL_XDP}, "poolbench": pb,
-               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1, default=lambda x: None)
-            f.write("\n")
-        print("\nJSON written to %s" % args.json)
+        doc = {"schema": "nfsbulk-udp-pps/2", "meta": build_meta(), "config": dict(opts, pool_strategies=strategies),
+               "pool_strategies": res, "kernel": {"xdp_rx_pps": KERNEL_XDP}, "poolbench": pb}
+        write_json(args.json, doc)
+        if args.json != "-":
+            print("\nJSON written to %s" % args.json)
     return 0

@@ -54,7 +54,9 @@ import sys
 import tempfile
 import time
 
-from .bench import KERNEL_XDP, BenchError, Rpcsrv
+from .harness import BenchError
+from .serverproc import RpcsrvProcess, ServerError, leaked_pages
+from .strategies import KERNEL_XDP
 from .udpflood import FloodError as UdpFloodError, mount_root
 from .xdpflood import FloodError, XdpFlood, getattr_call, null_call
 
@@ -135,10 +137,15 @@ def run_server(strategies, start_strategy: str, root: str, opts: dict) -> tuple[
     extra = ["--udp", "--pool-strategy", start_strategy, "--udp-threads", "1", "--udp-recycle", opts["udp_recycle"],
              "--udp-xdp", opts["verdict"], "--udp-interleave", str(opts["interleave"]),
              "--udp-coalesce-us", str(opts["coalesce_us"])]
-    srv = Rpcsrv("array", export, opts["threads"], opts["arena_mib"], extra=extra)
+    try:
+        srv = RpcsrvProcess(export, strategy="array", threads=opts["threads"], arena_mib=opts["arena_mib"],
+                            metrics=True, extra=extra)
+    except ServerError as e:
+        shutil.rmtree(export, ignore_errors=True)
+        raise BenchError(str(e)) from None
     flood = None
     try:
-        port = int(srv.url.split("nfsport=")[1].split("&")[0])
+        port = srv.port
         nblocks = max(1, int(round(opts["time"] / opts["block"])))
         templates = [null_call()]
         if opts["op"] != "null":
@@ -161,8 +168,11 @@ def run_server(strategies, start_strategy: str, root: str, opts: dict) -> tuple[
     finally:
         if flood is not None:
             flood.stop()
-        leaked = srv.stop()
+        code, err = srv.stop()
         shutil.rmtree(export, ignore_errors=True)
+    if code != 0:
+        raise BenchError("rpcsrv exited with status %d: %s" % (code, err[-1500:]))
+    leaked = leaked_pages(err)
     if leaked != 0:
         raise BenchError("rpcsrv left %d allocator pages allocated after the flood" % leaked)
     blocks = [_block(a, b, strategies) for a, b in zip(scrapes, scrapes[1:])]

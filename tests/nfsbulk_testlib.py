@@ -8,75 +8,24 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import select
-import signal
-import subprocess
-import sys
-import time
 
 from rpcclient import ROOT_CRED, RpcClient  # noqa: F401  (re-exported for the server tests)
 from rpcsrv.proto import rpcmsg
 from rpcsrv.proto.xdr import Packer
 
+from loadgen.serverproc import RpcsrvProcess
+
 URL_RE = re.compile(r"(nfs://\S+)")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class ServerProcess:
-    """`python -m rpcsrv` on 127.0.0.1:0; .url, .port, .stop() -> (returncode, stderr)."""
+class ServerProcess(RpcsrvProcess):
+    """`python -m rpcsrv` on 127.0.0.1:0 through loadgen's launcher (loadgen/serverproc.py), started from
+    the repository root; .url, .port, .export, .proc, .stop() -> (returncode, stderr)."""
 
     def __init__(self, export, strategy="array", threads=4, arena_mib=128, extra=(), env=None, fast_path=None):
-        cmd = [sys.executable, "-m", "rpcsrv", "--export", str(export), "--listen", "127.0.0.1:0",
-               "--metrics-port", "0", "--threads", str(threads), "--strategy", strategy,
-               "--arena-mib", str(arena_mib), *extra]
-        if fast_path is not None:                       # "on" or "off"; the server's default otherwise
-            cmd += ["--fast-path", fast_path]
-        e = dict(os.environ)
-        e.update(env or {})
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=e)
-        self.url = None
-        deadline = time.monotonic() + 60
-        line = b""
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([self.proc.stdout], [], [], 1.0)
-            if r:
-                line = self.proc.stdout.readline()
-                if not line:
-                    break
-                m = URL_RE.search(line.decode())
-                if m:
-                    self.url = m.group(1)
-                    break
-            elif self.proc.poll() is not None:
-                break
-        if self.url is None:
-            self.proc.kill()
-            out, err = self.proc.communicate(timeout=30)
-            raise RuntimeError("rpcsrv did not start: %r %s" % (line, err.decode()[-2000:]))
-        if fast_path is not None and ("fast-path=%s" % fast_path).encode() not in line:
-            self.proc.kill()
-            self.proc.communicate(timeout=30)
-            raise RuntimeError("rpcsrv did not start with --fast-path %s: %r" % (fast_path, line))
-        self.port = int(re.search(r"nfsport=(\d+)", self.url).group(1))
-        self.export = str(export)
-
-    def stop(self, sig=signal.SIGTERM, timeout=60):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            out, err = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate(timeout=30)
-            raise AssertionError("rpcsrv did not stop within %ss: %s" % (timeout, err.decode()[-2000:]))
-        return self.proc.returncode, err.decode()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.stop()
+        super().__init__(export, strategy=strategy, threads=threads, arena_mib=arena_mib, extra=extra,
+                         env=env, cwd=ROOT, fast_path=fast_path)
 
 
 def leaked_pages(stderr: str) -> int:

@@ -7,8 +7,7 @@ dependency), in .py files and in Cython's .pyx/.pxd (cimport too). Layers, from 
   rpcsrv.proto                the floor of rpcsrv: imports only itself (and alloc)
   rpcsrv.svc, .xprt, .export  stand on proto (and alloc); not on each other
   rpcsrv.nfsd                 stands on svc, export and proto
-  rpcsrv.fast                 the compiled request path: stands on svc, xprt and proto (its
-                              fallback is svc's Svc.process; the Export reaches it from server)
+  rpcsrv.fast                 the compiled request path: stands on svc, xprt and proto
   rpcsrv.server               wires them together; rpcsrv.__main__ is on top
   loadgen                     imports neither alloc nor rpcsrv (an outside client)
 """
@@ -83,8 +82,10 @@ def _imports(path, modname, is_pkg):
                     mod = ".".join(base + ([node.module] if node.module else []))
                 else:
                     mod = node.module
-                out.append(mod)
-                out.extend(mod + "." + a.name for a in node.names if a.name != "*")
+                subs = [mod + "." + a.name for a in node.names if a.name != "*"]
+                # `from pkg import mod` depends on pkg.mod; the bare pkg only when a name is not a module
+                out.append((mod, subs))
+                out.extend(subs)
     else:
         for m in _CY.finditer(text):
             if m.group(1):
@@ -102,6 +103,10 @@ def graph():
         for path in paths:
             is_pkg = os.path.basename(path).startswith("__init__.")
             for name in _imports(path, m, is_pkg):
+                if isinstance(name, tuple):
+                    name, subs = name
+                    if subs and all(x in mods for x in subs):
+                        continue
                 t = _resolve(name, mods)
                 if t is not None and t != m:
                     g[m].add(t)

@@ -66,8 +66,7 @@ def test_commit_then_sigkill_keeps_the_data_and_handles_survive_a_restart(tmp_pa
         if srv.proc.poll() is None:
             srv.proc.kill()
             srv.proc.wait(30)
-        srv.proc.stdout.close()
-        srv.proc.stderr.close()
+        srv.stop()                                     # reaped: closes its pipe and stderr file
     assert len(verfs) == 1, verfs                  # one verifier for every WRITE and COMMIT of one instance
     old_verf = verfs.pop()
     want = b"".join(blocks) + tail

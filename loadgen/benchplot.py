@@ -1,0 +1,103 @@
+"""The PNG of `loadgen bench --plot`: what was run, throughput and svc_alloc_arg cost with CIs.
+
+One column per profile, three panels: ops/s per strategy and peer (median, 95 % CI error bars);
+svc_alloc_arg us per call (median, 95 % CI) beside the kernel's bars; the svc_alloc_arg latency
+distribution over all rounds (calls per bucket), its axis fitted to the buckets that hold 99.9 %
+of the calls (a handful of calls stalled by a busy machine would stretch it a thousandfold).
+The title names the profile(s), clients, window, rounds and date. Reads the bench JSON document
+only (so a saved file can be plotted again); matplotlib with the Agg backend, no display.
+"""
+
+from __future__ import annotations
+
+from .strategies import label
+
+__all__ = ["plot"]
+
+
+def _err(median, ci):
+    """matplotlib yerr pair (below, above) of a median and its CI (zeros when there is none)."""
+    if median is None or ci is None:
+        return (0.0, 0.0)
+    return (max(0.0, median - ci[0]), max(0.0, ci[1] - median))
+
+
+def _hist(rounds):
+    """[(bucket upper bound in us, calls)] summed over rounds, cumulative counts undone; +Inf dropped."""
+    acc = {}
+    for r in rounds:
+        prev = 0.0
+        for le, c in r.get("histogram") or []:
+            if le == "+Inf" or le is None:
+                continue
+            acc[le] = acc.get(le, 0.0) + (c - prev)
+            prev = c
+    return sorted((le * 1e6, n) for le, n in acc.items())
+
+
+def plot(path: str, doc: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    profiles = list(doc["profiles"])
+    st = doc["settings"]
+    load = st["load"]
+    fig, axes = plt.subplots(3, len(profiles), figsize=(7 * len(profiles), 12.5), squeeze=False)
+    rounds = ", ".join("%s %d" % (p, doc["profiles"][p]["rounds_done"]) for p in profiles)
+    fig.suptitle("loadgen bench %s: %d clients, %g s measured after %g s warmup\nrounds %s; %s UTC%s" % (
+        "+".join(profiles), load["clients"], load["time"], load["warmup"], rounds, doc["meta"]["timestamp"][:16].replace("T", " "),
+        " (interrupted)" if doc.get("interrupted") else ""), fontsize=11)
+    for col, prof in enumerate(profiles):
+        res = doc["profiles"][prof]
+        names = list(res["strategies"])
+        entries = [(label(n), res["strategies"][n]) for n in names] + \
+                  [("peer " + n, v) for n, v in res["peers"].items()]
+        ax = axes[0][col]
+        xs = list(range(len(entries)))
+        med = [v["ops_per_s"] or 0.0 for _, v in entries]
+        err = list(zip(*[_err(v["ops_per_s"], v["ops_per_s_ci95"]) for _, v in entries])) or [[], []]
+        ax.bar(xs, med, 0.6, yerr=err, capsize=4, color=["C0"] * len(names) + ["C2"] * len(res["peers"]))
+        ax.set_xticks(xs, [n for n, _ in entries], rotation=15)
+        ax.set_ylabel("ops/s (median, 95 % CI)")
+        ax.set_title("throughput, %s" % prof)
+        ax = axes[1][col]
+        xs = list(range(len(names)))
+        ours = [res["strategies"][s]["svc_alloc_arg_us_per_call"] or 0.0 for s in names]
+        err = list(zip(*[_err(res["strategies"][s]["svc_alloc_arg_us_per_call"],
+                              res["strategies"][s]["svc_alloc_arg_us_per_call_ci95"]) for s in names])) or [[], []]
+        kern = [(doc["kernel"].get(s) or {}).get("kernel_us") for s in names]
+        ax.bar([x - 0.2 for x in xs], ours, 0.4, yerr=err, capsize=4, label="nfsbulk (live, 95 % CI)")
+        ax.bar([x + 0.2 for x in xs], [k if k is not None else 0.0 for k in kern], 0.4,
+               label="kernel 5.13 (Chuck Lever)")
+        ax.set_xticks(xs, [label(s) for s in names], rotation=15)
+        ax.set_ylabel("svc_alloc_arg µs per call")
+        ax.set_title("svc_alloc_arg cost, %s" % prof)
+        ax.legend()
+        ax = axes[2][col]
+        lo, hi = None, None
+        for s in names:
+            pts = _hist(res["strategies"][s]["rounds"])
+            total = sum(n for _, n in pts)
+            used = [i for i, (_, n) in enumerate(pts) if n > 0]
+            if not used:
+                continue
+            acc, last = 0.0, used[-1]
+            for i, (_, n) in enumerate(pts):     # the axis ends where 99.9 % of the calls are in
+                acc += n
+                if acc >= 0.999 * total:
+                    last = i
+                    break
+            pts = pts[max(0, used[0] - 1):last + 2]
+            lo = min(lo, pts[0][0]) if lo is not None else pts[0][0]
+            hi = max(hi, pts[-1][0]) if hi is not None else pts[-1][0]
+            ax.step([p[0] for p in pts], [p[1] for p in pts], where="pre", label=label(s))
+        ax.set_xscale("log")
+        if lo is not None:
+            ax.set_xlim(lo, hi)
+        ax.set_xlabel("svc_alloc_arg time (µs, bucket upper bound; the axis spans 99.9 % of calls)")
+        ax.set_ylabel("calls per bucket (all rounds)")
+        ax.set_title("svc_alloc_arg latency distribution, %s" % prof)
+        ax.legend()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,145 @@
+"""loadgen bench as a user meets it: bad output paths fail at once, Ctrl-C keeps the finished runs,
+`--json -` is JSON on stdout; `loadgen compare` on two real `loadgen run` files."""
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nfsbulk_testlib import ROOT, ServerProcess
+
+BENCH = [sys.executable, "-m", "loadgen", "bench"]
+
+
+@pytest.mark.parametrize("flag,path", [("--json", "{tmp}/missing/dir/b.json"), ("--json", "{tmp}"),
+                                       ("--plot", "{tmp}/nope/b.png"), ("--json", "")])
+def test_a_bad_output_path_fails_at_once(tmp_path, flag, path):
+    """Checked before the first server starts: exit 2, one line, no traceback, under a second of
+    work. The bound is on the process's own CPU time (from wait4): on a shared 2-core machine the
+    wall time of any interpreter start also measures the neighbours' load; the wall time is
+    bounded loosely (a stall would show there)."""
+    path = path.format(tmp=tmp_path)
+    t0 = time.monotonic()
+    p = subprocess.Popen(BENCH + [flag, path], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.stdout.read(), p.stderr.read().decode()
+    _, status, usage = os.wait4(p.pid, 0)
+    took = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    p.stdout.close()
+    p.stderr.close()
+    assert p.returncode == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("loadgen bench: %s" % flag), err
+    assert usage.ru_utime + usage.ru_stime < 1.0, usage       # no server started, no run done
+    assert took < 5.0, took
+    assert out == b""
+
+
+def test_compare_rejects_a_file_of_another_kind(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"schema": "something/1"}')
+    r = subprocess.run([sys.executable, "-m", "loadgen", "compare", str(bad), str(bad)], cwd=ROOT,
+                       capture_output=True, timeout=30)
+    assert r.returncode == 2 and "not a result file" in r.stderr.decode() and b"Traceback" not in r.stderr
+
+
+def _alive(pid):
+    """True while /proc/PID exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigint_to_the_process_group_keeps_the_finished_runs(tmp_path):
+    out = tmp_path / "b.json"
+    # its own session, so the test can signal bench's process group as a terminal would
+    p = subprocess.Popen(BENCH + ["--profile", "rw256k", "--strategies", "single,array", "--rounds", "3",
+                                  "--time", "3", "--warmup", "0.5", "--clients", "1", "--threads", "2",
+                                  "--rw-file-size", str(1 << 20), "--rw-files", "2", "--seed", "3",
+                                  "--json", str(out)],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    pids, lines, buf = [], [], b""
+    deadline = time.monotonic() + 120
+    try:
+        # wait (on its progress lines) until one run has finished and the next is measuring
+        while not (any(": done in" in ln for ln in lines) and lines and lines[-1].endswith(": measuring")):
+            left = deadline - time.monotonic()
+            assert left > 0, "no progress lines: %s" % lines
+            r, _, _ = select.select([p.stderr], [], [], left)
+            if not r:
+                continue
+            chunk = os.read(p.stderr.fileno(), 65536)
+            assert chunk, "bench ended early: %s" % lines
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                lines.append(line.decode())
+                m = re.search(r"rpcsrv pid (\d+) up", lines[-1])
+                if m:
+                    pids.append(int(m.group(1)))
+        os.killpg(p.pid, signal.SIGINT)                     # as Ctrl-C at a terminal: the whole group
+        stdout, stderr = p.communicate(timeout=90)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(30)
+    err = "\n".join(lines) + buf.decode() + stderr.decode()
+    assert p.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert len(pids) >= 2
+    assert not any(_alive(pid) for pid in pids), pids       # no rpcsrv left running
+    done = [ln for ln in err.splitlines() if ": done in" in ln]
+    doc = json.loads(out.read_text())
+    assert doc["interrupted"] is True
+    runs = [r for s in doc["profiles"]["rw256k"]["strategies"].values() for r in s["rounds"]]
+    assert len(runs) == len(done) >= 1                      # every finished run, and not the cut one
+    assert sorted(r["server_pid"] for r in runs) == sorted(pids[:len(done)])
+    assert "interrupted after %d finished run(s)" % len(done) in stdout.decode()
+
+
+def test_json_to_stdout_and_compare_two_run_files(tmp_path):
+    """Two real `loadgen run` result files against one rpcsrv, then `loadgen compare` on them."""
+    export = tmp_path / "export"
+    export.mkdir()
+    files = []
+    with ServerProcess(export, threads=2) as srv:
+        for i in range(2):
+            f = tmp_path / ("run%d.json" % i)
+            r = subprocess.run([sys.executable, "-m", "loadgen", "run", srv.url, "--profile", "rw256k",
+                                "--clients", "1", "--time", "1", "--warmup", "0.2", "--rw-files", "1",
+                                "--rw-file-size", str(1 << 20), "--metrics-port", "0", "--json", str(f)],
+                               cwd=ROOT, capture_output=True, timeout=120)
+            assert r.returncode == 0, r.stderr.decode()[-2000:]
+            assert "p99.9 ms" in r.stdout.decode()
+            files.append(str(f))
+    d = json.loads(open(files[0]).read())
+    assert d["meta"]["timestamp"] and d["meta"]["argv"]
+    for key in ("p50_seconds", "p90_seconds", "p99_seconds", "p999_seconds"):
+        assert d["ops"]["READ3"][key] > 0
+    r = subprocess.run([sys.executable, "-m", "loadgen", "compare", *files, "--output-format", "json"],
+                       cwd=ROOT, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    doc = json.loads(r.stdout)
+    assert doc["kind"] == "run" and [f["path"] for f in doc["files"]] == files
+    rows = {(x["entry"], x["figure"]): x for x in doc["rows"]}
+    one = json.loads(open(files[1]).read())
+    row = rows[("all ops", "ops_per_second")]
+    assert row["values"] == [d["ops_per_second"], one["ops_per_second"]]
+    assert row["ratios"][0]["ratio"] == pytest.approx(one["ops_per_second"] / d["ops_per_second"])
+    assert rows[("READ3", "p999_seconds")]["values"][0] == d["ops"]["READ3"]["p999_seconds"]
+    assert "A = %s" % files[0] in r.stderr.decode()
+
+
+def test_run_checks_its_json_path_before_any_client_starts(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "loadgen", "run", "nfs://127.0.0.1/x?nfsport=9&mountport=9",
+                        "--json", str(tmp_path / "no" / "r.json"), "--metrics-port", "0"],
+                       cwd=ROOT, capture_output=True, timeout=30)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and err.startswith("loadgen: --json ") and "Traceback" not in err, err
