@@ -47,8 +47,10 @@ def add_arguments(p) -> None:
                         "`python -m rpcsrv --list-strategies` prints)")
     p.add_argument("--baseline", default="single", help="the strategy the others are compared against (default single)")
     p.add_argument("--profile", default="rw256k,dbench",
-                   help="comma-separated: rw256k (sequential 256 KiB NFSv3 READ/WRITE) and/or dbench "
-                        "(the default dbench workload: client.txt) (default: both)")
+                   help="comma-separated: rw256k (sequential 256 KiB NFSv3 READ/WRITE), dbench "
+                        "(the default dbench workload: client.txt, see --dbench-lines) and any loadfile "
+                        "as NAME=PATH or PATH (named after the file), e.g. nfs3=/path/to/nfs_3.load "
+                        "(default: rw256k,dbench)")
     p.add_argument("--clients", type=int, default=4, help="client processes per run (default 4)")
     p.add_argument("--time", type=float, default=10.0, help="measured seconds per run (default 10)")
     p.add_argument("--warmup", type=float, default=2.0, help="warmup seconds per run (default 2)")
@@ -104,9 +106,21 @@ def _parse(args):
         return "--clients, --rounds, --threads must be >= 1, --time > 0, --warmup and --dbench-lines >= 0"
     if args.target_ci is not None and (args.target_ci <= 0 or args.max_rounds < max(2, args.rounds)):
         return "--target-ci must be > 0 and --max-rounds >= --rounds (and >= 2)"
-    profiles = [s.strip() for s in args.profile.split(",") if s.strip()]
-    if not profiles or any(p not in PROFILES for p in profiles):
-        return "--profile takes rw256k and/or dbench"
+    profiles, loadfiles = [], {}
+    for spec in (s.strip() for s in args.profile.split(",") if s.strip()):
+        if spec in PROFILES:
+            profiles.append(spec)
+            continue
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = os.path.splitext(os.path.basename(spec))[0], spec
+        if not name or name in PROFILES or name in loadfiles or not os.path.isfile(path):
+            return ("--profile takes rw256k, dbench and loadfiles as NAME=PATH or PATH; %r is neither "
+                    "(no such file, or the name is taken)" % spec)
+        profiles.append(name)
+        loadfiles[name] = os.path.abspath(path)
+    if not profiles:
+        return "--profile takes rw256k, dbench and loadfiles as NAME=PATH or PATH"
     try:
         table = load_strategies()
     except StrategyError as e:
@@ -139,7 +153,7 @@ def _parse(args):
         "load": {"clients": args.clients, "time": args.time, "warmup": args.warmup,
                  "rw_file_size": args.rw_file_size, "rw_files": args.rw_files,
                  "dbench_loadfile": DEFAULT_CLIENT_TXT if os.path.exists(DEFAULT_CLIENT_TXT) else None,
-                 "dbench_lines": args.dbench_lines or None},
+                 "dbench_lines": args.dbench_lines or None, "loadfiles": loadfiles},
         "kernel": {s["name"]: {k: s.get(k) for k in ("summary", "kernel", "kernel_us", "kernel_calls")}
                    for s in table if s["name"] in strategies},
     }
@@ -211,6 +225,8 @@ def run_rounds(settings: dict, opts: dict, root: str, prog: Progress, state: dic
         queue = [(prof, k, orders[prof][k]) for k in range(len(names)) for prof in profiles]
         for prof, k, name in queue:
             popts = dict(opts, profile=prof)
+            if prof in settings["load"]["loadfiles"]:       # a loadfile profile: that file, whole
+                popts["loadfile"] = settings["load"]["loadfiles"][prof]
             head = "%s round %d/%d, %s (%d/%d)" % (prof, r + 1, max(settings["rounds"], r + 1), name, k + 1,
                                                    len(names))
             prog.say("%s: starting; about %.0f s left%s" % (head, prog.left(),
