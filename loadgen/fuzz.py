@@ -35,10 +35,11 @@ from .rpcwire import MOUNT_PROGRAM as MOUNT, NFS_PROGRAM as NFS, RpcWireError, T
 CRED = auth_sys(0, 0, (0,), b"fuzz", 1)
 
 
-def start_server(export: str, threads: int) -> RpcsrvProcess:
-    """rpcsrv on 127.0.0.1:0 with short record and idle timeouts (so a fuzzed connection cannot hold a worker)."""
+def start_server(export: str, threads: int, fast_path: str | None = None) -> RpcsrvProcess:
+    """rpcsrv on 127.0.0.1:0 with short record and idle timeouts (so a fuzzed connection cannot hold a
+    worker); fast_path "on"/"off" picks the request path (None: the server's default, on)."""
     try:
-        return RpcsrvProcess(export, threads=threads, arena_mib=64,
+        return RpcsrvProcess(export, threads=threads, arena_mib=64, fast_path=fast_path,
                              extra=("--record-timeout", "2", "--idle-timeout", "5"))
     except ServerError as e:
         raise SystemExit("fuzz: %s" % e) from None
@@ -140,17 +141,18 @@ def probe(port: int, timeout: float) -> bool:
         return False
 
 
-def run(seconds: float, seed: int, threads: int = 4, hang_timeout: float = 10.0, out=sys.stdout) -> dict:
+def run(seconds: float, seed: int, threads: int = 4, hang_timeout: float = 10.0, out=sys.stdout,
+        fast_path: str | None = None) -> dict:
     rnd = random.Random(seed)
     tmp = tempfile.mkdtemp(prefix="nfsbulk-fuzz-")
     export = os.path.join(tmp, "export")
     os.makedirs(os.path.join(export, "dir"))
     with open(os.path.join(export, "file"), "wb") as f:
         f.write(os.urandom(20000))
-    srv = start_server(export, threads)
+    srv = start_server(export, threads, fast_path)
     proc, port = srv.proc, srv.port
     res = {"records": 0, "replies": 0, "closed": 0, "crashes": 0, "hangs": 0, "pages_leaked": None,
-           "seconds": seconds, "seed": seed}
+           "seconds": seconds, "seed": seed, "path": "fast path" if srv.fast_path else "Python path"}
     try:
         bodies = templates(port, export)
         t_end = time.monotonic() + seconds
@@ -209,7 +211,7 @@ def run(seconds: float, seed: int, threads: int = 4, hang_timeout: float = 10.0,
         else:
             srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("fuzz: %(records)d records sent in %(seconds)g s (seed %(seed)d): %(replies)d reply reads, "
+    print("fuzz: %(records)d records sent in %(seconds)g s (seed %(seed)d, %(path)s): %(replies)d reply reads, "
           "%(closed)d connections closed by the server; crashes %(crashes)d, hangs %(hangs)d, "
           "allocator pages leaked %(pages_leaked)s" % res, file=out, flush=True)
     return res
@@ -221,6 +223,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=4, help="server worker threads (default 4)")
     p.add_argument("--hang-timeout", type=float, default=10.0,
                    help="a NULL probe unanswered this long after a batch counts as a hang (default 10)")
+    p.add_argument("--fast-path", choices=("on", "off"), default=None,
+                   help="the server's request path: on (compiled, rpcsrv's default) or off (the Python path)")
 
 
 def main_args(a) -> int:
@@ -228,7 +232,7 @@ def main_args(a) -> int:
         print("loadgen fuzz: --seconds, --threads and --hang-timeout must be positive", file=sys.stderr)
         return 2
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
-    res = run(a.seconds, seed, a.threads, a.hang_timeout)
+    res = run(a.seconds, seed, a.threads, a.hang_timeout, fast_path=a.fast_path)
     return 0 if res["crashes"] == 0 and res["hangs"] == 0 and res["pages_leaked"] == 0 else 1
 
 
