@@ -191,9 +191,11 @@ cdef class FastWorker:
                         if r2 >= 0:
                             return r2
                         continue
+                    if errno == ECONNRESET and c.record_len == 0 and c.have == 0:
+                        return self._fail(c, R_RESET, 0)
                     return self._fail(c, R_RECV_ERRNO, errno)
                 if r == 0:
-                    return self._fail(c, R_NONE if c.record_len == 0 and c.have == 0 else R_TRUNCATED, 0)
+                    return self._fail(c, R_EOF if c.record_len == 0 and c.have == 0 else R_TRUNCATED, 0)
                 if not c.record_started:
                     c.record_started = fp_now()
                 c.have += <int>r
@@ -404,11 +406,14 @@ cdef class FastWorker:
     cdef int serve_conn(self, fconn_t *c, double ready) noexcept nogil:
         """One turn of a connection the worker holds: -1 (done, re-armed) or an EV_* for Python."""
         cdef int rx, rc
+        cdef uint64_t qwait
         cdef epoll_event ev
         self.ret_fd = c.fd
         if c.doomed:
             return EV_CLOSE
-        self.st.queue[fp_bucket(<uint64_t>((fp_now() - ready) * 1e9), 25000)] += 1
+        qwait = <uint64_t>((fp_now() - ready) * 1e9)
+        self.st.queue[fp_bucket(qwait, 25000)] += 1
+        self.st.queue_sum_ns += qwait
         rx = self._receive(c)
         if rx == RX_CLOSED:
             return EV_CLOSE
