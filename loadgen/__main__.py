@@ -76,13 +76,30 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _metrics_port(text: str):
+    """A port number (0 picks a free one) or ``off`` (None)."""
+    if text.strip().lower() in ("off", "none", "no"):
+        return None
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number or 'off', got {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {v}")
+    return v
+
+
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a load against one NFS server",
                        description=_DESCRIPTION, epilog=_RUN_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", metavar="URL", help="NFS export URL, e.g. nfs://127.0.0.1/export?nfsport=2049&mountport=20048&version=3")
     w = p.add_mutually_exclusive_group()
-    w.add_argument("--loadfile", metavar="FILE", help="dbench loadfile to replay (NFS dialect or client.txt)")
+    w.add_argument("--loadfile", metavar="FILE|NAME",
+                   help="dbench loadfile to replay (NFS dialect or client.txt), by path, or by the name of one "
+                        "shipped with loadgen: seq-write (32 KiB sequential writes and a COMMIT), metadata "
+                        "(create, lookup, getattr, setattr, readdir(plus), rename, link, symlink, remove, "
+                        "mkdir, rmdir), mixed-rw (64 KiB and random 4 KiB reads and writes)")
     w.add_argument("--profile", choices=["rw256k"],
                    help="built-in profile: rw256k = sequential 256 KiB READ3/WRITE3 over a per-client "
                         "file set laid out in an untimed setup phase")
@@ -100,8 +117,11 @@ def _add_run(sub) -> None:
                    help="a status mismatch stops the run with exit status 1 (default: report and count)")
     p.add_argument("--json", metavar="FILE", help="write the results (per-op histograms with fixed bucket "
                                                   "bounds, mergeable across runs) to FILE")
-    p.add_argument("--metrics-port", type=int, default=9411, metavar="PORT",
-                   help="serve Prometheus /metrics on this port during the run (default 9411, 0 disables)")
+    p.add_argument("--metrics-port", type=_metrics_port, default=9411, metavar="PORT|off",
+                   help="serve Prometheus /metrics on this port during the run (default 9411; 0 picks a "
+                        "free port, announced on stderr; 'off' disables, as --no-metrics)")
+    p.add_argument("--no-metrics", dest="metrics_port", action="store_const", const=None,
+                   help="serve no /metrics endpoint")
     p.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
                    help="address for /metrics (default 127.0.0.1)")
     p.add_argument("--ignore-timestamps", action="store_true",
@@ -128,15 +148,18 @@ def _cmd_run(args) -> int:
     if args.profile == "rw256k":
         desc = f"profile rw256k ({args.rw_files} x {args.rw_file_size} bytes per client)"
     elif args.loadfile:
-        if not os.path.isfile(args.loadfile):
-            print(f"loadgen: loadfile {args.loadfile!r} not found", file=sys.stderr)
+        path = workloads.resolve_loadfile(args.loadfile)
+        if path is None:
+            print(f"loadgen: --loadfile {args.loadfile}: no such file and no shipped loadfile of that name "
+                  f"(shipped: {', '.join(workloads.shipped_loadfiles()) or 'none'})", file=sys.stderr)
             return EXIT_USAGE
         try:
-            parse_file(args.loadfile)          # fail fast, with the line number
+            parse_file(path)                   # fail fast, with the line number
         except LoadfileError as e:
             print(f"loadgen: {e}", file=sys.stderr)
             return EXIT_USAGE
-        desc = args.loadfile
+        desc = args.loadfile if path == os.path.abspath(args.loadfile) else f"{args.loadfile} ({path})"
+        args.loadfile = path
     else:
         desc = workloads.DEFAULT_CLIENT_TXT if os.path.exists(workloads.DEFAULT_CLIENT_TXT) else "<loadgen default>"
     cfg = {

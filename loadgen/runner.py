@@ -59,13 +59,14 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
     interval_max = [0.0]      # max op latency reported since the last per-second line
 
     http = None
-    if cfg["metrics_port"]:
+    if cfg["metrics_port"] is not None:
         try:
             _reg, http = serve(totals, cfg["metrics_port"], cfg["metrics_addr"])
         except OSError as e:
-            say(f"loadgen: cannot serve metrics on {cfg['metrics_addr']}:{cfg['metrics_port']}: {e} "
-                f"(use --metrics-port 0 to disable)", err)
+            say(f"loadgen: --metrics-port {cfg['metrics_port']}: cannot serve metrics on {cfg['metrics_addr']}: "
+                f"{e.strerror or e} (--metrics-port 0 picks a free port, --no-metrics disables)", err)
             return EXIT_USAGE
+        say(f"loadgen: metrics http://{cfg['metrics_addr']}:{http[0].server_address[1]}/metrics", err)
 
     rsock, wsock = socket.socketpair()
     rsock.setblocking(False)

@@ -33,7 +33,7 @@ from .bench import BenchError, free_port
 class Server:
     def __init__(self, export: str, port: int, threads: int, arena_mib: int):
         self.args = [sys.executable, "-m", "rpcsrv", "--export", export, "--listen", "127.0.0.1:%d" % port,
-                     "--metrics-port", "0", "--threads", str(threads), "--arena-mib", str(arena_mib)]
+                     "--no-metrics", "--threads", str(threads), "--arena-mib", str(arena_mib)]
         self.proc = None
         self.url = None
 

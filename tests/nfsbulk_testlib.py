@@ -27,7 +27,7 @@ class ServerProcess:
 
     def __init__(self, export, strategy="array", threads=4, arena_mib=128, extra=(), env=None):
         cmd = [sys.executable, "-m", "rpcsrv", "--export", str(export), "--listen", "127.0.0.1:0",
-               "--metrics-port", "0", "--threads", str(threads), "--strategy", strategy,
+               "--no-metrics", "--threads", str(threads), "--strategy", strategy,
                "--arena-mib", str(arena_mib), *extra]
         e = dict(os.environ)
         e.update(env or {})
