@@ -29,7 +29,7 @@ venv: $(VENV)/.stamp-pip
 $(VENV)/.stamp-pip: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel 'cython>=3.0,<4'
-	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
+	$(PY) -m pip install -q --no-build-isolation -e '.[test,plot]'
 	@touch $@
 
 # Cython build in place; cythonize skips unchanged sources, so this is quick.

@@ -34,9 +34,14 @@ max latency in ms, errors) with throughput (MB = 10^6 bytes of READ+WRITE
 payload) and ops/sec. Status mismatches are printed as
 "clientN [line] OP path got X - expected Y" and counted.
 
-Exit status: 0 ok; 1 a client failed (mount, setup, crash, hang) or
---strict saw a mismatch; 2 usage or loadfile error; 130 interrupted (the
-table for what ran is still printed).
+Exit status: 0 ok; 1 a client failed (mount, setup, crash, hang), any
+status was unexpected, or every operation failed: the last line on stderr,
+"loadgen: FAILED: ... first: ...", names the first cause (client, loadfile
+line, operation, path, status); 2 usage or loadfile error; 130 interrupted
+(the table for what ran is still printed). Operations and ops/sec count
+what completed as the loadfile expects; unexpected statuses (including
+calls never sent because an earlier step failed) are failures, counted
+apart. A run during which a client died is marked DEGRADED.
 """
 
 
@@ -104,7 +109,8 @@ def _add_run(sub) -> None:
                    help="built-in profile: rw256k = sequential 256 KiB READ3/WRITE3 over a per-client "
                         "file set laid out in an untimed setup phase")
     p.add_argument("--clients", type=_positive_int, default=1, metavar="N",
-                   help="number of client processes, each with its own connection (default 1)")
+                   help="number of client processes, each with its own connection (default 1, at most 256: "
+                        "each client is a whole Python process)")
     p.add_argument("--time", type=_nonneg, default=60.0, metavar="SECONDS",
                    help="length of the measured phase after warmup (default 60)")
     p.add_argument("--warmup", type=_nonneg, default=5.0, metavar="SECONDS",
@@ -142,8 +148,13 @@ def _cmd_run(args) -> int:
     from .runner import EXIT_USAGE, run
     from . import workloads
 
+    from .runner import clients_problem
     if not args.url.startswith("nfs://"):
         print(f"loadgen: URL must start with nfs://, got {args.url!r}", file=sys.stderr)
+        return EXIT_USAGE
+    problem = clients_problem(args.clients)
+    if problem:
+        print(f"loadgen: {problem}", file=sys.stderr)
         return EXIT_USAGE
     if args.profile == "rw256k":
         desc = f"profile rw256k ({args.rw_files} x {args.rw_file_size} bytes per client)"
@@ -183,7 +194,22 @@ def _add_bench(sub) -> None:
                     "calls, pages per call, waits, p50/p99, ops/s and MB/s with deltas) beside the kernel's "
                     "figures. Strategies are interleaved over rounds; figures are medians.")
     bench.add_arguments(p)
-    p.set_defaults(func=lambda a: bench.main(a))
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args) -> int:
+    from . import bench
+    if getattr(args, "plot", None) and not _have_matplotlib():
+        # before any server starts: a run of several minutes must not end without its plot
+        print("loadgen bench: --plot needs matplotlib, an optional extra: pip install 'nfsbulk[plot]' "
+              "(make setup installs it)", file=sys.stderr)
+        return 2
+    return bench.main(args)
+
+
+def _have_matplotlib() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _add_soak(sub) -> None:
