@@ -40,6 +40,7 @@ CRED = auth_sys(0, 0, (0,), b"fuzz", 1)
 
 def start_server(export: str, threads: int):
     p = subprocess.Popen([sys.executable, "-m", "rpcsrv", "--export", export, "--listen", "127.0.0.1:0",
+                          "--state-dir", os.path.join(os.path.dirname(export), "state"),
                           "--no-metrics", "--threads", str(threads), "--arena-mib", "64",
                           "--record-timeout", "2", "--idle-timeout", "5"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -32,7 +32,9 @@ from .bench import BenchError, free_port
 
 class Server:
     def __init__(self, export: str, port: int, threads: int, arena_mib: int):
+        # the handle key goes beside the export, into the temporary directory removed at the end
         self.args = [sys.executable, "-m", "rpcsrv", "--export", export, "--listen", "127.0.0.1:%d" % port,
+                     "--state-dir", os.path.join(os.path.dirname(export), "state"),
                      "--no-metrics", "--threads", str(threads), "--arena-mib", str(arena_mib)]
         self.proc = None
         self.url = None
