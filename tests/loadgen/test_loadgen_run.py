@@ -134,14 +134,19 @@ def test_status_mismatch_reported_counted_and_strict(ganesha, tmp_path, run_load
     out = tmp_path / "mm.json"
     r = run_loadgen(["run", ganesha.url(export), "--clients", "1", "--warmup", "0", "--time", "1",
                      "--loadfile", str(lf), "--json", str(out), "--no-metrics"])
-    assert r.returncode == 0, r.stderr
+    # reported, counted, and a failed run: exit 1, the last line naming the first mismatch
+    assert r.returncode == 1, r.stderr
     assert ('client0 [4] LOOKUP3 "/clients/client0/missing" got 0x00000002 (NFS3ERR_NOENT) '
             '- expected 0x00000000') in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("loadgen: FAILED: ")
+    assert r.stderr.strip().splitlines()[-1].endswith(
+        '; first: client0 [4] LOOKUP3 "/clients/client0/missing" got 0x00000002 (NFS3ERR_NOENT) - expected 0x00000000')
     d = load_json(out)
     assert d["unexpected"] == d["ops"]["LOOKUP3"]["unexpected"] > 0
     assert d["ops"]["LOOKUP3"]["ok"] == d["ops"]["LOOKUP3"]["unexpected"] or \
         abs(d["ops"]["LOOKUP3"]["ok"] - d["ops"]["LOOKUP3"]["unexpected"]) <= 1
-    assert d["mismatch_count"] == d["unexpected"]
+    assert d["mismatch_count"] == d["unexpected"] == d["failed_ops"]
+    assert d["exit_code"] == 1
 
     t = time.monotonic()
     r = run_loadgen(["run", ganesha.url(export), "--clients", "1", "--warmup", "0", "--time", "30",
