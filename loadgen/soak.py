@@ -9,8 +9,11 @@ SIGTERM (it must exit 0 and report no allocator page still allocated) and
 starts it again on the same port and export, so clients reconnect and go on
 with their old file handles. At the end it stops the server the same way and
 prints ops, unexpected statuses (must be 0), client failures (0), RSS over
-time (with the growth from the first sample after warmup to the last) and
-pages leaked at each stop (0). Exit status 0 only when all of that holds.
+time (with the growth from the first sample after warmup to the last), the
+part of it that is the page allocator's arena (resident once first written:
+it grows towards --arena-mib as more pages circulate, bounded) and RSS outside
+the arena (what a leak would grow), and pages leaked at each stop (0). Exit
+status 0 only when all of that holds.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from .bench import BenchError, free_port
 class Server:
     def __init__(self, export: str, port: int, threads: int, arena_mib: int):
         # the handle key goes beside the export, into the temporary directory removed at the end
+        self.arena_mib = arena_mib
         self.args = [sys.executable, "-m", "rpcsrv", "--export", export, "--listen", "127.0.0.1:%d" % port,
                      "--state-dir", os.path.join(os.path.dirname(export), "state"),
                      "--no-metrics", "--threads", str(threads), "--arena-mib", str(arena_mib)]
@@ -64,6 +68,25 @@ class Server:
     def stderr(self):
         self.errf.seek(0)
         return self.errf.read().decode(errors="replace")
+
+    def arena_kib(self):
+        """Resident KiB of the page allocator's arena (the anonymous mapping of --arena-mib MiB,
+        from /proc/PID/smaps): pages become resident when first written and stay so, so this part
+        of RSS grows towards --arena-mib while ever more pages circulate; it is bounded, not a leak."""
+        want = "%d kB" % (self.arena_mib * 1024)
+        try:
+            with open("/proc/%d/smaps" % self.proc.pid) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return None
+        for i, line in enumerate(lines):
+            head = line.split()
+            if len(head) == 5 and "-" in head[0] and i + 2 < len(lines):     # an anonymous mapping
+                if " ".join(lines[i + 1].split()[1:]) == want:
+                    for sub in lines[i + 2:i + 30]:
+                        if sub.startswith("Rss:"):
+                            return int(sub.split()[1])
+        return None
 
     def rss_kib(self):
         try:
@@ -117,7 +140,7 @@ def main(args) -> int:
             f.write(workloads.DEFAULT_LOADFILE)
     restart_at = args.restart_at if args.restart_at is not None else args.warmup + args.time / 2
     srv = Server(export, free_port(), args.threads, args.arena_mib)
-    report = {"clients": args.clients, "time": args.time, "restart_at": restart_at, "rss_kib": [],
+    report = {"clients": args.clients, "time": args.time, "restart_at": restart_at, "rss_kib": [], "arena_kib": [],
               "stops": [], "restarts": 0}
     stop_side = threading.Event()
     side_error = []
@@ -128,6 +151,7 @@ def main(args) -> int:
         while not stop_side.wait(args.sample):
             now = time.monotonic() - t0
             report["rss_kib"].append((round(now, 1), srv.rss_kib()))
+            report["arena_kib"].append((round(now, 1), srv.arena_kib()))
             if not restarted and now >= restart_at:
                 restarted = True
                 print("soak: restarting the server at %.0f s" % now, file=sys.stderr, flush=True)
@@ -169,6 +193,9 @@ def main(args) -> int:
         rss_first_kib=after_warmup[0] if after_warmup else None,
         rss_last_kib=rss[-1] if rss else None,
         rss_max_kib=max(rss) if rss else None,
+        # RSS outside the page arena: what a leak would grow (the arena's part is bounded, see arena_kib)
+        rss_outside_arena_kib=[(t, r - a) for (t, r), (_, a) in zip(report["rss_kib"], report["arena_kib"])
+                               if r is not None and a is not None],
         pages_leaked=[p for _, p in report["stops"]],
         exit_statuses=[c for c, _ in report["stops"]],
     )
@@ -182,6 +209,10 @@ def main(args) -> int:
               report["exit_statuses"], report["pages_leaked"], report["rss_first_kib"],
               report["rss_last_kib"], report["rss_max_kib"]))
     print("soak: RSS samples (s, KiB): " + " ".join("%g:%s" % x for x in report["rss_kib"]))
+    print("soak: of which the page arena (s, KiB): " + " ".join("%g:%s" % x for x in report["arena_kib"]))
+    outside = report["rss_outside_arena_kib"]
+    if outside:
+        print("soak: RSS outside the arena: %s -> %s KiB" % (outside[0][1], outside[-1][1]))
     if load_error or side_error:
         print("soak: %s" % (load_error or side_error), file=sys.stderr)
     report["ok"] = ok
