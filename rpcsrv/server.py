@@ -147,7 +147,7 @@ class Server:
         self.fast = None
         self.fast_unusable = None   # why the fast path is off although asked for, or None
         if config.fast_path:
-            from rpcsrv import fast
+            import rpcsrv.fast as fast
             self.fast_unusable = fast.usable(self.export)
             if self.fast_unusable is None:
                 self.fast = fast.FastPath(self)

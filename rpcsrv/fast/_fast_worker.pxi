@@ -406,14 +406,14 @@ cdef class FastWorker:
     cdef int serve_conn(self, fconn_t *c, double ready) noexcept nogil:
         """One turn of a connection the worker holds: -1 (done, re-armed) or an EV_* for Python."""
         cdef int rx, rc
-        cdef uint64_t qwait
+        cdef uint64_t qns
         cdef epoll_event ev
         self.ret_fd = c.fd
         if c.doomed:
             return EV_CLOSE
-        qwait = <uint64_t>((fp_now() - ready) * 1e9)
-        self.st.queue[fp_bucket(qwait, 25000)] += 1
-        self.st.queue_sum_ns += qwait
+        qns = <uint64_t>((fp_now() - ready) * 1e9)
+        self.st.queue[fp_bucket(qns, 25000)] += 1
+        self.st.queue_sum_ns += qns
         rx = self._receive(c)
         if rx == RX_CLOSED:
             return EV_CLOSE
