@@ -6,7 +6,9 @@ PYTHON   ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV     := .venv
 PY       := $(VENV)/bin/python
 APT_PKGS := gcc make python3-dev python3-venv libnfs-dev libnfs-utils prometheus dbench \
-            nfs-ganesha nfs-ganesha-vfs nfs-ganesha-mem rpcbind strace curl
+            nfs-ganesha nfs-ganesha-vfs nfs-ganesha-mem rpcbind strace
+# README and grafana/README fetch /metrics with curl (not in a minimal Debian)
+APT_PKGS += curl
 BENCH_ARGS ?=
 
 .PHONY: setup apt venv build test bench clean

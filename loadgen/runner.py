@@ -42,6 +42,19 @@ __all__ = ["run", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERRUPTED", "MAX
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 GRACE = 10.0
+
+
+class _Client:
+    def __init__(self, cid, proc, conn):
+        self.cid = cid
+        self.proc = proc
+        self.conn = conn
+        self.state = "starting"     # starting, ready, running, done, failed
+        self.mounted = False        # reported "mounted" (now setting up)
+        self.info: dict = {}
+        self.cpu = 0.0
+
+
 #: Upper bound of --clients. Each client is a whole Python process (spawned, about 30 MB resident,
 #: a few hundred ms of CPU to start) with its own libnfs connection: 256 of them already need
 #: several GB and load a small machine for tens of seconds before the first operation; more
@@ -71,17 +84,6 @@ def _one_line(text: str) -> str:
     if not lines:
         return ""
     return lines[-1] if lines[0].startswith("Traceback") else lines[0]
-
-
-class _Client:
-    def __init__(self, cid, proc, conn):
-        self.cid = cid
-        self.proc = proc
-        self.conn = conn
-        self.state = "starting"     # starting, ready, running, done, failed
-        self.mounted = False        # reported "mounted" (now setting up)
-        self.info: dict = {}
-        self.cpu = 0.0
 
 
 def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:

@@ -252,7 +252,6 @@ def main(argv=None) -> int:
         from rpcsrv.xprt.udp import UdpConfig
         cfg.udp = UdpConfig(pool_strategy=args.pool_strategy, threads=args.udp_threads,
                             recycle=args.udp_recycle)
-    server = None
     try:
         server = Server(cfg, version=__version__)
         server.start()
