@@ -7,9 +7,9 @@ VENV     := .venv
 PY       := $(VENV)/bin/python
 APT_PKGS := gcc make python3-dev python3-venv libnfs-dev libnfs-utils prometheus dbench \
             nfs-ganesha nfs-ganesha-vfs nfs-ganesha-mem rpcbind strace
+BENCH_ARGS ?=
 # README and grafana/README fetch /metrics with curl (not in a minimal Debian)
 APT_PKGS += curl
-BENCH_ARGS ?=
 
 .PHONY: setup apt venv build test bench clean
 
