@@ -55,11 +55,10 @@ class _Client:
         self.cpu = 0.0
 
 
-#: Upper bound of --clients. Each client is a whole Python process (spawned, about 30 MB resident,
-#: a few hundred ms of CPU to start) with its own libnfs connection: 256 of them already need
-#: several GB and load a small machine for tens of seconds before the first operation; more
-#: measure the machine's process scheduler rather than the server (dbench's own runs rarely go
-#: past a few hundred clients either).
+#: Upper bound of --clients. Each client is a whole Python process (spawned: a few hundred ms of CPU
+#: to start; 130 MB resident measured with dbench's client.txt, 2026-12-02) with its own libnfs
+#: connection: 256 of them already need tens of GB and load a small machine for a long time before
+#: the first operation; more would measure the machine's process scheduler rather than the server.
 MAX_CLIENTS = 256
 #: a start-up (mount + set-up) slower than this gets progress lines
 PROGRESS_AFTER = 1.0
@@ -73,8 +72,8 @@ def clients_problem(n: int) -> str | None:
         return f"--clients {n}: at least 1"
     if n > MAX_CLIENTS:
         return (f"--clients {n}: at most {MAX_CLIENTS}: each client is a separate Python process with its "
-                f"own connection (about 30 MB and a slow start each), so more would measure this machine's "
-                f"process scheduler rather than the server")
+                f"own connection (over 100 MB resident and a slow start each), so more would measure this "
+                f"machine's process scheduler rather than the server")
     return None
 
 

@@ -93,8 +93,8 @@ def test_clients_upper_bound(n):
     r = loadgen("run", "nfs://127.0.0.1/x?nfsport=1&mountport=1", "--clients", n, "--no-metrics", timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip() == ("loadgen: --clients %s: at most 256: each client is a separate Python process "
-                                "with its own connection (about 30 MB and a slow start each), so more would "
-                                "measure this machine's process scheduler rather than the server" % n)
+                                "with its own connection (over 100 MB resident and a slow start each), so more "
+                                "would measure this machine's process scheduler rather than the server" % n)
 
 
 def test_ctrl_c_during_start_up_stops_every_client_within_2s():
