@@ -1,7 +1,7 @@
 """loadgen run's verdict and start-up: exit 1 naming the first failure (a --read-only rpcsrv),
 failures not counted as operations, the --clients bound, Ctrl-C during start-up (every client
-gone within 2 s), the start-up progress line, a client dying mid-run (DEGRADED), and --plot
-without matplotlib."""
+gone within 2 s), the start-up progress line, a client dying mid-run (DEGRADED), --plot
+without matplotlib, and --metrics-port 0."""
 from __future__ import annotations
 
 import json
@@ -191,3 +191,28 @@ def test_plot_without_matplotlib_is_a_hint_before_any_run(tmp_path):
     assert r.stdout == ""
     assert not (tmp_path / "x.png").exists()
     assert time.monotonic() - t < 30
+
+
+def test_metrics_port_zero_picks_a_free_port(tmp_path):
+    """loadgen run --metrics-port 0: a free port, announced on stderr before the clients start,
+    serving the loadgen families without _created series (the run lasts until its end)."""
+    import re
+    import urllib.request
+    srv = ServerProcess(tmp_path, threads=2, arena_mib=64)
+    p = subprocess.Popen([sys.executable, "-m", "loadgen", "run", srv.url, "--loadfile", "metadata",
+                          "--clients", "1", "--time", "2", "--warmup", "0", "--metrics-port", "0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True)
+    try:
+        line = p.stderr.readline()              # the first thing loadgen says
+        m = re.match(r"loadgen: metrics (http://127\.0\.0\.1:(\d+)/metrics)$", line.strip())
+        assert m and int(m.group(2)) != 0, line
+        with urllib.request.urlopen(m.group(1), timeout=10) as r:
+            text = r.read().decode()
+        assert "nfsbulk_loadgen_clients" in text and "_created" not in text
+        p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+        srv.stop()
+    assert p.returncode == 0
