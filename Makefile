@@ -8,6 +8,8 @@ PY       := $(VENV)/bin/python
 APT_PKGS := gcc make python3-dev python3-venv libnfs-dev libnfs-utils prometheus dbench \
             nfs-ganesha nfs-ganesha-vfs nfs-ganesha-mem rpcbind strace tshark tcpdump chromium
 BENCH_ARGS ?=
+# README and grafana/README fetch /metrics with curl (not in a minimal Debian)
+APT_PKGS += curl
 
 .PHONY: setup apt venv build test bench clean
 
@@ -30,7 +32,7 @@ venv: $(VENV)/.stamp-pip
 $(VENV)/.stamp-pip: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel 'cython>=3.0,<4'
-	$(PY) -m pip install -q --no-build-isolation -e '.[test,distributed]'
+	$(PY) -m pip install -q --no-build-isolation -e '.[test,distributed,plot]'
 	@touch $@
 
 # Cython build in place; cythonize skips unchanged sources, so this is quick.

@@ -6,7 +6,7 @@
 
 The dashboards are built with grafana-foundation-sdk; the committed JSON is
 exactly this script's output (tests/grafana regenerates and compares). Metric
-names and labels follow shared/design/metrics.md and the exposition of
+names and labels follow docs/metrics.md and the exposition of
 rpcsrv/metrics.py, alloc/metrics.py and loadgen/metrics.py.
 
 Conventions every dashboard keeps (checked by tests/grafana/test_dashboard_lint.py):
@@ -52,7 +52,7 @@ UIDS = {
 }
 
 #: Chuck Lever's svc_alloc_arg measurement on the 5.13 bulk allocator series (v6 6/9):
-#: NFSv3 256 KB read/write, mean per call (shared/design/kernel-reference.md).
+#: NFSv3 256 KB read/write, mean per call (Chuck Lever's figures in the 5.13 bulk allocator series).
 KERNEL_SVC_ALLOC_ARG_US = (
     ("single", "alloc_page loop", 25.007),
     ("list", "bulk list API", 6.258),
@@ -307,9 +307,15 @@ def rpc_server_dashboard():
            "From data ready on a connection to a worker picking it up: p50, p99 and mean.",
            quantiles(qw, "") + [(per_call_mean(qw, "instance"), "{{instance}} mean")], w=12),
         ts("Errors by reason", "cps",
-           "RPC-level errors per second by reason (badfmt, badauth, prog_unavail, proc_unavail, "
-           "garbage_args, record_too_large, ...).",
+           "RPC-level faults per second by reason (badfmt, badauth, prog_unavail, proc_unavail, "
+           "garbage_args, record_too_large, truncated_record, ...). Clients that simply go away are "
+           "disconnects, in the next panel.",
            [(rate("nfsbulk_rpc_errors_total", "reason"), "{{reason}}")], w=8),
+        ts("Disconnects by reason", "cps",
+           "Connections that ended per second by reason: eof and reset (the client went away between "
+           "records, an ordinary exit), idle (closed after --idle-timeout), limit (refused for "
+           "--max-connections). Not errors (nfsbulk_rpc_disconnects_total).",
+           [(rate("nfsbulk_rpc_disconnects_total", "reason"), "{{reason}}")], w=8),
         ts("In-flight requests", "short", "Requests being processed (nfsbulk_rpc_in_flight).",
            [("sum(nfsbulk_rpc_in_flight%s)" % sel(), "in flight")], w=8),
         ts("Connections", "short", "Open client connections (nfsbulk_connections).",
@@ -317,14 +323,15 @@ def rpc_server_dashboard():
         ts("NFS read / write throughput", "Bps",
            "READ payload bytes sent and WRITE payload bytes received per second (MB/s).",
            [(rate("nfsbulk_nfs_read_bytes_total", None), "read"),
-            (rate("nfsbulk_nfs_write_bytes_total", None), "write")], w=12),
+            (rate("nfsbulk_nfs_write_bytes_total", None), "write")], w=8),
         ts("Duplicate request cache", "cps",
            "Duplicate request cache lookups per second for non-idempotent calls, by result: a hit replays "
            "a cached reply to a retransmission; in_progress drops a retransmission still being served.",
-           [(rate("nfsbulk_rpc_drc_total", "result"), "{{result}}")], w=12),
+           [(rate("nfsbulk_rpc_drc_total", "result"), "{{result}}")], w=8),
     ]
     return dashboard("rpc_server", "nfsbulk / RPC server",
-                     "rpcsrv: NFSv3 and MOUNT v3 calls, latency, queueing, errors, connections, throughput.",
+                     "rpcsrv: NFSv3 and MOUNT v3 calls, latency, queueing, errors, disconnects, connections, "
+                     "throughput.",
                      ["rpc", "nfs"], "nfsbulk_build_info", panels)
 
 

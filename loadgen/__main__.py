@@ -34,9 +34,14 @@ max latency in ms, errors) with throughput (MB = 10^6 bytes of READ+WRITE
 payload) and ops/sec. Status mismatches are printed as
 "clientN [line] OP path got X - expected Y" and counted.
 
-Exit status: 0 ok; 1 a client failed (mount, setup, crash, hang) or
---strict saw a mismatch; 2 usage or loadfile error; 130 interrupted (the
-table for what ran is still printed).
+Exit status: 0 ok; 1 a client failed (mount, setup, crash, hang), any
+status was unexpected, or every operation failed: the last line on stderr,
+"loadgen: FAILED: ... first: ...", names the first cause (client, loadfile
+line, operation, path, status); 2 usage or loadfile error; 130 interrupted
+(the table for what ran is still printed). Operations and ops/sec count
+what completed as the loadfile expects; unexpected statuses (including
+calls never sent because an earlier step failed) are failures, counted
+apart. A run during which a client died is marked DEGRADED.
 """
 
 
@@ -76,18 +81,36 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _metrics_port(text: str):
+    """A port number (0 picks a free one) or ``off`` (None)."""
+    if text.strip().lower() in ("off", "none", "no"):
+        return None
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number or 'off', got {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {v}")
+    return v
+
+
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a load against one NFS server",
                        description=_DESCRIPTION, epilog=_RUN_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", metavar="URL", help="NFS export URL, e.g. nfs://127.0.0.1/export?nfsport=2049&mountport=20048&version=3")
     w = p.add_mutually_exclusive_group()
-    w.add_argument("--loadfile", metavar="FILE", help="dbench loadfile to replay (NFS dialect or client.txt)")
+    w.add_argument("--loadfile", metavar="FILE|NAME",
+                   help="dbench loadfile to replay (NFS dialect or client.txt), by path, or by the name of one "
+                        "shipped with loadgen: seq-write (32 KiB sequential writes and a COMMIT), metadata "
+                        "(create, lookup, getattr, setattr, readdir(plus), rename, link, symlink, remove, "
+                        "mkdir, rmdir), mixed-rw (64 KiB and random 4 KiB reads and writes)")
     w.add_argument("--profile", choices=["rw256k"],
                    help="built-in profile: rw256k = sequential 256 KiB READ3/WRITE3 over a per-client "
                         "file set laid out in an untimed setup phase")
     p.add_argument("--clients", type=_positive_int, default=1, metavar="N",
-                   help="number of client processes, each with its own connection (default 1)")
+                   help="number of client processes, each with its own connection (default 1, at most 256: "
+                        "each client is a whole Python process)")
     p.add_argument("--time", type=_nonneg, default=60.0, metavar="SECONDS",
                    help="length of the measured phase after warmup (default 60)")
     p.add_argument("--warmup", type=_nonneg, default=5.0, metavar="SECONDS",
@@ -103,8 +126,11 @@ def _add_run(sub) -> None:
                    help="a status mismatch stops the run with exit status 1 (default: report and count)")
     p.add_argument("--json", metavar="FILE", help="write the results (per-op histograms with fixed bucket "
                                                   "bounds, mergeable across runs) to FILE")
-    p.add_argument("--metrics-port", type=int, default=9411, metavar="PORT",
-                   help="serve Prometheus /metrics on this port during the run (default 9411, 0 disables)")
+    p.add_argument("--metrics-port", type=_metrics_port, default=9411, metavar="PORT|off",
+                   help="serve Prometheus /metrics on this port during the run (default 9411; 0 picks a "
+                        "free port, announced on stderr; 'off' disables, as --no-metrics)")
+    p.add_argument("--no-metrics", dest="metrics_port", action="store_const", const=None,
+                   help="serve no /metrics endpoint")
     p.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
                    help="address for /metrics (default 127.0.0.1)")
     p.add_argument("--ignore-timestamps", action="store_true",
@@ -188,9 +214,14 @@ def _cmd_run(args) -> int:
     from . import workloads
 
     from .outputs import check_path
+    from .runner import clients_problem
 
     if not args.url.startswith("nfs://"):
         print(f"loadgen: URL must start with nfs://, got {args.url!r}", file=sys.stderr)
+        return EXIT_USAGE
+    problem = clients_problem(args.clients)
+    if problem:
+        print(f"loadgen: {problem}", file=sys.stderr)
         return EXIT_USAGE
     bad = check_path("--json", args.json)
     if bad:                      # before any client starts: a bad path must not cost the run's results
@@ -199,15 +230,18 @@ def _cmd_run(args) -> int:
     if args.profile == "rw256k":
         desc = f"profile rw256k ({args.rw_files} x {args.rw_file_size} bytes per client)"
     elif args.loadfile:
-        if not os.path.isfile(args.loadfile):
-            print(f"loadgen: loadfile {args.loadfile!r} not found", file=sys.stderr)
+        path = workloads.resolve_loadfile(args.loadfile)
+        if path is None:
+            print(f"loadgen: --loadfile {args.loadfile}: no such file and no shipped loadfile of that name "
+                  f"(shipped: {', '.join(workloads.shipped_loadfiles()) or 'none'})", file=sys.stderr)
             return EXIT_USAGE
         try:
-            parse_file(args.loadfile)          # fail fast, with the line number
+            parse_file(path)                   # fail fast, with the line number
         except LoadfileError as e:
             print(f"loadgen: {e}", file=sys.stderr)
             return EXIT_USAGE
-        desc = args.loadfile
+        desc = args.loadfile if path == os.path.abspath(args.loadfile) else f"{args.loadfile} ({path})"
+        args.loadfile = path
     else:
         desc = workloads.DEFAULT_CLIENT_TXT if os.path.exists(workloads.DEFAULT_CLIENT_TXT) else "<loadgen default>"
     cfg = {
@@ -240,7 +274,22 @@ def _add_bench(sub) -> None:
         epilog="Exit status: 0 ok; 1 a run failed; 2 usage (bad flag or output path, checked before any "
                "server starts); 130 interrupted (the finished runs are still printed and written).")
     bench.add_arguments(p)
-    p.set_defaults(func=lambda a: bench.main(a))
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args) -> int:
+    from . import bench
+    if getattr(args, "plot", None) and not _have_matplotlib():
+        # before any server starts: a run of several minutes must not end without its plot
+        print("loadgen bench: --plot needs matplotlib, an optional extra: pip install 'nfsbulk[plot]' "
+              "(make setup installs it)", file=sys.stderr)
+        return 2
+    return bench.main(args)
+
+
+def _have_matplotlib() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _add_soak(sub) -> None:

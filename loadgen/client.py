@@ -4,6 +4,7 @@ directory (``/clients/client<N>``), replaying its workload in a loop (or once, w
 Protocol with the parent, over one duplex ``multiprocessing`` pipe (the child
 only sends, except for the two control messages it receives):
 
+  child -> parent  ("mounted", cid)                  the mount worked; set-up follows
   child -> parent  ("ready", cid, info)            mounted, workload parsed, set up
                    ("stats", cid, phase, PhaseStats, [mismatch lines])   deltas, ~4/s
                    ("done", cid, {"cpu": s, "reason": r})               after its last stats
@@ -131,6 +132,7 @@ def client_main(cid: int, nclients: int, cfg: dict, conn) -> None:
             conn.send(("failed", cid, "mount", str(e)))
             raise SystemExit(1)
         stage = "setup"
+        conn.send(("mounted", cid))
         cname = f"client{cid}"
         program = build_workload(cfg, nfs, cname)
         rng = random.Random((cfg["seed"] << 16) + cid)

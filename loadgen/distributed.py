@@ -152,14 +152,15 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
         if http is not None:
             http[0].shutdown()
 
-    if cfg["metrics_port"]:
+    if cfg["metrics_port"] is not None:           # None: --no-metrics; 0: a free port
         try:
             _reg, http = serve(totals, cfg["metrics_port"], cfg["metrics_addr"])
         except OSError as e:
-            say(f"loadgen: cannot serve metrics on {cfg['metrics_addr']}:{cfg['metrics_port']}: {e} "
-                f"(use --metrics-port 0 to disable)", err)
+            say(f"loadgen: --metrics-port {cfg['metrics_port']}: cannot serve metrics on {cfg['metrics_addr']}: "
+                f"{e.strerror or e} (--metrics-port 0 picks a free port, --no-metrics disables)", err)
             runner.quit()
             return EXIT_USAGE
+        say(f"loadgen: metrics http://{cfg['metrics_addr']}:{http[0].server_address[1]}/metrics", err)
     ui_note = ""
     if web_ui is not None:
         # Locust's web UI re-parses sys.argv with its own parser to list "extra" options; ours are

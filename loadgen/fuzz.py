@@ -40,7 +40,9 @@ def start_server(export: str, threads: int, fast_path: str | None = None) -> Rpc
     worker); fast_path "on"/"off" picks the request path (None: the server's default, on)."""
     try:
         return RpcsrvProcess(export, threads=threads, arena_mib=64, fast_path=fast_path,
-                             extra=("--record-timeout", "2", "--idle-timeout", "5"))
+                             extra=("--record-timeout", "2", "--idle-timeout", "5",
+                                    # the handle key beside the export, in the directory removed at the end
+                                    "--state-dir", os.path.join(os.path.dirname(export), "state")))
     except ServerError as e:
         raise SystemExit("fuzz: %s" % e) from None
 

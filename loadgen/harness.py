@@ -111,7 +111,7 @@ def run_load(url: str, opts: dict, on_phase=None) -> dict:
         "url": url, "clients": opts["clients"], "time": opts["time"], "warmup": opts["warmup"],
         "loadfile": opts.get("loadfile"), "profile": "rw256k" if opts["profile"] == "rw256k" else None,
         "rw_files": opts.get("rw_files", 4), "rw_file_size": opts.get("rw_file_size", 8 << 20),
-        "strict": False, "json": path, "metrics_port": 0, "metrics_addr": "127.0.0.1",
+        "strict": False, "json": path, "metrics_port": None, "metrics_addr": "127.0.0.1",
         "ignore_timestamps": True, "seed": 0, "start_timeout": 120.0, "rpc_timeout": 30.0,
         "max_mismatches": 5, "on_phase": on_phase,
     }

@@ -3,11 +3,11 @@
 Design: the clients never touch prometheus_client.  They ship counter and
 histogram *deltas* to the parent over their pipes (see client.py); the parent
 merges them into :class:`Totals` and this collector renders a snapshot at
-scrape time (habit 7 of ARCHITECTURE.md: hot path counts, scrape time
+scrape time (the hot path counts, the scrape
 exposes).  So there is no multiprocess-mode directory to manage and a dead
 client cannot leave stale files; what a client did before dying is kept.
 
-Metrics (shared/design/metrics.md): nfsbulk_loadgen_ops_total{op,status},
+Metrics (docs/metrics.md): nfsbulk_loadgen_ops_total{op,status},
 nfsbulk_loadgen_op_duration_seconds{op} (buckets 25us doubling to ~13.1 s),
 nfsbulk_loadgen_bytes_total{direction}, nfsbulk_loadgen_clients.  They count
 warmup and run phases alike (counters are monotonic); the table and --json
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .stats import BOUNDS, STATUSES, PhaseStats
@@ -84,8 +84,10 @@ class LoadgenCollector:
 
 
 def serve(totals: Totals, port: int, addr: str = "127.0.0.1"):
-    """Start the HTTP endpoint in a daemon thread; returns the registry.
+    """Start the HTTP endpoint in a daemon thread (port 0: a free one); returns (registry,
+    (http server, thread)); the bound port is http server.server_address[1].
     Raises OSError when the port cannot be bound."""
+    disable_created_metrics()       # the custom collector makes none; nothing else in the process may
     reg = CollectorRegistry(auto_describe=False)
     reg.register(LoadgenCollector(totals))
     res = start_http_server(port, addr=addr, registry=reg)

@@ -32,7 +32,10 @@ def _ms(x: float) -> str:
 
 
 def final_table(st: PhaseStats, elapsed: float, clients: int, phase: str = "run",
-                cpu_seconds: float | None = None) -> str:
+                cpu_seconds: float | None = None, degraded: str | None = None) -> str:
+    """The per-operation table and the headline. Operations and ops/sec count what completed as
+    the workload expects; unexpected statuses are failures, reported beside them. `degraded`
+    (why the figures are not a clean run's) adds a DEGRADED line."""
     lines = []
     lines.append("")
     lines.append(f" {'Operation':<24s}{'Count':>10s}{'Mean ms':>10s}{'p50 ms':>10s}{'p90 ms':>10s}"
@@ -44,27 +47,31 @@ def final_table(st: PhaseStats, elapsed: float, clients: int, phase: str = "run"
         mean = s.sum / n if n else 0.0
         lines.append(f" {name:<24s}{n:>10d} {_ms(mean)} {_ms(s.quantile(0.5))} {_ms(s.quantile(0.9))}"
                      f" {_ms(s.quantile(0.99))} {_ms(s.quantile(0.999))} {_ms(s.max)}{s.error:>8d}{s.unexpected:>7d}")
-    total = st.count
+    done = st.completed
     errors = sum(s.error for s in st.ops.values())
-    unexpected = sum(s.unexpected for s in st.ops.values())
+    unexpected = st.failed
     lines.append(" " + "-" * 108)
     tput = (st.read_bytes + st.write_bytes) / MB / elapsed if elapsed > 0 else 0.0
-    ops_s = total / elapsed if elapsed > 0 else 0.0
+    ops_s = done / elapsed if elapsed > 0 else 0.0
     lines.append(f"Throughput {tput:.2f} MB/sec (read {st.read_bytes / MB / elapsed if elapsed else 0:.2f}, "
                  f"write {st.write_bytes / MB / elapsed if elapsed else 0:.2f})  {ops_s:.1f} ops/sec  "
                  f"{clients} clients  {elapsed:.2f} s {phase}")
-    extra = f"Operations {total}  errors (expected failures) {errors}  unexpected statuses {unexpected}"
-    if cpu_seconds is not None and total:
-        extra += f"  client CPU {cpu_seconds:.2f} s = {cpu_seconds / total * 1e6:.1f} us/op"
+    extra = f"Operations {done}  errors (expected failures) {errors}  unexpected statuses {unexpected}"
+    if unexpected:
+        extra += " (failures: not in Operations or ops/sec)"
+    if cpu_seconds is not None and done:
+        extra += f"  client CPU {cpu_seconds:.2f} s = {cpu_seconds / done * 1e6:.1f} us/op"
     lines.append(extra)
+    if degraded:
+        lines.append(f"DEGRADED: {degraded}")
     return "\n".join(lines)
 
 
 def build_json(*, cfg: dict, workload: str, st: PhaseStats, elapsed: float, phase: str,
                clients: int, per_second: list, mismatches: list, mismatch_count: int,
                failures: list, interrupted: bool, cpu_seconds: float | None,
-               server_limits: dict) -> dict:
-    total = st.count
+               server_limits: dict, degraded: str | None = None, first_failure: str | None = None) -> dict:
+    total = st.completed
     return {
         "schema": SCHEMA_RUN,
         "meta": build_meta(),
@@ -84,6 +91,9 @@ def build_json(*, cfg: dict, workload: str, st: PhaseStats, elapsed: float, phas
         "mb_per_second": (st.read_bytes + st.write_bytes) / MB / elapsed if elapsed > 0 else 0.0,
         "errors": sum(s.error for s in st.ops.values()),
         "unexpected": sum(s.unexpected for s in st.ops.values()),
+        "failed_ops": st.failed,
+        "degraded": degraded,
+        "first_failure": first_failure,
         "mismatch_count": mismatch_count,
         "mismatches": mismatches,
         "client_failures": failures,

@@ -10,7 +10,19 @@ Never hangs: every wait has a deadline (``start_timeout`` for mount + setup,
 failure, stragglers are terminated then killed, and all failures give a
 non-zero exit.  SIGINT (Ctrl-C) is turned into a wake-up byte
 (``signal.set_wakeup_fd``); the first one stops the clients and still prints
-the table for what ran, a second one kills them at once.
+the table for what ran, a second one kills them at once.  During start-up
+(spawning, mounting, setting up) it stops spawning and terminates every
+started client at once: all are gone within about STARTUP_STOP + 0.2 s.
+A start-up slower than PROGRESS_AFTER prints progress lines on stderr.
+
+The verdict: exit 1 when any client failed, any status was unexpected, or
+every operation failed, with one last stderr line "loadgen: FAILED: ...;
+first: clientN [line] OP path got STATUS - expected STATUS" naming the first
+cause.  Operations and ops/sec count what completed as expected; failures
+are reported beside them.  When a client dies during the run, the figures
+cover the time until the clients were stopped and the run is marked
+DEGRADED (in the table and in the JSON).  --clients is bounded by
+MAX_CLIENTS (see there for why).
 """
 from __future__ import annotations
 
@@ -26,7 +38,7 @@ from .metrics import Totals, serve
 from .report import build_json, final_table, second_line, write_json
 from .stats import PhaseStats
 
-__all__ = ["run", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+__all__ = ["run", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERRUPTED", "MAX_CLIENTS", "clients_problem"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 GRACE = 10.0
@@ -39,8 +51,39 @@ class _Client:
         self.proc = proc
         self.conn = conn
         self.state = "starting"     # starting, ready, running, done, failed
+        self.mounted = False        # reported "mounted" (now setting up)
         self.info: dict = {}
         self.cpu = 0.0
+
+
+#: Upper bound of --clients. Each client is a whole Python process (spawned: a few hundred ms of CPU
+#: to start; 130 MB resident measured with dbench's client.txt, 2026-12-02) with its own libnfs
+#: connection: 256 of them already need tens of GB and load a small machine for a long time before
+#: the first operation; more would measure the machine's process scheduler rather than the server.
+MAX_CLIENTS = 256
+#: a start-up (mount + set-up) slower than this gets progress lines
+PROGRESS_AFTER = 1.0
+#: after Ctrl-C during start-up, clients still setting up get this long to go before SIGKILL
+STARTUP_STOP = 1.0
+
+
+def clients_problem(n: int) -> str | None:
+    """Why `n` clients cannot be started (one line for --clients), or None."""
+    if n < 1:
+        return f"--clients {n}: at least 1"
+    if n > MAX_CLIENTS:
+        return (f"--clients {n}: at most {MAX_CLIENTS}: each client is a separate Python process with its "
+                f"own connection (over 100 MB resident and a slow start each), so more would measure this "
+                f"machine's process scheduler rather than the server")
+    return None
+
+
+def _one_line(text: str) -> str:
+    """The informative line of a message: the last line of a traceback, else the first line."""
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
 def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
@@ -51,6 +94,10 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
         print(msg, file=stream or out, flush=True)
 
     n = cfg["clients"]
+    problem = clients_problem(n)
+    if problem:
+        say(f"loadgen: {problem}", err)
+        return EXIT_USAGE
     totals = Totals()
     phases = {"warmup": PhaseStats(), "run": PhaseStats()}
     mismatches: list[str] = []
@@ -60,13 +107,14 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
     interval_max = [0.0]      # max op latency reported since the last per-second line
 
     http = None
-    if cfg["metrics_port"]:
+    if cfg["metrics_port"] is not None:
         try:
             _reg, http = serve(totals, cfg["metrics_port"], cfg["metrics_addr"])
         except OSError as e:
-            say(f"loadgen: cannot serve metrics on {cfg['metrics_addr']}:{cfg['metrics_port']}: {e} "
-                f"(use --metrics-port 0 to disable)", err)
+            say(f"loadgen: --metrics-port {cfg['metrics_port']}: cannot serve metrics on {cfg['metrics_addr']}: "
+                f"{e.strerror or e} (--metrics-port 0 picks a free port, --no-metrics disables)", err)
             return EXIT_USAGE
+        say(f"loadgen: metrics http://{cfg['metrics_addr']}:{http[0].server_address[1]}/metrics", err)
 
     rsock, wsock = socket.socketpair()
     rsock.setblocking(False)
@@ -84,19 +132,22 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
     exit_code = EXIT_OK
     t0 = warmup_end = run_end = None
     stop_requested_at = None
+    first_bad_at = None         # when the first failure (client or unexpected status) was seen
     interrupted = False
     try:
         child_cfg = {k: cfg[k] for k in ("url", "rpc_timeout", "strict", "ignore_timestamps", "seed",
                                          "profile", "loadfile", "rw_files", "rw_file_size")}
         child_cfg["run_once"] = bool(cfg.get("run_once"))
         for cid in range(n):
+            if sigints:             # Ctrl-C while spawning: start no more
+                break
             parent_conn, child_conn = ctx.Pipe(duplex=True)
             p = ctx.Process(target=client_main, args=(cid, n, child_cfg, child_conn),
                             name=f"loadgen-client{cid}", daemon=True)
             p.start()
             child_conn.close()
             clients.append(_Client(cid, p, parent_conn))
-        totals.set_clients(n)
+        totals.set_clients(len(clients))
         by_conn = {c.conn: c for c in clients}
         by_sentinel = {c.proc.sentinel: c for c in clients}
 
@@ -105,9 +156,13 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                                    and c.proc.exitcode is None))
 
         def fail(c: _Client, stage: str, message: str):
+            nonlocal first_bad_at
             c.state = "failed"
             update_gauge()
-            failures.append({"client": c.cid, "stage": stage, "message": message})
+            failures.append({"client": c.cid, "stage": stage, "message": message,
+                             "at": round(time.monotonic() - t0, 3) if t0 is not None else None})
+            if first_bad_at is None and t0 is not None:
+                first_bad_at = time.monotonic()
             say(f"loadgen: client{c.cid} failed ({stage}): {message}", err)
 
         def stop_all():
@@ -119,7 +174,7 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                         pass
 
         def drain(c: _Client):
-            nonlocal mismatch_count
+            nonlocal mismatch_count, first_bad_at
             while True:
                 try:
                     if not c.conn.poll():
@@ -134,6 +189,8 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                     if delta.max_latency > interval_max[0]:
                         interval_max[0] = delta.max_latency
                     totals.merge(delta)
+                    if mm and first_bad_at is None:
+                        first_bad_at = time.monotonic()
                     for line in mm:
                         mismatch_count += 1
                         if len(mismatches) < cfg["max_mismatches"]:
@@ -142,6 +199,8 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                         elif len(mismatches) == cfg["max_mismatches"]:
                             mismatches.append("... further mismatches not shown")
                             say("loadgen: further mismatches counted but not shown", err)
+                elif kind == "mounted":
+                    c.mounted = True
                 elif kind == "ready":
                     c.state = "ready"
                     c.info = msg[2]
@@ -179,7 +238,9 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                         fail(c, "exited", f"process {how} without reporting (exit code {code})")
 
         # ---- mount and setup ----
-        deadline = time.monotonic() + cfg["start_timeout"]
+        started = time.monotonic()
+        deadline = started + cfg["start_timeout"]
+        next_progress = started + PROGRESS_AFTER
         while True:
             if sigints:
                 interrupted = True
@@ -194,13 +255,27 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                     if c.state == "starting":
                         fail(c, "mount", f"not ready (mount + setup) within {cfg['start_timeout']:.0f} s")
                 break
-            pump(min(0.5, deadline - now))
+            if now >= next_progress:
+                ready = sum(1 for c in clients if c.state == "ready")
+                mounted = sum(1 for c in clients if c.mounted)
+                say(f"loadgen: starting: {len(clients)}/{n} clients spawned, {mounted} mounted, {ready} set up "
+                    f"after {now - started:.0f} s", err)
+                next_progress = now + (1.0 if now - started < 5 else 5.0)
+            pump(min(0.5, deadline - now, max(0.0, next_progress - now)))
 
         if interrupted or any(c.state == "failed" for c in clients):
             stop_all()
+            if interrupted:
+                # clients still mounting or setting up do not read their pipe: stop them now
+                say(f"loadgen: interrupted during start-up, stopping {len(clients)} clients", err)
+                for c in clients:
+                    if c.proc.exitcode is None:
+                        c.proc.terminate()
             exit_code = EXIT_INTERRUPTED if interrupted and not failures else EXIT_FAIL
             if failures:
-                say(f"loadgen: aborting: {len(failures)} of {n} clients failed before the start", err)
+                f = failures[0]
+                say(f"loadgen: aborting: {len(failures)} of {n} clients failed before the start; first: "
+                    f"client{f['client']} ({f['stage']}): {_one_line(f['message'])}", err)
         else:
             limits = {c.cid: c.info for c in clients}
             rmax = min(i.get("readmax", 0) for i in limits.values())
@@ -261,9 +336,9 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                     interval_max[0] = 0.0
                     nbytes = st.read_bytes + st.write_bytes
                     if next_tick <= run_end + 1e-9:
-                        say(second_line(n, st.count, nbytes, "warmup" if phase == "warmup" else "execute",
+                        say(second_line(n, st.completed, nbytes, "warmup" if phase == "warmup" else "execute",
                                         secs, lat))
-                        per_second.append({"t": round(next_tick - t0, 3), "phase": phase, "ops": st.count,
+                        per_second.append({"t": round(next_tick - t0, 3), "phase": phase, "ops": st.completed,
                                            "bytes": nbytes, "max_latency_seconds": lat})
                     next_tick += 1.0
                 wake = min(next_tick, hard_deadline)
@@ -278,15 +353,19 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
     finally:
         signal.signal(signal.SIGINT, old_handler if old_handler is not None else signal.SIG_DFL)
         signal.set_wakeup_fd(old_wakeup)
-        # reap: short join, then terminate, then kill
-        end = time.monotonic() + 3.0
+        # reap: short join, then terminate, then kill (after Ctrl-C during start-up: within
+        # STARTUP_STOP the clients were terminated above; what is left is killed)
+        early = t0 is None and (interrupted or sigints)
+        end = time.monotonic() + (STARTUP_STOP if early else 3.0)
         for c in clients:
             c.proc.join(timeout=max(0.0, end - time.monotonic()))
         for c in clients:
             if c.proc.exitcode is None:
                 c.proc.terminate()
+        end = time.monotonic() + (0.2 if early else 2.0)
         for c in clients:
-            c.proc.join(timeout=2.0)
+            c.proc.join(timeout=max(0.0, end - time.monotonic()))
+        for c in clients:
             if c.proc.exitcode is None:
                 c.proc.kill()
                 c.proc.join(timeout=2.0)
@@ -313,17 +392,44 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
     else:
         phase, st, elapsed = "warmup", phases["warmup"], max(0.0, end_of_run - t0)
     cpu = sum(c.cpu for c in clients) if phase == "run" else None
-    say(final_table(st, elapsed, n, phase=phase, cpu_seconds=cpu))
+    degraded = None
+    died = [f for f in failures if f["stage"] != "strict"]
+    if died:
+        f = died[0]
+        degraded = (f"client{f['client']} failed ({f['stage']}) {f['at'] or 0:.1f} s after the start; the "
+                    f"figures cover the {elapsed:.1f} s before the clients were stopped")
+    elif first_bad_at is not None and not cfg["strict"]:
+        degraded = (f"unexpected statuses from {first_bad_at - t0:.1f} s after the start on; "
+                    f"operations that failed are not counted")
+    say(final_table(st, elapsed, n, phase=phase, cpu_seconds=cpu, degraded=degraded))
     if failures:
         say(f"loadgen: {len(failures)} client(s) failed: " +
             "; ".join(f"client{f['client']} ({f['stage']})" for f in failures), err)
-    if mismatch_count and cfg["strict"]:
+    # the verdict: one line naming the first cause (operation, path, status) when the run failed
+    first_failure = None
+    everything = phases["warmup"].count + phases["run"].count
+    if mismatches:
+        first_failure = mismatches[0]
+    elif failures:
+        f = failures[0]
+        first_failure = f"client{f['client']} ({f['stage']}): {_one_line(f['message'])}"
+    if mismatch_count:
         exit_code = EXIT_FAIL
+        say(f"loadgen: FAILED: {mismatch_count} unexpected status{'es' if mismatch_count != 1 else ''} "
+            f"in {everything} operations" + (f"; first: {first_failure}" if first_failure else ""), err)
+    elif everything and phases["warmup"].ok + phases["run"].ok == 0:
+        exit_code = EXIT_FAIL
+        say(f"loadgen: FAILED: every one of {everything} operations failed"
+            + (f"; first: {first_failure}" if first_failure else ""), err)
+    elif failures:
+        exit_code = EXIT_FAIL
+        say(f"loadgen: FAILED: {len(failures)} client(s) failed; first: {first_failure}", err)
     if cfg.get("json"):
         doc = build_json(cfg=cfg, workload=workload_desc, st=st, elapsed=elapsed, phase=phase,
                          clients=n, per_second=per_second, mismatches=mismatches,
                          mismatch_count=mismatch_count, failures=failures, interrupted=interrupted,
-                         cpu_seconds=cpu, server_limits={str(c.cid): c.info for c in clients})
+                         cpu_seconds=cpu, server_limits={str(c.cid): c.info for c in clients},
+                         degraded=degraded, first_failure=first_failure)
         doc["warmup"] = {"ops_total": phases["warmup"].count,
                          "bytes": {"read": phases["warmup"].read_bytes, "write": phases["warmup"].write_bytes}}
         doc["run_once"] = bool(cfg.get("run_once"))

@@ -101,7 +101,7 @@ class RpcsrvProcess:
         for attempt in range(attempts):
             argv = [python, "-m", "rpcsrv", "--export", self.export, "--listen", listen,
                     "--threads", str(threads), "--arena-mib", str(arena_mib),
-                    "--metrics-port", str(free_port() if metrics else 0)]
+                    *(["--metrics-port", str(free_port())] if metrics else ["--no-metrics"])]
             if strategy is not None:
                 argv += ["--strategy", strategy]
             if fast_path is not None:           # "on" or "off"; the server's default otherwise

@@ -9,8 +9,11 @@ SIGTERM (it must exit 0 and report no allocator page still allocated) and
 starts it again on the same port and export, so clients reconnect and go on
 with their old file handles. At the end it stops the server the same way and
 prints ops, unexpected statuses (must be 0), client failures (0), RSS over
-time (with the growth from the first sample after warmup to the last) and
-pages leaked at each stop (0). Exit status 0 only when all of that holds.
+time (with the growth from the first sample after warmup to the last), the
+part of it that is the page allocator's arena (resident once first written:
+it grows towards --arena-mib as more pages circulate, bounded) and RSS outside
+the arena (what a leak would grow), and pages leaked at each stop (0). Exit
+status 0 only when all of that holds.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import tempfile
 import threading
 import time
 
-from .harness import BenchError, Interrupted, run_load
+from .harness import BenchError, Interrupted
 from .serverproc import RpcsrvProcess, ServerError, free_port, leaked_pages
 
 
@@ -40,8 +43,10 @@ class Server:
         deadline = time.monotonic() + timeout
         while True:                      # the port may linger a moment after a restart
             try:
+                # the handle key goes beside the export, into the temporary directory removed at the end
                 self.srv = RpcsrvProcess(self.export, threads=self.threads, arena_mib=self.arena_mib,
                                          listen="127.0.0.1:%d" % self.port,
+                                         extra=("--state-dir", os.path.join(os.path.dirname(self.export), "state")),
                                          start_timeout=max(1.0, deadline - time.monotonic()))
                 self.url = self.srv.url
                 return
@@ -49,6 +54,31 @@ class Server:
                 if time.monotonic() >= deadline:
                     raise BenchError(str(e)) from None
             select.select([], [], [], 0.5)      # a pause before retrying the bind, not a synchronisation
+
+    def arena_kib(self):
+        """Resident KiB of the page allocator's arena: the largest anonymous mapping of at least
+        --arena-mib MiB in /proc/PID/smaps (the kernel may merge it with an adjacent anonymous
+        mapping). Arena pages become resident when first written and stay so, so this part of RSS
+        grows towards --arena-mib while ever more pages circulate: bounded, not a leak."""
+        want = self.arena_mib * 1024
+        try:
+            if self.srv is None:
+                return None
+            with open("/proc/%d/smaps" % self.srv.pid) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return None
+        best = None             # (size, rss) of the largest candidate
+        anon, size = False, 0
+        for line in lines:
+            head = line.split()
+            if head and "-" in head[0] and not head[0].endswith(":"):
+                anon, size = len(head) == 5, 0          # no path name: an anonymous mapping
+            elif head[:1] == ["Size:"]:
+                size = int(head[1])
+            elif head[:1] == ["Rss:"] and anon and size >= want and (best is None or size > best[0]):
+                best = (size, int(head[1]))
+        return best[1] if best else None
 
     def rss_kib(self):
         return self.srv.rss_kib() if self.srv else None
@@ -76,6 +106,30 @@ def add_arguments(p) -> None:
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
 
 
+def _load(url: str, opts: dict, path: str):
+    """The load through the runner: (its JSON document or None, an error or None). Unlike
+    bench.run_load, a run that failed (loadgen's exit 1: unexpected statuses, a client failure)
+    keeps its document, so that the soak reports what happened (ops, the first failure)."""
+    from .runner import EXIT_INTERRUPTED, run
+    cfg = {"url": url, "clients": opts["clients"], "time": opts["time"], "warmup": opts["warmup"],
+           "loadfile": opts["loadfile"], "profile": None, "rw_files": 4, "rw_file_size": 8 << 20,
+           "strict": False, "json": path, "metrics_port": None, "metrics_addr": "127.0.0.1",
+           "ignore_timestamps": True, "seed": 0, "start_timeout": 120.0, "rpc_timeout": 30.0,
+           "max_mismatches": 5}
+    code = run(cfg, opts["loadfile"])
+    if code == EXIT_INTERRUPTED:
+        raise Interrupted
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return None, "the load generator wrote no results (exit %d)" % code
+    if code != 0:
+        return doc, "the load generator failed (exit %d): %s" % (
+            code, doc.get("first_failure") or doc.get("client_failures"))
+    return doc, None
+
+
 def main(args) -> int:
     from . import workloads
     if args.clients < 1 or args.time <= 0 or args.warmup < 0 or args.sample <= 0:
@@ -91,7 +145,7 @@ def main(args) -> int:
             f.write(workloads.DEFAULT_LOADFILE)
     restart_at = args.restart_at if args.restart_at is not None else args.warmup + args.time / 2
     srv = Server(export, free_port(), args.threads, args.arena_mib)
-    report = {"clients": args.clients, "time": args.time, "restart_at": restart_at, "rss_kib": [],
+    report = {"clients": args.clients, "time": args.time, "restart_at": restart_at, "rss_kib": [], "arena_kib": [],
               "stops": [], "restarts": 0}
     stop_side = threading.Event()
     side_error = []
@@ -102,6 +156,7 @@ def main(args) -> int:
         while not stop_side.wait(args.sample):
             now = time.monotonic() - t0
             report["rss_kib"].append((round(now, 1), srv.rss_kib()))
+            report["arena_kib"].append((round(now, 1), srv.arena_kib()))
             if not restarted and now >= restart_at:
                 restarted = True
                 print("soak: restarting the server at %.0f s" % now, file=sys.stderr, flush=True)
@@ -123,10 +178,7 @@ def main(args) -> int:
         opts = {"clients": args.clients, "time": args.time, "warmup": args.warmup, "profile": "dbench",
                 "loadfile": loadfile, "quiet": False}
         try:
-            doc = run_load(url, opts)
-            load_error = None
-        except BenchError as e:
-            doc, load_error = None, str(e)
+            doc, load_error = _load(url, opts, os.path.join(tmp, "load.json"))
         except Interrupted:
             print("soak: interrupted; stopping the server", file=sys.stderr, flush=True)
             raise
@@ -151,10 +203,13 @@ def main(args) -> int:
         rss_first_kib=after_warmup[0] if after_warmup else None,
         rss_last_kib=rss[-1] if rss else None,
         rss_max_kib=max(rss) if rss else None,
+        # RSS outside the page arena: what a leak would grow (the arena's part is bounded, see arena_kib)
+        rss_outside_arena_kib=[(t, r - a) for (t, r), (_, a) in zip(report["rss_kib"], report["arena_kib"])
+                               if r is not None and a is not None],
         pages_leaked=[p for _, p in report["stops"]],
         exit_statuses=[c for c, _ in report["stops"]],
     )
-    ok = (doc is not None and report["unexpected"] == 0 and not report["client_failures"] and not side_error
+    ok = (doc is not None and not load_error and report["unexpected"] == 0 and not report["client_failures"] and not side_error
           and all(p == 0 for p in report["pages_leaked"]) and all(c == 0 for c in report["exit_statuses"])
           and report["restarts"] == (1 if restart_at > 0 else 0))
     print("soak: %s ops (%.0f/s), unexpected %s, client failures %s, restarts %d, server exits %s, "
@@ -164,6 +219,10 @@ def main(args) -> int:
               report["exit_statuses"], report["pages_leaked"], report["rss_first_kib"],
               report["rss_last_kib"], report["rss_max_kib"]))
     print("soak: RSS samples (s, KiB): " + " ".join("%g:%s" % x for x in report["rss_kib"]))
+    print("soak: of which the page arena (s, KiB): " + " ".join("%g:%s" % x for x in report["arena_kib"]))
+    outside = report["rss_outside_arena_kib"]
+    if outside:
+        print("soak: RSS outside the arena: %s -> %s KiB" % (outside[0][1], outside[-1][1]))
     if load_error or side_error:
         print("soak: %s" % (load_error or side_error), file=sys.stderr)
     report["ok"] = ok

@@ -143,7 +143,23 @@ class PhaseStats:
 
     @property
     def count(self) -> int:
+        """Every operation attempted, failures included."""
         return sum(s.count for s in self.ops.values())
+
+    @property
+    def completed(self) -> int:
+        """Operations with the outcome the workload expects (ok, or an expected error status): what
+        ops/sec counts. Failures (unexpected statuses, including calls that never reached the
+        server because an earlier step failed) are not operations done."""
+        return sum(s.ok + s.error for s in self.ops.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(s.unexpected for s in self.ops.values())
+
+    @property
+    def ok(self) -> int:
+        return sum(s.ok for s in self.ops.values())
 
     def merge(self, other: "PhaseStats") -> None:
         for name, s in other.ops.items():

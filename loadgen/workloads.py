@@ -17,9 +17,11 @@ import os
 from .loadfile import Expr, Op, Program, parse_text
 
 __all__ = ["DEFAULT_CLIENT_TXT", "DEFAULT_LOADFILE", "default_program", "rw256k_program",
-           "rw256k_setup", "RW_BLOCK"]
+           "rw256k_setup", "RW_BLOCK", "LOADFILE_DIR", "shipped_loadfiles", "resolve_loadfile"]
 
 DEFAULT_CLIENT_TXT = "/usr/share/dbench/client.txt"
+#: the project's own loadfiles (dbench's NFS dialect), usable by name: ``--loadfile seq-write``
+LOADFILE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loadfiles")
 RW_BLOCK = 256 * 1024
 
 # Shipped fallback when Debian's dbench client.txt is absent: a small
@@ -56,6 +58,26 @@ REMOVE3 "/clients/client1/docs/saved.link" 0x00000000
 REMOVE3 "/clients/client1/docs/saved.file" 0x00000000
 FSSTAT3 0x00000000
 """
+
+
+def shipped_loadfiles() -> dict[str, str]:
+    """Name -> path of every loadfile shipped in loadgen/loadfiles (seq-write, metadata, mixed-rw)."""
+    try:
+        names = sorted(os.listdir(LOADFILE_DIR))
+    except OSError:
+        return {}
+    return {n[:-5]: os.path.join(LOADFILE_DIR, n) for n in names if n.endswith(".load")}
+
+
+def resolve_loadfile(arg: str) -> str | None:
+    """The path a --loadfile argument names: an existing file as given, else a shipped loadfile of
+    that name (with or without ``.load``); None when it is neither."""
+    if os.path.isfile(arg):
+        return os.path.abspath(arg)
+    if os.sep not in arg:
+        name = arg[:-5] if arg.endswith(".load") else arg
+        return shipped_loadfiles().get(name)
+    return None
 
 
 def default_program():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import logging
 import os
 import shutil
@@ -34,6 +35,19 @@ def _hostport(text: str):
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError("port out of range: %d" % port)
     return host, port
+
+
+def _metrics_port(text: str):
+    """A port number (0 picks a free one) or ``off``; None means off."""
+    if text.strip().lower() in ("off", "none", "no"):
+        return None
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a port number or 'off', got %r" % text) from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("port out of range: %d" % port)
+    return port
 
 
 def _network(text: str):
@@ -87,8 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="page-array slots per worker (8..259). Default: sized so that all workers and "
                         "parked partial records fit the arena (259 when it is large enough); rtmax/wtmax "
                         "follow. A larger value overcommits the arena: for memory-pressure experiments")
-    p.add_argument("--metrics-port", type=int, default=9410,
-                   help="port of the Prometheus /metrics endpoint on the listen host (default 9410, 0 disables)")
+    p.add_argument("--metrics-port", type=_metrics_port, default=9410, metavar="PORT|off",
+                   help="port of the Prometheus /metrics endpoint (default 9410; 0 picks a free port, shown "
+                        "on the ready line, as --listen does; 'off' disables, as --no-metrics)")
+    p.add_argument("--no-metrics", dest="metrics_port", action="store_const", const=None,
+                   help="serve no /metrics endpoint")
+    p.add_argument("--metrics-addr", metavar="ADDR", default=None,
+                   help="address of the /metrics endpoint (default: the --listen host)")
     p.add_argument("--read-only", action="store_true", help="refuse every modifying procedure with NFS3ERR_ROFS")
     p.add_argument("--root-squash", dest="root_squash", action="store_true", default=None,
                    help="map AUTH_SYS uid 0 to nobody (default: on unless listening on loopback)")
@@ -109,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require source ports below 1024, as knfsd's 'secure' export option "
                         "(others get AUTH_ERROR AUTH_TOOWEAK)")
     p.add_argument("--state-dir", metavar="DIR",
-                   help="where the file-handle key is kept (default ~/.cache/nfsbulk/<export hash>)")
+                   help="where the file-handle key is kept (default ~/.cache/nfsbulk/<export hash>, or "
+                        "$NFSBULK_STATE_HOME/<export hash>; a fresh temporary one for a temporary export). "
+                        "At start-up, default entries whose export no longer exists (or, made by older "
+                        "versions without an export record, older than 7 days) are removed")
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     u = p.add_argument_group("RPC over UDP (page_pool receive path, see rpcsrv/xprt/udp.py)")
     u.add_argument("--udp", action="store_true",
@@ -143,6 +165,48 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _export_problem(path: str):
+    """Why PATH cannot be exported (one phrase), or None."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    except NotADirectoryError:
+        return "a component of the path is not a directory"
+    except OSError as e:
+        return "cannot stat: %s" % (e.strerror or e)
+    import stat as _stat
+    if not _stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        return "cannot open: %s" % (e.strerror or e)
+    os.close(fd)
+    return None
+
+
+def _not_writable(path: str):
+    """Why this process cannot create a file in PATH (the strerror), or None when it can.
+
+    A real probe, not access(2): an unnamed O_TMPFILE where the file system has it (nothing is
+    ever visible in the export), otherwise a uniquely named file removed at once."""
+    try:
+        fd = os.open(path, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        return None
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return e.strerror or str(e)
+    try:
+        fd, name = tempfile.mkstemp(prefix=".nfsbulk-probe-", dir=path)
+        os.close(fd)
+        os.unlink(name)
+        return None
+    except OSError as e:
+        return e.strerror or str(e)
+
+
 def list_strategies() -> str:
     """The strategy table as JSON lines: what `loadgen bench` reads (it never imports rpcsrv)."""
     import json
@@ -158,34 +222,48 @@ def main(argv=None) -> int:
         return 0
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="rpcsrv: %(levelname)s %(message)s", stream=sys.stderr)
-    if not 0 <= args.metrics_port <= 65535:
-        print("rpcsrv: --metrics-port out of range", file=sys.stderr)
-        return 2
     host, port = args.listen
+    state_dir = args.state_dir
     if args.export is None:
         export = tempfile.mkdtemp(prefix="nfsbulk-export-")
         atexit.register(shutil.rmtree, export, True)
+        if state_dir is None:       # a temporary export leaves nothing behind, its key included
+            state_dir = tempfile.mkdtemp(prefix="nfsbulk-state-")
+            atexit.register(shutil.rmtree, state_dir, True)
         print("rpcsrv: exporting a fresh temporary directory %s" % export, file=sys.stderr, flush=True)
     else:
         export = os.path.abspath(args.export)
-        if not os.path.isdir(export):
-            print("rpcsrv: --export %s: not a directory" % args.export, file=sys.stderr)
+        problem = _export_problem(export)
+        if problem:
+            print("rpcsrv: --export %s: %s" % (args.export, problem), file=sys.stderr)
             return 2
-    loopback = host in ("localhost", "::1") or host.startswith("127.")
-    root_squash = (not loopback) if args.root_squash is None else args.root_squash
-
-    from rpcsrv.server import Server, ServerConfig
-    cfg = ServerConfig(export=export, host=host, port=port, threads=args.threads, strategy=args.strategy,
-                       arena_mib=args.arena_mib, read_only=args.read_only, root_squash=root_squash,
-                       state_dir=args.state_dir, max_connections=args.max_connections,
-                       idle_timeout=args.idle_timeout, record_timeout=args.record_timeout,
-                       send_timeout=args.send_timeout, allow=tuple(args.allow),
-                       secure_ports=args.secure_ports, pages_per_request=args.pages_per_request,
-                       fast_path=args.fast_path == "on")
+        if state_dir is None:
+            from rpcsrv.export import prune_state
+            gone = prune_state()
+            if gone:
+                print("rpcsrv: removed %d stale state entr%s (their exports no longer exist)"
+                      % (len(gone), "y" if len(gone) == 1 else "ies"), file=sys.stderr, flush=True)
+        if not args.read_only:
+            why = _not_writable(export)
+            if why:
+                print("rpcsrv: warning: --export %s: the server cannot create files in it (%s); every "
+                      "modifying call will fail (use --read-only to serve it read-only)" % (args.export, why),
+                      file=sys.stderr, flush=True)
     for name in ("idle_timeout", "record_timeout", "send_timeout"):
         if getattr(args, name) <= 0:
             print("rpcsrv: --%s must be positive" % name.replace("_", "-"), file=sys.stderr)
             return 2
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    root_squash = (not loopback) if args.root_squash is None else args.root_squash
+
+    from rpcsrv.server import Server, ServerConfig, StartupError
+    cfg = ServerConfig(export=export, host=host, port=port, threads=args.threads, strategy=args.strategy,
+                       arena_mib=args.arena_mib, read_only=args.read_only, root_squash=root_squash,
+                       state_dir=state_dir, max_connections=args.max_connections,
+                       idle_timeout=args.idle_timeout, record_timeout=args.record_timeout,
+                       send_timeout=args.send_timeout, allow=tuple(args.allow),
+                       secure_ports=args.secure_ports, pages_per_request=args.pages_per_request,
+                       fast_path=args.fast_path == "on")
     if args.udp:
         from rpcsrv.xprt.udp import UdpConfig
         if args.udp_batch > 64:
@@ -207,22 +285,29 @@ def main(argv=None) -> int:
             print("rpcsrv: UDP on port %d: pool strategy=%s, %d receive thread(s), recycle=%s, xdp=%s"
                   % (server.port, args.pool_strategy, args.udp_threads, args.udp_recycle, args.udp_xdp),
                   file=sys.stderr, flush=True)
-    except OSError as e:
-        print("rpcsrv: cannot serve on %s:%d: %s" % (host, port, e.strerror or e), file=sys.stderr)
-        return 1
+    except StartupError as e:
+        print("rpcsrv: %s" % e, file=sys.stderr)
+        return e.code
     except ValueError as e:
         print("rpcsrv: %s" % e, file=sys.stderr)
         return 2
+    except OSError as e:        # anything not attributed to an option above
+        print("rpcsrv: cannot start: %s" % (e.strerror or e), file=sys.stderr)
+        return 1
     metrics_note = ""
-    if args.metrics_port:
-        from prometheus_client import start_http_server
+    if args.metrics_port is not None:
+        from prometheus_client import disable_created_metrics, start_http_server
+        disable_created_metrics()           # no _created series from any collector in this process
+        maddr = args.metrics_addr or host
         try:
-            start_http_server(args.metrics_port, addr=host)
-            metrics_note = " metrics http://%s:%d/metrics" % (host, args.metrics_port)
+            httpd, _thread = start_http_server(args.metrics_port, addr=maddr)
+            mport = httpd.server_address[1]
+            mhost = "[%s]" % maddr if ":" in maddr else maddr
+            metrics_note = " metrics http://%s:%d/metrics" % (mhost, mport)
         except OSError as e:
             server.stop()
-            print("rpcsrv: cannot serve metrics on %s:%d: %s" % (host, args.metrics_port, e.strerror or e),
-                  file=sys.stderr)
+            print("rpcsrv: --metrics-port %d: cannot serve metrics on %s: %s"
+                  % (args.metrics_port, maddr, e.strerror or e), file=sys.stderr)
             return 1
     stop = []
 

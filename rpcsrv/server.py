@@ -64,6 +64,16 @@ MAX_RECORD = (1 << 20) + PAGE
 DIR_REPLY_MAX = 1 << 20
 
 
+class StartupError(Exception):
+    """The server cannot start for a reason the user can fix; str() names the option and the cause
+    in one line (``--arena-mib 100000: cannot map 100000 MiB: Cannot allocate memory``). ``code`` is
+    the exit status the CLI should use: 2 for a value that can never work, 1 for the environment."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass
 class ServerConfig:
     """Everything a Server needs; the CLI fills it from flags."""
@@ -94,6 +104,11 @@ class ServerConfig:
     fast_path: bool = True          # the compiled request path (rpcsrv.fast) where the export allows it
 
 
+def _why(e: BaseException) -> str:
+    """An OSError's strerror (without the errno number and file name), else its text."""
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
 def _copy_head(pages, n: int) -> bytes:
     return _pageio.copy_out(pages, 0, 0, n)
 
@@ -106,7 +121,11 @@ class Server:
         from prometheus_client import REGISTRY
         from rpcsrv.svc.metrics import ServerMetrics
         self.config = config
-        self.allocator = alloc.Allocator(config.arena_mib, max_threads=max(64, config.threads + 8))
+        try:
+            self.allocator = alloc.Allocator(config.arena_mib, max_threads=max(64, config.threads + 8))
+        except (OSError, MemoryError) as e:
+            raise StartupError("--arena-mib %d: cannot map %d MiB: %s"
+                               % (config.arena_mib, config.arena_mib, _why(e))) from e
         self.registry = registry if registry is not None else REGISTRY
         self.metrics = ServerMetrics(self.registry, config.strategy, version, self.allocator)
         self.nslots, self.max_io, self.partial_budget = self._size_requests()
@@ -178,9 +197,18 @@ class Server:
         return per, io, budget
 
     def _default_programs(self):
-        from rpcsrv.export import Export
+        from rpcsrv.export import Export, StateDirError
         from rpcsrv.nfsd import mount3, nfs3
-        export = Export(self.config.export, read_only=self.config.read_only, state_dir=self.config.state_dir)
+        try:
+            export = Export(self.config.export, read_only=self.config.read_only, state_dir=self.config.state_dir)
+        except StateDirError as e:
+            raise StartupError("--state-dir %s: %s" % (e.path, e.reason), e.code) from e
+        except FileNotFoundError as e:
+            raise StartupError("--export %s: does not exist" % self.config.export, 2) from e
+        except NotADirectoryError as e:
+            raise StartupError("--export %s: is not a directory" % self.config.export, 2) from e
+        except OSError as e:
+            raise StartupError("--export %s: cannot open: %s" % (self.config.export, _why(e))) from e
         if self.config.mount_clients is None:
             self.config.mount_clients = mount3.MountRegistry()
         return [nfs3.make_program(), mount3.make_program()], export
@@ -200,18 +228,21 @@ class Server:
         metrics = self.metrics
         if self.fast is not None:
             return self._start_fast()
-        self.listener = TcpListener(cfg.host, cfg.port, max_record=cfg.max_record, allocator=self.allocator,
-                                    allow=cfg.allow, max_connections=cfg.max_connections,
-                                    partial_budget=self.partial_budget, on_error=metrics.error,
-                                    on_connections=metrics.connections.inc)
+        try:
+            self.listener = TcpListener(cfg.host, cfg.port, max_record=cfg.max_record, allocator=self.allocator,
+                                        allow=cfg.allow, max_connections=cfg.max_connections,
+                                        partial_budget=self.partial_budget, on_close=metrics.closed,
+                                        on_connections=metrics.connections.inc)
+        except OSError as e:
+            raise StartupError("--listen %s:%d: cannot listen: %s" % (cfg.host, cfg.port, _why(e))) from e
         self.host, self.port = self.listener.host, self.listener.port
         if cfg.udp is not None:     # RPC over UDP on page_pool pages, same port
             try:
                 self._start_udp()
-            except OSError:
+            except OSError as e:
                 self.listener.stop_accepting()
                 self.listener.close_all()
-                raise
+                raise StartupError("--udp: cannot serve UDP on %s:%d: %s" % (self.host, self.port, _why(e))) from e
         t = threading.Thread(target=self._poller, name="rpcsrv-poller", daemon=True)
         t.start()
         self._poller_thread = t
@@ -222,15 +253,19 @@ class Server:
         return self.host, self.port
 
     def _start_fast(self):
-        sock = listen(self.config.host, self.config.port)
+        try:
+            sock = listen(self.config.host, self.config.port)
+        except OSError as e:
+            raise StartupError("--listen %s:%d: cannot listen: %s"
+                               % (self.config.host, self.config.port, _why(e))) from e
         self._fast_sock = sock
         self.host, self.port = sock.getsockname()[:2]
         if self.config.udp is not None:
             try:
                 self._start_udp()
-            except OSError:
+            except OSError as e:
                 sock.close()
-                raise
+                raise StartupError("--udp: cannot serve UDP on %s:%d: %s" % (self.host, self.port, _why(e))) from e
         self.fast.start(sock)
         for i in range(self.config.threads):
             w = threading.Thread(target=self.fast.worker_loop, name="rpcsrv-worker-%d" % i, daemon=True)
@@ -490,4 +525,4 @@ class Server:
             self.allocator.drain_local()
 
 
-__all__ = ["Server", "ServerConfig", "MAX_RECORD"]
+__all__ = ["Server", "ServerConfig", "StartupError", "MAX_RECORD"]

@@ -46,8 +46,8 @@ from ..proto.nfs3const import (
 from .contain import O_PATH_FLAGS, Containment, check_name, is_whole_fs_mount, split_rel
 from .errors import NfsError
 from .files import FileLease, OpenFiles
-from .handles import KERNEL, MIN_FH, HandleCodec, default_state_dir, kernel_handle, load_or_create_key, \
-    open_kernel_handle
+from .handles import KERNEL, MIN_FH, HandleCodec, StateDirError, default_state_dir, kernel_handle, \
+    load_or_create_key, open_kernel_handle, record_export
 from .inodes import InodeIndex, generation
 from .objects import DirEntry, FsInfo, FsStat, Obj, PathConf, detach
 from .readdir import COOKIE_DOT, COOKIE_DOTDOT, DirListings, page_end
@@ -95,8 +95,16 @@ class Export:
             if key is None:
                 sd = os.path.realpath(state_dir or default_state_dir(self.real))
                 if sd == self.real or sd.startswith(self.real.rstrip("/") + "/"):
-                    raise ValueError(f"state dir {sd} lies inside the export {self.real}")
-                key = load_or_create_key(sd)
+                    raise StateDirError(state_dir or sd, f"lies inside the export {self.real}", 2)
+                try:
+                    key = load_or_create_key(sd)
+                    if state_dir is None:
+                        record_export(sd, self.real)
+                except OSError as e:
+                    raise StateDirError(state_dir or sd, "cannot keep the file-handle key there: %s"
+                                        % (e.strerror or e)) from e
+                except ValueError as e:
+                    raise StateDirError(state_dir or sd, str(e)) from e
             real_b = os.fsencode(self.real)
             self.codec = HandleCodec(key, real_b)
             self.fsid = self.codec.fsid

@@ -31,7 +31,8 @@ import threading
 from ..proto.nfs3const import NFS3_FHSIZE, NfsStat3
 from .errors import NfsError
 
-__all__ = ["HandleCodec", "FH_VERSION", "FH_MAC_LEN", "default_state_dir", "load_or_create_key",
+__all__ = ["HandleCodec", "FH_VERSION", "FH_MAC_LEN", "default_state_dir", "load_or_create_key", "state_home",
+           "prune_state", "record_export", "StateDirError",
            "kernel_handle", "open_kernel_handle", "KERNEL", "INODE"]
 
 FH_VERSION = 0x01
@@ -94,11 +95,92 @@ def open_kernel_handle(mount_fd: int, htype: int, hbytes: bytes, flags: int) -> 
 # keys
 
 
+#: environment variable naming the state home (default ~/.cache/nfsbulk); the test suite points it
+#: at a temporary directory so that its exports leave nothing in the user's cache
+STATE_HOME_ENV = "NFSBULK_STATE_HOME"
+#: the file in a state entry that records which export it belongs to (its realpath)
+EXPORT_RECORD = "export"
+#: entries without an export record (made before there was one) are pruned after this many days
+LEGACY_MAX_AGE_DAYS = 7
+
+
+class StateDirError(ValueError):
+    """The state directory cannot be created or read: ``path`` and ``reason`` (one line);
+    ``code`` is 2 when the path can never work (inside the export), 1 otherwise."""
+
+    def __init__(self, path: str, reason: str, code: int = 1):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason, self.code = path, reason, code
+
+
+def state_home() -> str:
+    """Where per-export state entries live: ``$NFSBULK_STATE_HOME`` or ``~/.cache/nfsbulk``."""
+    return os.environ.get(STATE_HOME_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "nfsbulk")
+
+
 def default_state_dir(root: str) -> str:
-    """``~/.cache/nfsbulk/<sha256(realpath(root))[:16]>``."""
+    """``<state_home()>/<sha256(realpath(root))[:16]>``."""
     real = os.path.realpath(root)
     h = hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
-    return os.path.join(os.path.expanduser("~"), ".cache", "nfsbulk", h)
+    return os.path.join(state_home(), h)
+
+
+def record_export(state_dir: str, real: str) -> None:
+    """Write ``state_dir/export`` (the export's realpath) unless it already says so: what
+    prune_state() reads to tell a live entry from one whose export is gone."""
+    path = os.path.join(state_dir, EXPORT_RECORD)
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            if f.read().rstrip("\n") == real:
+                return
+    except OSError:
+        pass
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(real + "\n")
+    os.replace(tmp, path)
+
+
+def prune_state(home: str | None = None, now: float | None = None) -> list[str]:
+    """Remove stale entries from the state home; returns the paths removed.
+
+    The rule: an entry (a directory named by 16 hex digits) is stale when the export its
+    ``export`` record names no longer exists, or, without a record (entries made before records
+    existed), when its handle key is older than LEGACY_MAX_AGE_DAYS days. Live exports keep their
+    key, so their file handles stay valid across restarts. Errors (a racing server, permissions)
+    leave the entry alone.
+    """
+    import shutil
+    import time
+    home = home or state_home()
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        names = os.listdir(home)
+    except OSError:
+        return removed
+    for name in names:
+        if len(name) != 16 or any(c not in "0123456789abcdef" for c in name):
+            continue
+        entry = os.path.join(home, name)
+        try:
+            with open(os.path.join(entry, EXPORT_RECORD), encoding="utf-8", errors="surrogateescape") as f:
+                real = f.read().rstrip("\n")
+            stale = not os.path.isdir(real)
+        except FileNotFoundError:
+            try:
+                stale = now - os.stat(os.path.join(entry, "handle.key")).st_mtime > LEGACY_MAX_AGE_DAYS * 86400
+            except FileNotFoundError:
+                stale = True            # neither record nor key: an entry left half-made
+            except OSError:
+                continue
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            if not os.path.exists(entry):
+                removed.append(entry)
+    return removed
 
 
 def load_or_create_key(state_dir: str) -> bytes:

@@ -269,7 +269,7 @@ class FastPath:
                 elif len(self.conns) >= cfg.max_connections:
                     refuse = "too_many_connections"
                 if refuse:
-                    metrics.error(refuse)
+                    metrics.closed(refuse)
                     sock.close()
                     continue
                 sock.setblocking(False)
@@ -293,9 +293,7 @@ class FastPath:
                 return
             del self.conns[conn.fd]
         self.srv.remove_conn(conn)
-        reason = conn.reason()
-        if reason:
-            self.server.metrics.error(reason)
+        self.server.metrics.closed(conn.reason())
         conn.close()
         self.server.metrics.connections.dec()
 

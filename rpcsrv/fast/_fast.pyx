@@ -21,7 +21,7 @@ the once-a-second sweep, a single-py refill, or stop. This is knfsd's svc_recv -
 svc_send -> svc_xprt_release with one wake-up per request and no queue between threads.
 """
 
-from libc.errno cimport errno, EAGAIN, EINTR
+from libc.errno cimport errno, EAGAIN, EINTR, ECONNRESET
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, rand
 from libc.string cimport memcpy, memset

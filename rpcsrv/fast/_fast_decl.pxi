@@ -187,6 +187,8 @@ cdef enum:
     R_RECV_ERRNO = 7
     R_SEND_ERRNO = 8
     R_SERVER_BUG = 9
+    R_EOF = 10              # the client closed between records: a disconnect, not an error
+    R_RESET = 11            # the client reset the connection between records: likewise
 
 REASONS = (None, "truncated_record", "zero_fragment", "record_too_large", "record_timeout",
-           "idle_timeout", "send_timeout", "recv", "send", "server_bug")
+           "idle_timeout", "send_timeout", "recv", "send", "server_bug", "eof", "reset")

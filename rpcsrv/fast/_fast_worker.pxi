@@ -191,9 +191,11 @@ cdef class FastWorker:
                         if r2 >= 0:
                             return r2
                         continue
+                    if errno == ECONNRESET and c.record_len == 0 and c.have == 0:
+                        return self._fail(c, R_RESET, 0)
                     return self._fail(c, R_RECV_ERRNO, errno)
                 if r == 0:
-                    return self._fail(c, R_NONE if c.record_len == 0 and c.have == 0 else R_TRUNCATED, 0)
+                    return self._fail(c, R_EOF if c.record_len == 0 and c.have == 0 else R_TRUNCATED, 0)
                 if not c.record_started:
                     c.record_started = fp_now()
                 c.have += <int>r

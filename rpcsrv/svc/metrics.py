@@ -6,7 +6,12 @@ behind one lock, as prometheus_client's own metrics are), the compiled fast path
 (rpcsrv.fast), and collect() adds both up at scrape time, so every family is exposed once with the
 same names and meaning whichever path served a call. Sources of compiled counters are callables
 added with add_source(); each returns a snapshot dict (see FastPath.metrics_snapshot).
-No _created series: nothing here makes them.
+No _created series: nothing here makes them (and rpcsrv switches prometheus_client's off).
+
+Connection ends are accounted by closed(reason): a client that goes away between records (EOF or a
+reset), a connection closed for idleness, one refused at accept for --max-connections are ordinary
+events, counted in nfsbulk_rpc_disconnects_total{reason} (DISCONNECTS); every other reason (a bad
+record, a record cut short, a send that failed, ...) is a fault, in nfsbulk_rpc_errors_total{reason}.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ ALLOC_BUCKETS = tuple(250e-9 * 2 ** i for i in range(20))
 RPC_BUCKETS = tuple(25e-6 * 2 ** i for i in range(20))
 #: pages refilled per svc_alloc_arg call
 PAGE_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 259)
+
+
+#: connection-end reasons (as rpcsrv.xprt.tcp and rpcsrv.fast name them) that are disconnects, not
+#: errors, and their label in nfsbulk_rpc_disconnects_total
+DISCONNECTS = {"eof": "eof", "reset": "reset", "idle_timeout": "idle", "too_many_connections": "limit"}
 
 
 class _Value:
@@ -93,6 +103,7 @@ class ServerMetrics:
         self._requests = {}          # (program, version, procedure, status) -> count
         self._durations = {}         # (program, procedure) -> _Hist
         self._errors = {}            # reason -> count
+        self._disconnects = {label: 0 for label in DISCONNECTS.values()}
         self.alloc_seconds = _Hist(ALLOC_BUCKETS)
         self.alloc_pages = _Hist(PAGE_BUCKETS)
         self.alloc_waits = _Value()
@@ -127,6 +138,21 @@ class ServerMetrics:
     def error(self, reason: str) -> None:
         with self._lock:
             self._errors[reason] = self._errors.get(reason, 0) + 1
+
+    def closed(self, reason: str | None) -> None:
+        """A connection ended (or was refused) for `reason`: a disconnect or an error (module doc)."""
+        if reason is None:
+            return
+        label = DISCONNECTS.get(reason)
+        if label is None:
+            self.error(reason)
+            return
+        with self._lock:
+            self._disconnects[label] += 1
+
+    def disconnect_count(self, label: str) -> int:
+        """Disconnects of one label (eof, reset, idle, limit) so far (tests)."""
+        return self._disconnects.get(label, 0)
 
     def error_count(self, reason: str) -> int:
         """Errors of one reason so far, both paths (tests)."""
@@ -214,6 +240,15 @@ class ServerMetrics:
         yield fam
         fam = CounterMetricFamily("nfsbulk_rpc_errors", "RPC-level errors by reason.", labels=["reason"])
         for k, v in sorted(errors.items()):
+            fam.add_metric([k], v)
+        yield fam
+        fam = CounterMetricFamily("nfsbulk_rpc_disconnects", "Client connections that ended, by reason: eof and "
+                                  "reset (the client went away between records), idle (closed after "
+                                  "--idle-timeout), limit (refused: --max-connections). Not errors.",
+                                  labels=["reason"])
+        with self._lock:
+            disconnects = dict(self._disconnects)
+        for k, v in sorted(disconnects.items()):
             fam.add_metric([k], v)
         yield fam
         fam = GaugeMetricFamily("nfsbulk_rpc_in_flight", "Requests being processed.")

@@ -112,9 +112,11 @@ class Connection:
                         return CLOSED
                     continue
                 except OSError as e:
+                    if e.errno == errno.ECONNRESET and dec.record_len == 0 and n == 4:
+                        return self._fail("reset")          # the client went away between records
                     return self._fail("recv_" + (errno.errorcode.get(e.errno, "error").lower()))
                 if r == 0:
-                    return self._fail(None if dec.record_len == 0 and n == 4 else "truncated_record")
+                    return self._fail("eof" if dec.record_len == 0 and n == 4 else "truncated_record")
                 if not self.record_started:
                     self.record_started = time.monotonic()
                 try:
@@ -280,12 +282,14 @@ class TcpPayloadIO:
 class TcpListener:
     """The listening socket, the epoll set and the open connections (see the module doc).
 
-    on_error(reason) counts a connection-level error; on_connections(delta)
+    on_close(reason) accounts for a connection that ends (or is refused at accept) with the
+    reason it was given (see svc.metrics.ServerMetrics.closed: a client's ordinary exit, "eof"
+    or "reset" between records, is a disconnect; a bad record is an error); on_connections(delta)
     follows the number of open connections (metrics, both from the server).
     """
 
     def __init__(self, host: str, port: int, *, max_record: int, allocator, allow=(),
-                 max_connections: int = 1024, partial_budget: int = 0, on_error=None,
+                 max_connections: int = 1024, partial_budget: int = 0, on_close=None,
                  on_connections=None):
         self.sock = listen(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
@@ -294,7 +298,7 @@ class TcpListener:
         self.allow = allow
         self.max_connections = max_connections
         self.partial_budget = partial_budget
-        self._on_error = on_error or (lambda reason: None)
+        self._on_close = on_close or (lambda reason: None)
         self._on_connections = on_connections or (lambda delta: None)
         self._conns = {}
         self._lock = threading.Lock()
@@ -351,7 +355,7 @@ class TcpListener:
             elif len(self._conns) >= self.max_connections:
                 refuse = "too_many_connections"
             if refuse:
-                self._on_error(refuse)
+                self._on_close(refuse)
                 sock.close()
                 continue
             conn = Connection(sock, peer, self.max_record, self.allocator)
@@ -393,7 +397,7 @@ class TcpListener:
             self.close(conn)
 
     def close(self, conn: Connection) -> None:
-        """Take a connection out of the table, count its error reason, close it. Idempotent."""
+        """Take a connection out of the table, account for its end (on_close), close it. Idempotent."""
         with self._lock:
             if self._conns.get(conn.fd) is not conn:
                 return
@@ -403,7 +407,7 @@ class TcpListener:
         except (OSError, ValueError):
             pass
         if conn.error_reason:
-            self._on_error(conn.error_reason)
+            self._on_close(conn.error_reason)
         with self._lock:
             self._partial_pages -= conn.saved_slots
         conn.close()

@@ -32,7 +32,7 @@ def test_sync_and_zero_copy_in_the_syscalls(tmp_path):
     trace = tmp_path / "trace"
     cmd = ["strace", "-f", "-y", "-s", "0", "-o", str(trace),
            "-e", "trace=fsync,fdatasync,pwritev,preadv,pwritev2,preadv2,sendmsg,write,pwrite64,read,pread64",
-           sys.executable, "-m", "rpcsrv", "--export", str(export), "--listen", "127.0.0.1:0", "--metrics-port", "0",
+           sys.executable, "-m", "rpcsrv", "--export", str(export), "--listen", "127.0.0.1:0", "--no-metrics",
            "--threads", "1", "--state-dir", str(tmp_path / "state")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     try:

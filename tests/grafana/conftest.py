@@ -101,6 +101,7 @@ def stack(tmp_path_factory):
             'sum(rate(nfsbulk_nfs_read_bytes_total[30s])) > 0',
             'sum(rate(nfsbulk_rpc_drc_total{result="hit"}[30s])) > 0',
             'sum(rate(nfsbulk_rpc_errors_total[30s])) > 0',
+            'sum(rate(nfsbulk_rpc_disconnects_total{reason="eof"}[30s])) > 0',
             'sum(rate(nfsbulk_alloc_failures_total[30s])) > 0',
             'sum(rate(nfsbulk_svc_alloc_arg_seconds_count[30s])) > 0',
             'sum(rate(nfsbulk_udp_xdp_datagrams_total{verdict="tx"}[30s])) > 0',

@@ -195,7 +195,8 @@ def _recv_record(sock) -> bytes:
 class Poker(threading.Thread):
     """Every `period` s: one call to an unregistered program (an RPC error,
     reason prog_unavail), and one non-idempotent NFS REMOVE sent twice with the
-    same xid (a duplicate request cache miss, then a hit). Each reply is read
+    same xid (a duplicate request cache miss, then a hit), on a connection of
+    its own that it then closes (a disconnect, reason eof). Each reply is read
     before the next call is sent."""
 
     def __init__(self, port: int, period: float = 0.5):
@@ -211,8 +212,8 @@ class Poker(threading.Thread):
         fh = b"\0" * 8
         args = struct.pack(">I", len(fh)) + fh + struct.pack(">I", len(name)) + name + b"\0" * (-len(name) % 4)
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-                while not self.stopped.is_set():
+            while not self.stopped.is_set():
+                with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
                     xid += 1
                     s.sendall(_call(xid, 100099, 1, 0))
                     _recv_record(s)
@@ -220,8 +221,8 @@ class Poker(threading.Thread):
                     for _ in range(2):
                         s.sendall(_call(xid, NFS_PROGRAM, NFS_V3, NFSPROC3_REMOVE, args))
                         _recv_record(s)
-                    self.rounds += 1
-                    self.stopped.wait(self.period)
+                self.rounds += 1
+                self.stopped.wait(self.period)
         except OSError as e:
             if not self.stopped.is_set():
                 self.error = e

@@ -186,7 +186,7 @@ def test_dashboard_coverage_of_the_contract():
         assert needle in al, needle
     rpc = exprs("rpc_server.json")
     for needle in ("nfsbulk_rpc_requests_total", "nfsbulk_rpc_request_duration_seconds_bucket",
-                   "nfsbulk_rpc_errors_total", "nfsbulk_rpc_in_flight", "nfsbulk_rpc_queue_wait_seconds",
+                   "nfsbulk_rpc_errors_total", "nfsbulk_rpc_disconnects_total", "nfsbulk_rpc_in_flight", "nfsbulk_rpc_queue_wait_seconds",
                    "nfsbulk_connections", "nfsbulk_nfs_read_bytes_total", "nfsbulk_nfs_write_bytes_total",
                    "nfsbulk_rpc_drc_total"):
         assert needle in rpc, needle

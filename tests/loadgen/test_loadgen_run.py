@@ -30,7 +30,7 @@ def test_nfs_3_load_two_clients(ganesha, tmp_path, run_loadgen):
     export = ganesha.fresh_export()
     out = tmp_path / "r.json"
     r = run_loadgen(["run", ganesha.url(export), "--clients", "2", "--warmup", "1", "--time", "3",
-                     "--loadfile", nfs3, "--json", str(out), "--metrics-port", "0"])
+                     "--loadfile", nfs3, "--json", str(out), "--no-metrics"])
     assert r.returncode == 0, r.stderr + r.stdout
     d = load_json(out)
     ops = d["ops"]
@@ -76,7 +76,7 @@ def test_client_txt_two_clients(ganesha, tmp_path, run_loadgen):
     export = ganesha.fresh_export()
     out = tmp_path / "c.json"
     r = run_loadgen(["run", ganesha.url(export), "--clients", "2", "--warmup", "1", "--time", "3",
-                     "--json", str(out), "--metrics-port", "0"])   # default workload = client.txt
+                     "--json", str(out), "--no-metrics"])   # default workload = client.txt
     assert r.returncode == 0, r.stderr + r.stdout
     assert CLIENT_TXT in r.stdout
     d = load_json(out)
@@ -105,7 +105,7 @@ def test_rw256k_profile(ganesha, tmp_path, run_loadgen):
     out = tmp_path / "p.json"
     r = run_loadgen(["run", ganesha.url(export), "--clients", "2", "--warmup", "0", "--time", "2",
                      "--profile", "rw256k", "--rw-files", "2", "--rw-file-size", "1M",
-                     "--json", str(out), "--metrics-port", "0"])
+                     "--json", str(out), "--no-metrics"])
     assert r.returncode == 0, r.stderr + r.stdout
     d = load_json(out)
     ops = d["ops"]
@@ -133,19 +133,24 @@ def test_status_mismatch_reported_counted_and_strict(ganesha, tmp_path, run_load
                   'LOOKUP3 "/clients/client1" 0x00000000\n')
     out = tmp_path / "mm.json"
     r = run_loadgen(["run", ganesha.url(export), "--clients", "1", "--warmup", "0", "--time", "1",
-                     "--loadfile", str(lf), "--json", str(out), "--metrics-port", "0"])
-    assert r.returncode == 0, r.stderr
+                     "--loadfile", str(lf), "--json", str(out), "--no-metrics"])
+    # reported, counted, and a failed run: exit 1, the last line naming the first mismatch
+    assert r.returncode == 1, r.stderr
     assert ('client0 [4] LOOKUP3 "/clients/client0/missing" got 0x00000002 (NFS3ERR_NOENT) '
             '- expected 0x00000000') in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("loadgen: FAILED: ")
+    assert r.stderr.strip().splitlines()[-1].endswith(
+        '; first: client0 [4] LOOKUP3 "/clients/client0/missing" got 0x00000002 (NFS3ERR_NOENT) - expected 0x00000000')
     d = load_json(out)
     assert d["unexpected"] == d["ops"]["LOOKUP3"]["unexpected"] > 0
     assert d["ops"]["LOOKUP3"]["ok"] == d["ops"]["LOOKUP3"]["unexpected"] or \
         abs(d["ops"]["LOOKUP3"]["ok"] - d["ops"]["LOOKUP3"]["unexpected"]) <= 1
-    assert d["mismatch_count"] == d["unexpected"]
+    assert d["mismatch_count"] == d["unexpected"] == d["failed_ops"]
+    assert d["exit_code"] == 1
 
     t = time.monotonic()
     r = run_loadgen(["run", ganesha.url(export), "--clients", "1", "--warmup", "0", "--time", "30",
-                     "--loadfile", str(lf), "--strict", "--metrics-port", "0"])
+                     "--loadfile", str(lf), "--strict", "--no-metrics"])
     assert r.returncode == 1
     assert time.monotonic() - t < 15          # fatal at once, not after --time
     assert "client0 failed (strict)" in r.stderr and "[4] LOOKUP3" in r.stderr
@@ -155,7 +160,7 @@ def test_mount_failure_is_reported_fast(ganesha, free_port, run_loadgen):
     export = ganesha.fresh_export()
     url = ganesha.url(export, nfs_port=free_port, mnt_port=free_port)
     t = time.monotonic()
-    r = run_loadgen(["run", url, "--clients", "3", "--time", "5", "--metrics-port", "0"], timeout=60)
+    r = run_loadgen(["run", url, "--clients", "3", "--time", "5", "--no-metrics"], timeout=60)
     assert r.returncode == 1
     assert time.monotonic() - t < 30
     assert "failed (mount)" in r.stderr and "cannot mount" in r.stderr
@@ -166,7 +171,7 @@ def test_malformed_loadfile_cli(tmp_path, run_loadgen):
     lf = tmp_path / "bad.load"
     lf.write_text('GETATTR3 "/a" *\nLOOP 2\n')
     r = run_loadgen(["run", "nfs://127.0.0.1/x?nfsport=1&mountport=1", "--loadfile", str(lf),
-                     "--metrics-port", "0"], timeout=30)
+                     "--no-metrics"], timeout=30)
     assert r.returncode == 2
     assert f"{lf}:2: LOOP without ENDLOOP" in r.stderr
 
@@ -255,7 +260,7 @@ def test_client_killed_mid_run_fails_the_run(ganesha, tmp_path, loadgen_argv):
     export = ganesha.fresh_export()
     argv, cwd = loadgen_argv
     p = subprocess.Popen([*argv, "run", ganesha.url(export), "--clients", "2", "--warmup", "0",
-                          "--time", "120", "--loadfile", nfs3, "--metrics-port", "0"],
+                          "--time", "120", "--loadfile", nfs3, "--no-metrics"],
                          cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # wait until the run has started (first per-second line), then kill a client

@@ -232,6 +232,7 @@ def test_recycle_modes(export, recycle):
 
 
 def test_udp_port_taken_fails_cleanly(export):
+    from rpcsrv.server import StartupError
     blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)    # no SO_REUSEPORT: the bind must fail
     blocker.bind(("127.0.0.1", 0))
     port = blocker.getsockname()[1]
@@ -239,7 +240,7 @@ def test_udp_port_taken_fails_cleanly(export):
                        state_dir=str(export.parent / "state-taken"), udp=UdpConfig())
     srv = Server(cfg, registry=CollectorRegistry())
     try:
-        with pytest.raises(OSError):
+        with pytest.raises(StartupError, match=r"^--udp: cannot serve UDP on 127\.0\.0\.1:%d: " % port):
             srv.start()
     finally:
         blocker.close()

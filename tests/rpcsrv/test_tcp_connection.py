@@ -115,7 +115,7 @@ def test_a_record_not_completed_in_time_closes(allocator, pair):
 
 
 @pytest.mark.parametrize("data, reason", [
-    (b"", None),                                           # EOF between records: a clean exit
+    (b"", "eof"),                                          # EOF between records: a disconnect
     (marker(100) + b"z" * 10, "truncated_record"),         # EOF inside a record
     (marker(0), "zero_fragment"),
     (marker(64 * PAGE + 1), "record_too_large"),

@@ -161,7 +161,7 @@ def test_memory_pressure_waits_and_recovers(tmp_path, fast_path):
         out = tmp_path / "run.json"
         r = subprocess.run([sys.executable, "-m", "loadgen", "run", srv.url, "--profile", "rw256k",
                             "--clients", "16", "--time", "8", "--warmup", "1", "--rw-files", "1",
-                            "--rw-file-size", str(1 << 20), "--metrics-port", "0", "--json", str(out)],
+                            "--rw-file-size", str(1 << 20), "--no-metrics", "--json", str(out)],
                            cwd=ROOT, capture_output=True, timeout=240)
         assert r.returncode == 0, r.stdout.decode()[-2000:] + r.stderr.decode()[-2000:]
         doc = json.loads(out.read_text())

@@ -32,7 +32,7 @@ CLIENT_TXT = "/usr/share/dbench/client.txt"
 def run_loadgen(url, tmp_path, *extra, seconds=5):
     out = tmp_path / "loadgen.json"
     cmd = [sys.executable, "-m", "loadgen", "run", url, "--clients", "2", "--time", str(seconds),
-           "--warmup", "1", "--metrics-port", "0", "--json", str(out), *extra]
+           "--warmup", "1", "--no-metrics", "--json", str(out), *extra]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     with open(out) as f:
