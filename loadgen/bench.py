@@ -225,8 +225,9 @@ def run_rounds(settings: dict, opts: dict, root: str, prog: Progress, state: dic
         queue = [(prof, k, orders[prof][k]) for k in range(len(names)) for prof in profiles]
         for prof, k, name in queue:
             popts = dict(opts, profile=prof)
-            if prof in settings["load"]["loadfiles"]:       # a loadfile profile: that file, whole
-                popts["loadfile"] = settings["load"]["loadfiles"][prof]
+            loadfiles = settings["load"].get("loadfiles", {})
+            if prof in loadfiles:                           # a loadfile profile: that file, whole
+                popts["loadfile"] = loadfiles[prof]
             head = "%s round %d/%d, %s (%d/%d)" % (prof, r + 1, max(settings["rounds"], r + 1), name, k + 1,
                                                    len(names))
             prog.say("%s: starting; about %.0f s left%s" % (head, prog.left(),

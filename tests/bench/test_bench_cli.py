@@ -143,3 +143,26 @@ def test_run_checks_its_json_path_before_any_client_starts(tmp_path):
                        cwd=ROOT, capture_output=True, timeout=30)
     err = r.stderr.decode()
     assert r.returncode == 2 and err.startswith("loadgen: --json ") and "Traceback" not in err, err
+
+
+def test_loadfile_profiles(tmp_path):
+    """--profile takes loadfiles as NAME=PATH or PATH beside rw256k and dbench; a missing file or
+    a name taken twice is a one-line usage error before anything runs."""
+    from loadgen import bench
+    from loadgen.__main__ import build_parser
+    lf = tmp_path / "w.load"
+    lf.write_text("0.0 WRITE3 \"/f\" 0 4096 2 NFS3_OK\n")
+
+    def parse(profile):
+        return bench._parse(build_parser().parse_args(["bench", "--profile", profile, "--strategies", "array",
+                                                       "--baseline", "array"]))
+
+    s = parse("rw256k,seq=%s,%s" % (lf, lf))
+    assert s["profiles"] == ["rw256k", "seq", "w"]
+    assert s["load"]["loadfiles"] == {"seq": str(lf), "w": str(lf)}
+    for bad in ("nope=%s" % (tmp_path / "missing.load"), "seq=%s,seq=%s" % (lf, lf), "rw256k=%s" % lf):
+        msg = parse(bad)
+        assert isinstance(msg, str) and msg.startswith("--profile"), msg
+    r = subprocess.run(BENCH + ["--profile", str(tmp_path / "missing.load")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -129,7 +129,10 @@ def test_master_two_workers_two_processes_match_server_counters(tmp_path):
     assert len(re.findall(r"^\s+4\s+\d+\s+[\d.]+ MB/sec  execute", mout, re.M)) >= 1, mout
     assert "Throughput" in mout
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "nfsbulk-loadgen/1" and doc["clients"] == 4 and doc["exit_code"] == 0
+    # the same schema as a single-machine run (meta included), plus the workers' rows
+    from loadgen.meta import SCHEMA_RUN
+    assert doc["schema"] == SCHEMA_RUN and doc["clients"] == 4 and doc["exit_code"] == 0
+    assert doc["meta"]["argv"] and doc["meta"]["timestamp"]
     assert doc["warmup"]["ops_total"] == 0
     for op, proc in PROCS.items():
         assert doc["ops"][op]["count"] == _server_count(metrics, proc), (op, doc["ops"][op]["count"], metrics)
