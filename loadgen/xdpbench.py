@@ -54,6 +54,7 @@ import sys
 import tempfile
 import time
 
+from . import ci
 from .harness import BenchError
 from .serverproc import RpcsrvProcess, ServerError, leaked_pages
 from .strategies import KERNEL_XDP
@@ -65,18 +66,11 @@ LABELS = {"single": "Single page", "list": "Bulk list", "array": "Bulk array"}
 KERNEL_LABELS = {"single": "Baseline", "list": "List", "array": "Array"}
 SCHEMA = "nfsbulk-udp-pps-xdp/1"
 
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
-
 
 def t975(df: int) -> float:
-    """The 0.975 quantile of Student's t with df degrees of freedom (two-sided 95 %)."""
-    if df < 1:
-        return float("nan")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    return 2.021 if df <= 40 else 2.000 if df <= 60 else 1.980 if df <= 120 else 1.960
+    """The 0.975 quantile of Student's t with df degrees of freedom (two-sided 95 %); nan below 1
+    (one block: no interval). The table is loadgen.ci's."""
+    return ci.t975(df) if df >= 1 else float("nan")
 
 
 def mean_ci(xs) -> tuple[float, list]:

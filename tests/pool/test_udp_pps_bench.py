@@ -1,9 +1,12 @@
 """loadgen bench --udp-pps (loadgen/udpbench.py) end to end, tiny, and alloc.poolbench."""
 
 import json
+import math
 import os
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -75,7 +78,8 @@ def test_poolbench_table():
 def test_xdpbench_statistics_are_paired_and_student_t():
     sys.path.insert(0, ROOT)
     from loadgen import xdpbench as xb
-    assert xb.t975(1) == 12.706 and xb.t975(29) == 2.045 and xb.t975(1000) == 1.96
+    assert xb.t975(1) == 12.706 and xb.t975(29) == 2.045 and xb.t975(1000) == pytest.approx(1.96, abs=3e-3)
+    assert math.isnan(xb.t975(0))                       # one block: no interval
     m, ci = xb.mean_ci([1.0, 2.0, 3.0])
     assert m == 2.0 and abs(ci[0] - (2.0 - 4.303 / 3 ** 0.5)) < 1e-9 and abs(ci[1] - (2.0 + 4.303 / 3 ** 0.5)) < 1e-9
     assert xb.mean_ci([5.0])[1][0] != xb.mean_ci([5.0])[1][0]           # one value: no interval (NaN)
