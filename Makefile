@@ -55,4 +55,5 @@ bench: setup
 	    --json results/bench.json --plot results/bench.png $(BENCH_ARGS)
 
 clean:
-	rm -rf build results alloc/*.so alloc/*.c rpcsrv/xprt/*.so rpcsrv/xprt/*.c
+	rm -rf build results alloc/*.so alloc/*.c rpcsrv/xprt/*.so rpcsrv/xprt/*.c rpcsrv/fast/*.so rpcsrv/fast/*.c \
+	    loadgen/*.so loadgen/_flood.c
