@@ -103,7 +103,7 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
 
     from .locustuser import NfsUser, stats_from_wire
     from .metrics import Totals, serve
-    from .report import build_json, final_table, second_line, write_json
+    from .report import build_json, final_table, second_report, write_json
     from .stats import PhaseStats
 
     out = out or sys.stdout
@@ -373,17 +373,10 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
                             fail(c, "hung", "did not report done within the grace period")
                     break
                 if now >= next_tick:
-                    phase = "warmup" if next_tick <= warmup_end + 1e-9 and cfg["warmup"] > 0 else "run"
-                    st = phases[phase]
-                    secs = (next_tick - t0) if phase == "warmup" else (next_tick - warmup_end)
-                    lat = interval_max[0]
-                    interval_max[0] = 0.0
-                    nbytes = st.read_bytes + st.write_bytes
+                    line, row = second_report(n, phases, next_tick, t0, warmup_end, cfg["warmup"], interval_max)
                     if next_tick <= run_end + 1e-9 and (stop_at is None or next_tick <= stop_at + 1e-9):
-                        say(second_line(n, st.count, nbytes, "warmup" if phase == "warmup" else "execute",
-                                        secs, lat))
-                        per_second.append({"t": round(next_tick - t0, 3), "phase": phase, "ops": st.count,
-                                           "bytes": nbytes, "max_latency_seconds": lat})
+                        say(line)
+                        per_second.append(row)
                     next_tick += 1.0
                 wake = min(next_tick, hard_deadline, run_end if stop_at is None else hard_deadline,
                            warmup_end if phase_sent == "warmup" else hard_deadline, now + 0.25)

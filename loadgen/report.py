@@ -27,6 +27,22 @@ def second_line(clients: int, ops: int, nbytes: int, phase: str, secs: float, ma
             f"latency {max_lat * 1e3:.3f} ms")
 
 
+def second_report(clients: int, phases: dict, tick: float, t0: float, warmup_end: float, warmup: float,
+                  interval_max: list) -> tuple[str, dict]:
+    """The dbench-style line and the JSON row of the second ending at `tick` (monotonic), from the
+    phases' running stats: ops counted as completed (failures apart, as the final table does),
+    bytes, and the largest latency since the last line (interval_max[0], reset here)."""
+    phase = "warmup" if tick <= warmup_end + 1e-9 and warmup > 0 else "run"
+    st = phases[phase]
+    secs = (tick - t0) if phase == "warmup" else (tick - warmup_end)
+    lat = interval_max[0]
+    interval_max[0] = 0.0
+    nbytes = st.read_bytes + st.write_bytes
+    line = second_line(clients, st.completed, nbytes, "warmup" if phase == "warmup" else "execute", secs, lat)
+    return line, {"t": round(tick - t0, 3), "phase": phase, "ops": st.completed, "bytes": nbytes,
+                  "max_latency_seconds": lat}
+
+
 def _ms(x: float) -> str:
     return f"{x * 1e3:9.3f}"
 

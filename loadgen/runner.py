@@ -35,7 +35,7 @@ from multiprocessing.connection import wait
 
 from .client import client_main
 from .metrics import Totals, serve
-from .report import build_json, final_table, second_line, write_json
+from .report import build_json, final_table, second_report, write_json
 from .stats import PhaseStats
 
 __all__ = ["run", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERRUPTED", "MAX_CLIENTS", "clients_problem"]
@@ -329,17 +329,10 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                     phase_seen = "end"
                     on_phase("end")
                 if now >= next_tick:
-                    phase = "warmup" if next_tick <= warmup_end + 1e-9 and cfg["warmup"] > 0 else "run"
-                    st = phases[phase]
-                    secs = (next_tick - t0) if phase == "warmup" else (next_tick - warmup_end)
-                    lat = interval_max[0]
-                    interval_max[0] = 0.0
-                    nbytes = st.read_bytes + st.write_bytes
+                    line, row = second_report(n, phases, next_tick, t0, warmup_end, cfg["warmup"], interval_max)
                     if next_tick <= run_end + 1e-9:
-                        say(second_line(n, st.completed, nbytes, "warmup" if phase == "warmup" else "execute",
-                                        secs, lat))
-                        per_second.append({"t": round(next_tick - t0, 3), "phase": phase, "ops": st.completed,
-                                           "bytes": nbytes, "max_latency_seconds": lat})
+                        say(line)
+                        per_second.append(row)
                     next_tick += 1.0
                 wake = min(next_tick, hard_deadline)
                 if on_phase is not None and phase_seen != "end":
