@@ -112,9 +112,13 @@ def test_counts_consistent_with_server_metrics(bench_json):
             # one svc_alloc_arg call precedes every turn a worker takes on a connection, as in the
             # kernel's svc_recv: a turn that finds a partial record or a closed connection counts a
             # call and serves no request, so calls >= requests (minus the workers' in-flight edges),
-            # and those extra turns are a small share (a 256 KiB WRITE seldom arrives in pieces).
+            # and only records bigger than one receive arrive in pieces: here the 256 KiB WRITEs.
+            # On a loaded machine a share of them does (4 % extra turns seen): allow on average one
+            # extra turn per WRITE, which a second call per request (calls ~ 2 x requests, of which
+            # WRITEs are under half) would still exceed.
+            writes = run["server_write_bytes"] / 262144
             assert run["calls"] >= run["requests"] - 8, run
-            assert run["calls"] <= 1.03 * run["requests"] + 8, run
+            assert run["calls"] <= run["requests"] + writes + 8, run
             # the load generator's ops are the server's requests in the same window (in-flight at the edges)
             assert abs(run["requests"] - run["ops"]) <= 0.05 * run["ops"] + 8, run
             for side in ("read", "write"):
