@@ -193,6 +193,11 @@ def _cmd_master(args, cfg: dict, desc: str) -> int:
         print("loadgen: --clients does not apply with --master (each worker process is one client; "
               "use --expect-workers)", file=sys.stderr)
         return EXIT_USAGE
+    if args.run_once:
+        # the master's clock ends a distributed run; a pass that ends per client is not wired through
+        print("loadgen: --run-once does not apply with --master (the master ends the run after --time; "
+              "replay one pass with a local `loadgen run`)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         from .distributed import parse_hostport, run_master
     except ImportError as e:

@@ -295,6 +295,8 @@ def test_shipped_locustfile_with_locusts_own_cli(tmp_path):
     (["run", "nfs://127.0.0.1/x", "--expect-workers", "2"], "--expect-workers and --web-ui need --master"),
     (["run", "nfs://127.0.0.1/x", "--master", "--expect-workers", "2", "--clients", "3"],
      "--clients does not apply with --master"),
+    (["run", "nfs://127.0.0.1/x", "--master", "--expect-workers", "2", "--run-once"],
+     "--run-once does not apply with --master"),
     (["run", "nfs://127.0.0.1/x", "--master", "--expect-workers", "2", "--master-bind", "h:99999"],
      "port out of range"),
     (["worker", "--master", "somehost"], "bad HOST:PORT 'somehost'"),
