@@ -140,3 +140,21 @@ def test_target_ci_stops_when_reached(monkeypatch):
     state = {"rw256k": {}, "dbench": {}}
     bench.run_rounds(settings, {}, "/nonexistent", bench.Progress(settings), state)
     assert len(state["dbench"]["orders"]) == 2 and state["dbench"]["stop_reason"].startswith("target-ci reached")
+
+
+def test_eta_counts_every_planned_run_and_learns_each_profile():
+    """Progress.left(): planned runs x expected length; before any run the window plus the first
+    guess of overhead, then the measured runs of the profile, or the other profiles' overhead."""
+    from loadgen import bench
+    settings = _fake_settings(rounds=3, load={"time": 5.0, "warmup": 2.0})   # 2 profiles x 2 entries x 3
+    prog = bench.Progress(settings)
+    guess = bench.Progress.FIRST_GUESS_OVERHEAD
+    assert prog.left() == pytest.approx(12 * (7.0 + guess))
+    prog.durations["rw256k"].append(9.0)                    # 2 s of overhead measured on rw256k
+    assert prog.left() == pytest.approx(5 * 9.0 + 6 * (7.0 + 2.0))
+    prog.durations["dbench"].append(8.0)
+    prog.durations["rw256k"].append(11.0)                   # each profile now by its own mean
+    assert prog.left() == pytest.approx(4 * 10.0 + 5 * 8.0)
+    for prof in ("rw256k", "dbench"):
+        prog.durations[prof].extend([8.0] * 6)
+    assert prog.left() == 0                                 # --target-ci's extra rounds are not planned
