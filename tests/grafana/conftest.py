@@ -20,12 +20,13 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from grafana_testlib import (  # noqa: E402
-    PROM_CONFIG, ROOT, Poker, Stack, free_port, http_get, job_names, start_rpcsrv, stop, wait_for,
+    PROM_CONFIG, ROOT, Poker, Stack, free_port, http_get, job_names, metrics_port, start_rpcsrv, stop, wait_for,
 )
 
 sys.path.insert(0, str(ROOT))
 from loadgen.xdpflood import XdpFlood, null_call  # noqa: E402
 from loadgen.rpcwire import MOUNT_PROGRAM, MOUNT_V3, pack_call  # noqa: E402
+from loadgen.serverproc import ServerError  # noqa: E402
 
 
 def mount_null_call() -> bytes:
@@ -45,14 +46,13 @@ def stack(tmp_path_factory):
     try:
         # the server under test and a second one whose 2 MiB arena cannot hold two
         # workers' 259-page arrays: it keeps failing, falling back, taking the slow path
-        st.server_metrics_port = free_port()
         # ... with RPC over UDP through the compiled receive loop (the page_pool dashboard's series):
         # every datagram's page back to the allocator, NULL answered from C, MOUNT NULL passed to Python
-        p, st.url = start_rpcsrv(st.tmp / "export", st.server_metrics_port, st.tmp / "rpcsrv.log", deadline,
-                                 ["--threads", "4", "--udp", "--udp-xdp", "tx", "--udp-recycle", "release",
-                                  "--pool-strategy", "array"])
-        st.procs["rpcsrv"] = p
-        nfsport = int(re.search(r"nfsport=(\d+)", st.url).group(1))
+        srv = st.servers["rpcsrv"] = start_rpcsrv(
+            st.tmp / "export", deadline, threads=4, arena_mib=256,
+            extra=["--udp", "--udp-xdp", "tx", "--udp-recycle", "release", "--pool-strategy", "array"])
+        st.procs["rpcsrv"], st.url, st.server_metrics_port = srv.proc, srv.url, metrics_port(srv)
+        nfsport = srv.port
         # Batches of 7 and 5, not the flood's default 32: the pool refills 64 pages when its
         # cache runs dry, so its cache holds (-pages taken) mod 64. Bursts of 32 that the loop
         # takes in pairs (a busy machine) keep it at 0 at every scrape; prime batch sizes make
@@ -60,10 +60,10 @@ def stack(tmp_path_factory):
         st.floods = [XdpFlood("127.0.0.1", nfsport, procs=1, duration=90, rate=rate, drain=True,
                               batch=batch, template=template).start()
                      for rate, batch, template in ((2000, 7, null_call()), (200, 5, mount_null_call()))]
-        st.pressure_metrics_port = free_port()
-        p, _ = start_rpcsrv(st.tmp / "export-pressure", st.pressure_metrics_port, st.tmp / "pressure.log",
-                            deadline, ["--threads", "2", "--arena-mib", "2", "--strategy", "array", "--pages-per-request", "259"])
-        st.procs["pressure"] = p
+        srv = st.servers["pressure"] = start_rpcsrv(
+            st.tmp / "export-pressure", deadline, threads=2, arena_mib=2,
+            extra=["--strategy", "array", "--pages-per-request", "259"])
+        st.procs["pressure"], st.pressure_metrics_port = srv.proc, metrics_port(srv)
         st.loadgen_metrics_port = free_port()
 
         prom_port = free_port()
@@ -131,5 +131,11 @@ def stack(tmp_path_factory):
         for f in getattr(st, "floods", ()):
             f.stop()
         stop(st.procs.get("loadgen"), signal.SIGINT)
-        for name in ("rpcsrv", "pressure", "prometheus"):
-            stop(st.procs.get(name))
+        unstopped = []
+        for name, srv in st.servers.items():
+            try:
+                srv.stop()                   # SIGTERM; the launcher kills it after 60 s and says so
+            except ServerError as e:
+                unstopped.append("%s: %s" % (name, e))
+        stop(st.procs.get("prometheus"))
+        assert not unstopped, unstopped

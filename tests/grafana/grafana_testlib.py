@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import select
 import signal
 import socket
 import struct
@@ -23,9 +22,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from loadgen.serverproc import RpcsrvProcess, ServerError  # noqa: E402
 GRAFANA = ROOT / "grafana"
 DASH_DIR = GRAFANA / "dashboards"
-URL_RE = re.compile(r"(nfs://\S+)")
 
 #: what the dashboards' template variables and Grafana's macros become when a
 #: test evaluates a query itself (the live test resolves $job/$instance through
@@ -122,32 +122,21 @@ def wait_for(what: str, probe, deadline: float, interval: float = 0.2, procs=())
         time.sleep(interval)
 
 
-def start_rpcsrv(export: Path, metrics_port: int, log: Path, deadline: float, extra=()):
-    """`python -m rpcsrv` on 127.0.0.1:0; returns (process, nfs:// URL) once it printed its URL."""
+def start_rpcsrv(export: Path, deadline: float, *, threads: int, arena_mib: int, extra=()):
+    """`python -m rpcsrv` on 127.0.0.1:0 with metrics on a free port, through the project's one
+    launcher (loadgen/serverproc.py); returns the started RpcsrvProcess (.proc, .url, .metrics_url,
+    .stderr(), .stop())."""
     export.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "rpcsrv", "--export", str(export), "--listen", "127.0.0.1:0",
-           "--metrics-port", str(metrics_port), *extra]
-    err = open(log, "wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
-    err.close()
-    buf = b""
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if r:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            buf += line
-            m = URL_RE.search(line.decode(errors="replace"))
-            if m:
-                # keep draining stdout so the server never blocks on a full pipe
-                threading.Thread(target=proc.stdout.read, daemon=True).start()
-                return proc, m.group(1)
-        elif proc.poll() is not None:
-            break
-    proc.kill()
-    proc.wait(10)
-    raise AssertionError("rpcsrv did not print its URL: %r\n%s" % (buf, log.read_text(errors="replace")[-3000:]))
+    try:
+        return RpcsrvProcess(export, threads=threads, arena_mib=arena_mib, metrics=True, extra=extra,
+                             cwd=str(ROOT), start_timeout=max(1.0, deadline - time.monotonic()))
+    except ServerError as e:
+        raise AssertionError(str(e)) from None
+
+
+def metrics_port(srv) -> int:
+    """The port of a started server's /metrics (from its ready line)."""
+    return urllib.parse.urlsplit(srv.metrics_url).port
 
 
 def stop(proc, sig=signal.SIGTERM, timeout=15.0):
@@ -233,6 +222,7 @@ class Poker(threading.Thread):
 class Stack:
     def __init__(self):
         self.procs = {}
+        self.servers = {}           # name -> RpcsrvProcess (their Popen objects are in procs too)
         self.prom_url = None
         self.server_metrics_port = self.pressure_metrics_port = self.loadgen_metrics_port = None
         self.url = None
@@ -264,6 +254,8 @@ class Stack:
                          step=str(step))["result"]
 
     def log(self, name: str) -> str:
+        if name in self.servers:
+            return self.servers[name].stderr()[-3000:]
         p = self.tmp / ("%s.log" % name)
         return p.read_text(errors="replace")[-3000:] if p.exists() else ""
 
