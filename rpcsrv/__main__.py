@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "At start-up, default entries whose export no longer exists (or, made by older "
                         "versions without an export record, older than 7 days) are removed")
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    p.add_argument("--tracemalloc-dir", metavar="DIR",
+                   help="for hunting memory growth: trace the Python heap from start-up (tracemalloc, 10 "
+                        "frames; the server runs slower) and write a snapshot to DIR/rpcsrv-PID-N.tracemalloc "
+                        "on each SIGUSR2 (compare two with tracemalloc.Snapshot.load(...).compare_to). "
+                        "Allocations of the compiled paths' C code are not traced")
     u = p.add_argument_group("RPC over UDP (page_pool receive path, see rpcsrv/xprt/udp.py)")
     u.add_argument("--udp", action="store_true",
                    help="also serve RPC over UDP on the TCP port number; datagrams land in page_pool pages")
@@ -215,6 +220,22 @@ def list_strategies() -> str:
                       for s in STRATEGIES.values())
 
 
+def _dump_snapshot(directory: str) -> None:
+    """Write the traced Python heap to DIR/rpcsrv-PID-N.tracemalloc and say so on stderr."""
+    import tracemalloc
+    n = len([f for f in os.listdir(directory) if f.startswith("rpcsrv-%d-" % os.getpid())])
+    path = os.path.join(directory, "rpcsrv-%d-%d.tracemalloc" % (os.getpid(), n))
+    try:
+        tracemalloc.take_snapshot().dump(path)
+    except OSError as e:
+        print("rpcsrv: --tracemalloc-dir: cannot write %s: %s" % (path, e.strerror or e), file=sys.stderr,
+              flush=True)
+        return
+    traced, peak = tracemalloc.get_traced_memory()
+    print("rpcsrv: tracemalloc snapshot %s (%d KiB traced, peak %d KiB)" % (path, traced >> 10, peak >> 10),
+          file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_strategies:
@@ -222,6 +243,13 @@ def main(argv=None) -> int:
         return 0
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="rpcsrv: %(levelname)s %(message)s", stream=sys.stderr)
+    if args.tracemalloc_dir is not None:
+        if not os.path.isdir(args.tracemalloc_dir) or not os.access(args.tracemalloc_dir, os.W_OK):
+            print("rpcsrv: --tracemalloc-dir %s: not a writable directory" % args.tracemalloc_dir,
+                  file=sys.stderr)
+            return 2
+        import tracemalloc
+        tracemalloc.start(10)
     host, port = args.listen
     state_dir = args.state_dir
     if args.export is None:
@@ -318,6 +346,9 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    snapshots = []                          # SIGUSR2 with --tracemalloc-dir: dump one (main thread)
+    if args.tracemalloc_dir is not None:
+        signal.signal(signal.SIGUSR2, lambda signum, frame: snapshots.append(signum))
     if server.fast_unusable:
         print("rpcsrv: fast path off: %s" % server.fast_unusable, file=sys.stderr, flush=True)
     print("rpcsrv: serving %s strategy=%s threads=%d pages/request=%d rtmax/wtmax=%d fast-path=%s%s"
@@ -325,6 +356,9 @@ def main(argv=None) -> int:
              "on" if server.fast is not None else "off", metrics_note), flush=True)
     while not stop:
         time.sleep(0.2)         # interrupted by the signal; the flag is checked right after
+        while snapshots:
+            snapshots.pop()
+            _dump_snapshot(args.tracemalloc_dir)
     print("rpcsrv: stopping", file=sys.stderr, flush=True)
     server.stop()
     st = server.allocator.stats()

@@ -230,3 +230,40 @@ def test_stale_state_entries_are_pruned(tmp_path):
     # the live export got its own entry, with the record that keeps it
     records = {(d / "export").read_text().strip() for d in home.iterdir() if (d / "export").exists()}
     assert str(live_export) in records
+
+
+def test_tracemalloc_dir_not_writable(tmp_path):
+    line = fails("--export", str(tmp_path), "--no-metrics", "--tracemalloc-dir", str(tmp_path / "none"), code=2)
+    assert line == "rpcsrv: --tracemalloc-dir %s: not a writable directory" % (tmp_path / "none")
+
+
+def test_tracemalloc_snapshot_on_sigusr2(tmp_path):
+    """--tracemalloc-dir: each SIGUSR2 writes a snapshot of the traced heap that tracemalloc loads,
+    in which the server's own modules appear (the heap was traced from start-up)."""
+    import tracemalloc
+    export, snaps = tmp_path / "export", tmp_path / "snaps"
+    export.mkdir()
+    snaps.mkdir()
+    p = rpcsrv("--export", str(export), "--no-metrics", "--state-dir", str(tmp_path / "state"),
+               "--tracemalloc-dir", str(snaps))
+    err = ""
+    try:
+        ready_line(p)
+        for n in range(2):
+            path = snaps / ("rpcsrv-%d-%d.tracemalloc" % (p.pid, n))
+            p.send_signal(signal.SIGUSR2)
+            deadline = time.monotonic() + 30
+            # the server names the file on stderr once it is written: wait for that (with a deadline)
+            while "tracemalloc snapshot %s " % path not in err:
+                r, _, _ = select.select([p.stderr], [], [], max(0.0, deadline - time.monotonic()))
+                assert r, "no snapshot line within 30 s: %r" % err
+                chunk = os.read(p.stderr.fileno(), 65536).decode()
+                assert chunk, "rpcsrv exited: %r" % err
+                err += chunk
+    finally:
+        stop(p)
+    a = tracemalloc.Snapshot.load(str(snaps / ("rpcsrv-%d-0.tracemalloc" % p.pid)))
+    b = tracemalloc.Snapshot.load(str(snaps / ("rpcsrv-%d-1.tracemalloc" % p.pid)))
+    files = {s.traceback[0].filename for s in a.statistics("filename")}
+    assert any(f.endswith(os.path.join("rpcsrv", "server.py")) for f in files), sorted(files)[:20]
+    assert b.compare_to(a, "lineno") is not None
