@@ -48,3 +48,71 @@ def test_compiled_refill_reports_no_progress_as_memory_error():
     for sid in _core.SVC_COMPILED.values():
         with pytest.raises(MemoryError):
             a.svc_refill_compiled(sid, arr)
+
+
+class _Scripted:
+    """An allocator whose bulk array calls return scripted counts, recording every call."""
+
+    def __init__(self, returns):
+        self.returns = list(returns)
+        self.log = []
+
+    def alloc_pages_bulk_array(self, n, pages, start=0):
+        self.log.append(("bulk", n, start))
+        return self.returns.pop(0)
+
+    def free_seq(self):
+        self.log.append(("seq",))
+        return len(self.log)
+
+
+def _reference_loop(allocator, pages, n, start, wait):
+    """The bulk-array refill written as one plain loop (the kernel's 5.13 + 5.15 shape)."""
+    filled = 0
+    while filled < n:
+        ret = allocator.alloc_pages_bulk_array(n, pages, start)
+        if ret > filled:
+            filled = ret
+            continue
+        seq = allocator.free_seq()
+        ret = allocator.alloc_pages_bulk_array(n, pages, start)
+        if ret > filled:
+            filled = ret
+            continue
+        w = wait(seq)
+        if w is not True:
+            return w
+    return True
+
+
+@pytest.mark.parametrize("script", [
+    [8], [3, 8], [0, 8], [0, 0, 8], [3, 3, 3, 5, 8], [2, 2, 2, 2, 2, 2, 8], [0, 0, 0, 0, 0, 0],
+    [5, 5, 5, "stop"], [0, 0, "stop"],
+])
+@pytest.mark.parametrize("name", ["array", "range"])
+def test_array_refills_make_the_calls_of_one_plain_loop(name, script):
+    # the first call is made before the loop (one Python frame in the common case): the calls,
+    # the free_seq reads, the waits and the result must still be those of the plain loop
+    def run(refill):
+        returns = [r for r in script if r != "stop"]
+        a = _Scripted(returns + [0] * 8)
+        waits = []
+
+        def wait(seq):
+            waits.append(seq)
+            return "stopped" if "stop" in script and len(waits) >= 1 else len(waits) < 2
+        lo, hi = (0, 8) if name == "array" else (3, 11)
+        pages = [None] * (8 if name == "array" else 11)
+        got = refill(a, pages, lo, hi, wait)
+        return got, a.log, waits
+
+    def reference(a, pages, lo, hi, wait):
+        return _reference_loop(a, pages, hi - lo, lo, wait)
+
+    def table(a, pages, lo, hi, wait):
+        return STRATEGIES[name].refill(a, _Len(pages), None, lo, hi, wait)
+    assert run(table) == run(reference)
+
+
+class _Len(list):
+    """A stand-in page array: only its length is read."""
