@@ -65,6 +65,9 @@ def add_arguments(p) -> None:
                    help="the cap on rounds with --target-ci (default 10)")
     p.add_argument("--threads", type=int, default=8, help="rpcsrv worker threads (default 8)")
     p.add_argument("--arena-mib", type=int, default=256, help="rpcsrv allocator arena (default 256)")
+    p.add_argument("--fast-path", choices=("on", "off"), default="on",
+                   help="rpcsrv's request path: on, the compiled one (the default), or off, the Python "
+                        "reference path, where every strategy refills through the Python API")
     p.add_argument("--rw-file-size", type=int, default=8 << 20, help="rw256k: bytes per file (default 8 MiB)")
     p.add_argument("--rw-files", type=int, default=4, help="rw256k: files per client (default 4)")
     p.add_argument("--dbench-lines", type=int, default=60000, metavar="N",
@@ -149,7 +152,8 @@ def _parse(args):
         "rounds": args.rounds, "target_ci_pct": args.target_ci,
         "max_rounds": args.max_rounds if args.target_ci is not None else args.rounds,
         "peers": peers, "peer_pids": pids,
-        "server": {"threads": args.threads, "arena_mib": args.arena_mib, "listen": "127.0.0.1:0"},
+        "server": {"threads": args.threads, "arena_mib": args.arena_mib, "fast_path": args.fast_path,
+                   "listen": "127.0.0.1:0"},
         "load": {"clients": args.clients, "time": args.time, "warmup": args.warmup,
                  "rw_file_size": args.rw_file_size, "rw_files": args.rw_files,
                  "dbench_loadfile": DEFAULT_CLIENT_TXT if os.path.exists(DEFAULT_CLIENT_TXT) else None,
@@ -278,7 +282,8 @@ def main(args) -> int:
     if isinstance(settings, str):
         return _usage(settings)
     outs = Outputs(args.json, args.output_format)
-    opts = dict(settings["load"], threads=settings["server"]["threads"], arena_mib=settings["server"]["arena_mib"])
+    opts = dict(settings["load"], threads=settings["server"]["threads"], arena_mib=settings["server"]["arena_mib"],
+                fast_path=settings["server"]["fast_path"])
     root = tmp = None
     if args.export:
         root = os.path.abspath(args.export)

@@ -105,6 +105,9 @@ def format_profile(profile: str, res: dict, settings: dict, kernel: dict) -> str
     lines = ["", "== %s: %d clients, %d round(s) of %g s after %g s warmup; order shuffled per round (seed %d); "
              "median [95 %% CI] ==" % (profile, load["clients"], res["rounds_done"], load["time"], load["warmup"],
                                         settings["seed"])]
+    if settings.get("server", {}).get("fast_path") == "off":
+        lines.append("rpcsrv on its Python reference path (--fast-path off): every strategy refills through "
+                     "the Python API")
     if res.get("stop_reason") and res["stop_reason"] != "rounds":
         lines.append("rounds: %d, stopped because %s" % (res["rounds_done"], res["stop_reason"]))
     lines.append("")

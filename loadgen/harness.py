@@ -185,7 +185,8 @@ def strategy_run(strategy: str, export_root: str, opts: dict, announce=None) -> 
     try:
         try:
             srv = RpcsrvProcess(export, strategy=strategy, threads=opts["threads"], arena_mib=opts["arena_mib"],
-                                metrics=True, python=opts.get("python", sys.executable))
+                                metrics=True, python=opts.get("python", sys.executable),
+                                fast_path=opts.get("fast_path"))
         except ServerError as e:
             raise BenchError(str(e)) from None
         if announce:

@@ -166,3 +166,22 @@ def test_loadfile_profiles(tmp_path):
     r = subprocess.run(BENCH + ["--profile", str(tmp_path / "missing.load")], cwd=ROOT, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_fast_path_off_runs_the_python_reference_path(tmp_path):
+    """--fast-path off: every run's rpcsrv serves on the Python path (its ready line says so), the table
+    says it, and the JSON keeps it; a value other than on/off is a usage error."""
+    out = tmp_path / "b.json"
+    r = subprocess.run(BENCH + ["--profile", "rw256k", "--strategies", "list,array", "--baseline", "list",
+                                "--rounds", "1", "--time", "1", "--warmup", "1", "--clients", "1", "--threads", "2",
+                                "--rw-file-size", str(1 << 20), "--rw-files", "1", "--fast-path", "off",
+                                "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "rpcsrv on its Python reference path (--fast-path off)" in r.stdout
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["server"]["fast_path"] == "off"
+    runs = [run for s in doc["profiles"]["rw256k"]["strategies"].values() for run in s["rounds"]]
+    assert len(runs) == 2 and all(run["fast_path"] is False for run in runs)
+    assert all(run["calls"] > 0 for run in runs)
+    bad = subprocess.run(BENCH + ["--fast-path", "maybe"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--fast-path" in bad.stderr and "Traceback" not in bad.stderr

@@ -58,6 +58,9 @@ def test_json_names(bench_json):
         assert key in meta
     assert doc["schema"].startswith("nfsbulk-bench/") and doc["settings"]["seed"] == SEED
     assert doc["interrupted"] is False
+    assert doc["settings"]["server"]["fast_path"] == "on"       # the default: the compiled request path
+    assert all(run["fast_path"] is True for s in doc["profiles"]["rw256k"]["strategies"].values()
+               for run in s["rounds"])
     for s in ("single", "array"):
         d = doc["strategies"][s]
         for key in ("ops_per_s", "server_cpu_us_per_op", "svc_alloc_arg_us_per_call", "calls", "pages_per_call",
