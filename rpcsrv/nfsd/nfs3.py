@@ -46,6 +46,7 @@ ctx.write_payload(fd, file_off, rec_off, length).
 
 import os
 import stat
+from functools import partial
 
 from ..export import NfsError, check_name, nfsstat_from_oserror
 from ..proto import nfs3res as R
@@ -54,7 +55,7 @@ from ..proto.nfs3const import NFS_PROGRAM, NFS_V3, NfsProc3 as P, NfsStat3 as S,
 from ..svc.dispatch import ProcEntry, Program, null_entry
 from . import vfs
 from .perm import (MAXFILESIZE, access_from_stat, bits, check_sattr, may_read_file, may_write_file,
-                   need_dir_write, need_sticky, who)
+                   need_dir_bits, need_dir_write, need_sticky, who)
 
 __all__ = ["make_program", "make_table", "PROCEDURES"]
 
@@ -126,9 +127,7 @@ def nfs3_lookup(ctx, args):
     d = None
     try:
         d = _open_dir(e, dfh)
-        w = who(ctx)
-        if w.uid != 0 and not (bits(d.st, w) & 1):
-            raise NfsError(S.ACCES, "no search permission")
+        need_dir_bits(d, who(ctx), 1, "no search permission")
         fh, st = e.lookup(dfh, name)
         return R.LookupRes(OK, e.fsid, fh, st, d.st)
     except (NfsError, OSError) as exc:
@@ -199,9 +198,7 @@ def _readdir(ctx, args, plus):
     d = None
     try:
         d = _open_dir(e, dfh)
-        w = who(ctx)
-        if w.uid != 0 and not (bits(d.st, w) & 4):
-            raise NfsError(S.ACCES, "no read permission on the directory")
+        need_dir_bits(d, who(ctx), 4, "no read permission on the directory")
         limit = min(_DIR_REPLY_MAX, ctx.limits.dirmax)   # the reply must fit what the transport carries
         count = min(count, limit)
         if plus:
@@ -214,12 +211,8 @@ def _readdir(ctx, args, plus):
         _close(d)
 
 
-def nfs3_readdir(ctx, args):
-    return _readdir(ctx, args, False)
-
-
-def nfs3_readdirplus(ctx, args):
-    return _readdir(ctx, args, True)
+nfs3_readdir = partial(_readdir, plus=False)
+nfs3_readdirplus = partial(_readdir, plus=True)
 
 
 def _fsquery(ctx, fh, fn):
@@ -486,12 +479,8 @@ def _remove(ctx, args, isdir):
         _close(d)
 
 
-def nfs3_remove(ctx, args):
-    return _remove(ctx, args, False)
-
-
-def nfs3_rmdir(ctx, args):
-    return _remove(ctx, args, True)
+nfs3_remove = partial(_remove, isdir=False)
+nfs3_rmdir = partial(_remove, isdir=True)
 
 
 def nfs3_rename(ctx, args):

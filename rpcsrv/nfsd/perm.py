@@ -86,10 +86,15 @@ def bits(st, w: Who) -> int:
     return mode & 7
 
 
+def need_dir_bits(d, w: Who, mask: int, why: str) -> None:
+    """Every rwx bit of `mask` on directory Obj d for w (root passes); ACCES `why` otherwise."""
+    if w.uid != 0 and (bits(d.st, w) & mask) != mask:
+        raise NfsError(S.ACCES, why)
+
+
 def need_dir_write(d, w: Who) -> None:
     """w+x on directory Obj d (create/remove/rename/link entries)."""
-    if w.uid != 0 and (bits(d.st, w) & 3) != 3:
-        raise NfsError(S.ACCES, "no write permission on the directory")
+    need_dir_bits(d, w, 3, "no write permission on the directory")
 
 
 def need_sticky(dst, vst, w: Who) -> None:

@@ -66,27 +66,6 @@ cdef void iov_advance(iovec **iovp, int *cnt, size_t done) noexcept nogil:
     iovp[0] = iov
 
 
-def recv_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n):
-    """One readv of up to n bytes into the range; bytes read, 0 at EOF, or -errno (-EAGAIN when none ready)."""
-    cdef iovec iov[MAX_IOV]
-    cdef int cnt
-    cdef ssize_t r
-    if n <= 0:
-        return 0
-    cnt = page_iov(pa, base_slot, off, n, iov, 0)
-    if cnt < 0:
-        return -EFAULT
-    with nogil:
-        while True:
-            r = readv(fd, iov, cnt)
-            if r < 0 and errno == EINTR:
-                continue
-            break
-        if r < 0:
-            r = -errno
-    return r
-
-
 cdef ssize_t positioned_io(int fd, iovec *iov, int cnt, int64_t file_off, bint write) noexcept nogil:
     """preadv (until the iovec is full or end of file) or pwritev (all of it) at file_off.
 
@@ -110,8 +89,15 @@ cdef ssize_t positioned_io(int fd, iovec *iov, int cnt, int64_t file_off, bint w
     return total
 
 
-cdef Py_ssize_t _positioned(int fd, PageArray pa, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
-                            int64_t file_off, bint write):
+cdef enum:
+    IO_READV = 0        # one readv (a stream: what is ready now)
+    IO_PREAD = 1        # preadv until full or end of file
+    IO_PWRITE = 2       # pwritev all of it
+
+
+cdef Py_ssize_t _range_io(int fd, PageArray pa, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
+                          int64_t file_off, int how):
+    """The byte range [off, off+n) of the pages from base_slot on as an iovec, moved by `how` (IO_*)."""
     cdef iovec iov[MAX_IOV]
     cdef int cnt
     cdef ssize_t r
@@ -121,20 +107,32 @@ cdef Py_ssize_t _positioned(int fd, PageArray pa, Py_ssize_t base_slot, Py_ssize
     if cnt < 0:
         return -EFAULT
     with nogil:
-        r = positioned_io(fd, iov, cnt, file_off, write)
+        if how == IO_READV:
+            r = readv(fd, iov, cnt)
+            while r < 0 and errno == EINTR:
+                r = readv(fd, iov, cnt)
+            if r < 0:
+                r = -errno
+        else:
+            r = positioned_io(fd, iov, cnt, file_off, how == IO_PWRITE)
     return r
+
+
+def recv_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n):
+    """One readv of up to n bytes into the range; bytes read, 0 at EOF, or -errno (-EAGAIN when none ready)."""
+    return _range_io(fd, pa, base_slot, off, n, 0, IO_READV)
 
 
 def pread_into(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
                int64_t file_off):
     """preadv until n bytes or end of file; bytes read or -errno."""
-    return _positioned(fd, pa, base_slot, off, n, file_off, False)
+    return _range_io(fd, pa, base_slot, off, n, file_off, IO_PREAD)
 
 
 def pwrite_from(int fd, PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
                 int64_t file_off):
     """pwritev the whole range at file_off; bytes written or -errno."""
-    return _positioned(fd, pa, base_slot, off, n, file_off, True)
+    return _range_io(fd, pa, base_slot, off, n, file_off, IO_PWRITE)
 
 
 def copy_in(PageArray pa not None, Py_ssize_t base_slot, Py_ssize_t off, data):
