@@ -32,7 +32,7 @@ from rpcsrv.proto.nfs3const import NFSSTAT3_NAMES, NfsProc3
 from rpcsrv.proto.xdr import Packer
 from rpcsrv.svc.rqst import SvcRqst
 from rpcsrv.svc.svc import ReplyCache, Request
-from rpcsrv.xprt.tcp import TcpPayloadIO, send_reply
+from rpcsrv.xprt.tcp import TcpPayloadIO, accept_ready, close_connections, send_reply
 
 from . import _fast
 from ._fast import EVENTS, FastConn, FastServer, FastWorker, STATUS_VALUES
@@ -137,12 +137,7 @@ class FastPath:
 
     def close_all(self) -> None:
         """After the workers are joined: close every connection."""
-        with self._lock:
-            conns = list(self.conns.values())
-            self.conns.clear()
-        for c in conns:
-            c.close()
-        self.server.metrics.connections.dec(len(conns))
+        self.server.metrics.connections.dec(close_connections(self._lock, self.conns))
 
     def metrics_snapshot(self):
         """The workers' counters, added up and labelled as rpcsrv.svc.metrics exposes them."""
@@ -255,23 +250,8 @@ class FastPath:
         cfg = self.config
         metrics = self.server.metrics
         try:
-            while True:
-                try:
-                    sock, peer = self.listener.accept()
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as e:
-                    log.warning("accept failed: %s", e)
-                    return
-                refuse = None
-                if cfg.allow and not any(ipaddress.ip_address(peer[0].split("%")[0]) in net for net in cfg.allow):
-                    refuse = "not_allowed"
-                elif len(self.conns) >= cfg.max_connections:
-                    refuse = "too_many_connections"
-                if refuse:
-                    metrics.closed(refuse)
-                    sock.close()
-                    continue
+            for sock, peer in accept_ready(self.listener, cfg.allow, cfg.max_connections, lambda: len(self.conns),
+                                           metrics.closed):
                 sock.setblocking(False)
                 try:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -227,6 +227,43 @@ def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
     return s
 
 
+def accept_ready(listener: socket.socket, allow, max_connections: int, count, refused):
+    """Yield (sock, peer) for each connection waiting on the non-blocking `listener` until none is left.
+
+    A peer outside `allow` (networks; empty: everyone) or beyond `max_connections` (count() is the
+    number open, read after the caller has taken the previous one) is closed at once and reported
+    as refused("not_allowed" | "too_many_connections"). An accept error other than "none left"
+    is logged and ends the round (the listener stays armed).
+    """
+    while True:
+        try:
+            sock, peer = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            log.warning("accept failed: %s", e)
+            return
+        if allow and not any(ipaddress.ip_address(peer[0].split("%")[0]) in net for net in allow):
+            reason = "not_allowed"
+        elif count() >= max_connections:
+            reason = "too_many_connections"
+        else:
+            yield sock, peer
+            continue
+        refused(reason)
+        sock.close()
+
+
+def close_connections(lock: threading.Lock, conns: dict) -> int:
+    """Empty the table `conns` under `lock` and close every connection it held; returns how many."""
+    with lock:
+        victims = list(conns.values())
+        conns.clear()
+    for c in victims:
+        c.close()
+    return len(victims)
+
+
 def send_reply(conn: Connection, rqst, packer, reply_slot: int, payload: int, send_timeout: float) -> bool:
     """Put the reply header (packer, its first 4 bytes the record marker to patch) into the
     reply pages from reply_slot, send it and `payload` bytes of payload pages (already in
@@ -340,24 +377,8 @@ class TcpListener:
         os.write(self._wake_w, b"x")
 
     def _accept(self) -> None:
-        while True:
-            try:
-                sock, peer = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                log.warning("accept failed: %s", e)
-                return
-            refuse = None
-            if self.allow and not any(ipaddress.ip_address(peer[0].split("%")[0]) in net
-                                      for net in self.allow):
-                refuse = "not_allowed"
-            elif len(self._conns) >= self.max_connections:
-                refuse = "too_many_connections"
-            if refuse:
-                self._on_close(refuse)
-                sock.close()
-                continue
+        for sock, peer in accept_ready(self.sock, self.allow, self.max_connections, lambda: len(self._conns),
+                                       self._on_close):
             conn = Connection(sock, peer, self.max_record, self.allocator)
             with self._lock:
                 self._conns[conn.fd] = conn
@@ -423,12 +444,7 @@ class TcpListener:
 
     def close_all(self) -> None:
         """After the threads are joined: close every connection, the epoll set and the wake pipe."""
-        with self._lock:
-            conns = list(self._conns.values())
-            self._conns.clear()
-        for c in conns:
-            c.close()
-        self._on_connections(-len(conns))
+        self._on_connections(-close_connections(self._lock, self._conns))
         self.epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)

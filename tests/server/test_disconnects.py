@@ -51,8 +51,10 @@ def test_disconnects_are_not_errors(tmp_path, fast_path):
         assert "_created" not in text
 
 
-def test_max_connections_is_a_limit_disconnect(tmp_path):
-    with in_process_server(tmp_path, max_connections=1) as srv:
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "python"])
+def test_max_connections_is_a_limit_disconnect(tmp_path, fast_path):
+    with in_process_server(tmp_path, max_connections=1, fast_path=fast_path) as srv:
+        assert (srv.fast is not None) == fast_path
         rpc = _null(srv.port)
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s2:
             assert s2.recv(1) == b""                              # closed at accept
