@@ -101,6 +101,12 @@ def _close(*objs):
             o.close()
 
 
+def _release(lease):
+    """Give back a file lease (export.files) if one was taken."""
+    if lease is not None:
+        lease.release()
+
+
 def _open_dir(e, fh):
     """Open a directory by handle; NOTDIR (with the Obj closed) otherwise."""
     d = e.open_handle(fh)
@@ -184,8 +190,7 @@ def nfs3_read(ctx, args):
         st = lease.st if lease is not None else _attrs(e, fh)
         return R.ReadRes(_status(exc), e.fsid, st)
     finally:
-        if lease is not None:
-            lease.release()
+        _release(lease)
 
 
 def _readdir(ctx, args, plus):
@@ -289,12 +294,11 @@ def nfs3_write(ctx, args):
         post = _fstat(lease.fd) if lease is not None else _attrs(e, fh)
         return R.WriteRes(_status(exc), e.fsid, pre, post)
     finally:
-        if lease is not None:
-            lease.release()
+        _release(lease)
 
 
 def nfs3_commit(ctx, args):
-    fh, offset, count = args
+    fh = args[0]                    # offset and count are not used: fsync commits the whole file
     e = ctx.export
     lease = None
     try:
@@ -307,8 +311,7 @@ def nfs3_commit(ctx, args):
             return R.CommitRes(_status(exc), e.fsid, lease.st, _fstat(lease.fd))
         return R.CommitRes(_status(exc), e.fsid, None, _attrs(e, fh))
     finally:
-        if lease is not None:
-            lease.release()
+        _release(lease)
 
 
 def _dir_op_checks(ctx, d, name):
@@ -331,6 +334,15 @@ def _created(ctx, d, dfh, name):
 
 _EXCL_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NS = 1_000_000_000
+
+
+def _init_created(ctx, d, dfh, name, fd, sa, w, default_mode):
+    """Owner and attributes of the object just made, through its fd `fd` (closed here); its result."""
+    try:
+        vfs.init_new(fd, d, sa, w, default_mode)
+    finally:
+        os.close(fd)
+    return _created(ctx, d, dfh, name)
 
 
 def nfs3_create(ctx, args):
@@ -376,10 +388,7 @@ def nfs3_create(ctx, args):
                     return R.DiropRes(OK, e.fsid, o.fh, os.fstat(o.fd), d.st, _fstat(d.fd))
                 finally:
                     o.close()
-            try:
-                vfs.init_new(fd, d, sa, w, 0o644)
-            finally:
-                os.close(fd)
+            return _init_created(ctx, d, dfh, name, fd, sa, w, 0o644)
         return _created(ctx, d, dfh, name)
     except (NfsError, OSError) as exc:
         return R.DiropRes(_status(exc), e.fsid, None, None, *_wcc(d))
@@ -400,12 +409,8 @@ def _make_entry(ctx, dfh, name, sa, precheck, create, default_mode, with_mode=Tr
         sa = check_sattr(None, sa, w, new=True)
         fmt = create(d, name)
         fd = vfs.open_new(d, name, fmt)
-        try:
-            vfs.init_new(fd, d, X.Sattr3(sa.mode if with_mode else None, sa.uid, sa.gid, None,
-                                         sa.atime, sa.mtime), w, default_mode)
-        finally:
-            os.close(fd)
-        return _created(ctx, d, dfh, name)
+        sa = X.Sattr3(sa.mode if with_mode else None, sa.uid, sa.gid, None, sa.atime, sa.mtime)
+        return _init_created(ctx, d, dfh, name, fd, sa, w, default_mode)
     except (NfsError, OSError) as exc:
         return R.DiropRes(_status(exc), e.fsid, None, None, *_wcc(d))
     finally:

@@ -181,23 +181,18 @@ class ServerMetrics:
                                  labels=["version", "strategy"])
         info.add_metric([self.version, s], 1)
         yield info
-        fam, les = _family_hist("nfsbulk_svc_alloc_arg_seconds",
-                                "Time of one svc_alloc_arg call (refilling the request's page array).",
-                                ["strategy"], ALLOC_BUCKETS)
-        counts, total = list(self.alloc_seconds.counts), self.alloc_seconds.sum
-        for sn in snaps:
-            counts = [a + b for a, b in zip(counts, sn["alloc"])]
-            total += sn["alloc_sum"]
-        fam.add_metric([s], _buckets(les, counts), total)
-        yield fam
-        fam, les = _family_hist("nfsbulk_svc_alloc_arg_pages", "Pages refilled by one svc_alloc_arg call (the holes).",
-                                ["strategy"], PAGE_BUCKETS)
-        counts, total = list(self.alloc_pages.counts), self.alloc_pages.sum
-        for sn in snaps:
-            counts = [a + b for a, b in zip(counts, sn["pages"])]
-            total += sn["pages_sum"]
-        fam.add_metric([s], _buckets(les, counts), total)
-        yield fam
+        for name, doc, bounds, hist, key in (
+                ("nfsbulk_svc_alloc_arg_seconds", "Time of one svc_alloc_arg call (refilling the request's page "
+                 "array).", ALLOC_BUCKETS, self.alloc_seconds, "alloc"),
+                ("nfsbulk_svc_alloc_arg_pages", "Pages refilled by one svc_alloc_arg call (the holes).",
+                 PAGE_BUCKETS, self.alloc_pages, "pages")):
+            fam, les = _family_hist(name, doc, ["strategy"], bounds)
+            counts, total = list(hist.counts), hist.sum
+            for sn in snaps:                    # the fast workers' own histograms, added in
+                counts = [a + b for a, b in zip(counts, sn[key])]
+                total += sn[key + "_sum"]
+            fam.add_metric([s], _buckets(les, counts), total)
+            yield fam
         for name, doc, value, key in (
                 ("nfsbulk_svc_alloc_arg_waits", "svc_alloc_arg calls that made no progress and waited for memory.",
                  self.alloc_waits.get(), "waits"),
