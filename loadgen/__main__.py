@@ -45,40 +45,33 @@ apart. A run during which a client died is marked DEGRADED.
 """
 
 
-def _size(text: str) -> int:
+def _checked(convert, what: str, ok, bound: str):
+    """An argparse type: convert(text); text that does not convert is the error "bad WHAT 'text'",
+    a value for which ok(v) is false the error BOUND."""
+    def parse(text: str):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad {what} {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(bound)
+        return v
+    parse.__name__ = what.replace(" ", "_")
+    return parse
+
+
+def _bytes(text: str) -> int:
+    """A byte count with an optional K/M/G (KiB/MiB/GiB) suffix, any case."""
     t = text.strip().upper()
-    mult = 1
     for suf, m in (("KIB", 1024), ("MIB", 1 << 20), ("GIB", 1 << 30), ("K", 1024), ("M", 1 << 20), ("G", 1 << 30)):
         if t.endswith(suf):
-            t, mult = t[: -len(suf)], m
-            break
-    try:
-        v = int(t) * mult
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad size {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError("size must be positive")
-    return v
+            return int(t[: -len(suf)]) * m
+    return int(t)
 
 
-def _nonneg(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad number {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad integer {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return v
+_size = _checked(_bytes, "size", lambda v: v > 0, "size must be positive")
+_nonneg = _checked(float, "number", lambda v: v >= 0, "must be >= 0")
+_positive_int = _checked(int, "integer", lambda v: v >= 1, "must be >= 1")
 
 
 def _metrics_port(text: str):

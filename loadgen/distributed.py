@@ -103,7 +103,7 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
 
     from .locustuser import NfsUser, stats_from_wire
     from .metrics import Totals, serve
-    from .report import build_json, final_table, second_report, write_json
+    from .report import build_json, final_table, keep_mismatch, reported_phase, second_report, write_json
     from .stats import PhaseStats
 
     out = out or sys.stdout
@@ -220,12 +220,7 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
             c.write += delta.write_bytes
         for line in d["mismatches"]:
             mm_count[0] += 1
-            if len(mismatches) < cfg["max_mismatches"]:
-                mismatches.append(line)
-                say(line, err)
-            elif len(mismatches) == cfg["max_mismatches"]:
-                mismatches.append("... further mismatches not shown")
-                say("loadgen: further mismatches counted but not shown", err)
+            keep_mismatch(mismatches, line, cfg["max_mismatches"], lambda m: say(m, err))
 
     def on_done(environment, msg, **kw):
         c = client_of(msg)
@@ -400,10 +395,7 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
     end_of_run = min(time.monotonic(), run_end)
     if stop_at is not None:
         end_of_run = min(end_of_run, stop_at)
-    if phases["run"].count or end_of_run > warmup_end:
-        phase, st, elapsed = "run", phases["run"], max(0.0, end_of_run - warmup_end)
-    else:
-        phase, st, elapsed = "warmup", phases["warmup"], max(0.0, end_of_run - t0)
+    phase, st, elapsed = reported_phase(phases, end_of_run, warmup_end, t0)
     cpu = sum(c.cpu for c in clients.values()) if phase == "run" else None
     say(final_table(st, elapsed, n, phase=phase, cpu_seconds=cpu))
     if failures:

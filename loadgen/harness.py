@@ -17,10 +17,15 @@ delta(CPU). Throughput and per-op latency come from the load generator's JSON.
 Ctrl-C: the load generator turns SIGINT into a clean stop and exits 130; that becomes
 :class:`Interrupted` here, after the server is stopped. Single-threaded; imports neither alloc
 nor rpcsrv.
+
+The UDP benches (udpbench.py, xdpbench.py) share three pieces from here: `bench_root` (where the
+runs' exports go), `start_udp_server` and `bench_outcome` (a BenchError or Ctrl-C becomes an exit
+code and one line, the temporary root is removed either way).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -39,6 +44,50 @@ class BenchError(Exception):
 
 class Interrupted(Exception):
     """Ctrl-C stopped the run; nothing of it is kept."""
+
+
+def bench_root(export: str | None, prefix: str) -> tuple[str | None, str | None]:
+    """(root, tmp): the runs' exports go under --export `export`, or a fresh temporary directory
+    (then also returned as tmp, for the caller to remove). root is None when `export` is not a
+    directory (the caller reports it as a usage error)."""
+    if export:
+        root = os.path.abspath(export)
+        return (root if os.path.isdir(root) else None), None
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    return tmp, tmp
+
+
+def start_udp_server(export: str, opts: dict, extra: list) -> RpcsrvProcess:
+    """rpcsrv for a UDP bench: svc_alloc_arg strategy array, metrics on, `extra` rpcsrv flags.
+    BenchError if it does not start (its export is removed then)."""
+    try:
+        return RpcsrvProcess(export, strategy="array", threads=opts["threads"], arena_mib=opts["arena_mib"],
+                             metrics=True, extra=extra)
+    except ServerError as e:
+        shutil.rmtree(export, ignore_errors=True)
+        raise BenchError(str(e)) from None
+
+
+class _Outcome:
+    code = 0
+
+
+@contextlib.contextmanager
+def bench_outcome(tmp: str | None):
+    """``with bench_outcome(tmp) as out:`` the rounds; after it ``out.code`` is 0, 1 (a BenchError,
+    printed as one line) or 130 (Ctrl-C). The temporary root `tmp` is removed either way."""
+    out = _Outcome()
+    try:
+        yield out
+    except BenchError as e:
+        print("loadgen bench: %s" % e, file=sys.stderr)
+        out.code = 1
+    except KeyboardInterrupt:
+        print("loadgen bench: interrupted", file=sys.stderr)
+        out.code = 130
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _get(m, name, **labels):

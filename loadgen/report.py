@@ -47,6 +47,25 @@ def _ms(x: float) -> str:
     return f"{x * 1e3:9.3f}"
 
 
+def reported_phase(phases: dict, end_of_run: float, warmup_end: float, t0: float) -> tuple:
+    """(phase, its PhaseStats, seconds) the final table reports: the measured phase once it began
+    (it has operations or its time started), else the warmup a run stopped in (Ctrl-C, a failure)."""
+    if phases["run"].count or end_of_run > warmup_end:
+        return "run", phases["run"], max(0.0, end_of_run - warmup_end)
+    return "warmup", phases["warmup"], max(0.0, end_of_run - t0)
+
+
+def keep_mismatch(mismatches: list, line: str, limit: int, say) -> None:
+    """Keep (and say) the first `limit` unexpected-status lines; after them one marker line, then
+    nothing: the caller counts them all."""
+    if len(mismatches) < limit:
+        mismatches.append(line)
+        say(line)
+    elif len(mismatches) == limit:
+        mismatches.append("... further mismatches not shown")
+        say("loadgen: further mismatches counted but not shown")
+
+
 def final_table(st: PhaseStats, elapsed: float, clients: int, phase: str = "run",
                 cpu_seconds: float | None = None, degraded: str | None = None) -> str:
     """The per-operation table and the headline. Operations and ops/sec count what completed as

@@ -35,7 +35,7 @@ from multiprocessing.connection import wait
 
 from .client import client_main
 from .metrics import Totals, serve
-from .report import build_json, final_table, second_report, write_json
+from .report import build_json, final_table, keep_mismatch, reported_phase, second_report, write_json
 from .stats import PhaseStats
 
 __all__ = ["run", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERRUPTED", "MAX_CLIENTS", "clients_problem"]
@@ -193,12 +193,7 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                         first_bad_at = time.monotonic()
                     for line in mm:
                         mismatch_count += 1
-                        if len(mismatches) < cfg["max_mismatches"]:
-                            mismatches.append(line)
-                            say(line, err)
-                        elif len(mismatches) == cfg["max_mismatches"]:
-                            mismatches.append("... further mismatches not shown")
-                            say("loadgen: further mismatches counted but not shown", err)
+                        keep_mismatch(mismatches, line, cfg["max_mismatches"], lambda m: say(m, err))
                 elif kind == "mounted":
                     c.mounted = True
                 elif kind == "ready":
@@ -380,10 +375,7 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
     end_of_run = min(now, run_end)
     if stop_requested_at is not None:
         end_of_run = min(end_of_run, stop_requested_at)
-    if phases["run"].count or end_of_run > warmup_end:
-        phase, st, elapsed = "run", phases["run"], max(0.0, end_of_run - warmup_end)
-    else:
-        phase, st, elapsed = "warmup", phases["warmup"], max(0.0, end_of_run - t0)
+    phase, st, elapsed = reported_phase(phases, end_of_run, warmup_end, t0)
     cpu = sum(c.cpu for c in clients) if phase == "run" else None
     degraded = None
     died = [f for f in failures if f["stage"] != "strict"]

@@ -31,17 +31,16 @@ rpcsrv), the pool's own cost per page by strategy with no Python per page.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 
-from .harness import BenchError
+from .harness import BenchError, bench_outcome, bench_root, start_udp_server
 from .meta import build_meta
 from .outputs import check_path, write_json
-from .serverproc import RpcsrvProcess, ServerError, leaked_pages
+from .serverproc import leaked_pages
 from .strategies import KERNEL_XDP
 from .udpflood import OPS, FloodError, mount_root, run_flood
 
@@ -116,12 +115,7 @@ def one_run(strategy: str, root: str, opts: dict) -> dict:
     export = tempfile.mkdtemp(prefix="udp-%s-" % strategy, dir=root)
     extra = ["--udp", "--pool-strategy", strategy, "--udp-threads", str(opts["udp_threads"]),
              "--udp-recycle", opts["udp_recycle"]]
-    try:
-        srv = RpcsrvProcess(export, strategy="array", threads=opts["threads"], arena_mib=opts["arena_mib"],
-                            metrics=True, extra=extra)
-    except ServerError as e:
-        shutil.rmtree(export, ignore_errors=True)
-        raise BenchError(str(e)) from None
+    srv = start_udp_server(export, opts, extra)
     scrapes = {}
     try:
         port = srv.port
@@ -225,17 +219,13 @@ def main(args) -> int:
     opts = {"clients": args.clients, "time": args.time, "warmup": args.warmup, "rounds": args.rounds,
             "threads": args.threads, "arena_mib": args.arena_mib, "window": args.udp_window, "op": args.udp_op or "mix",
             "udp_threads": args.udp_threads, "udp_recycle": args.udp_recycle}
-    tmp = None
-    if args.export:
-        root = os.path.abspath(args.export)
-        if not os.path.isdir(root):
-            print("loadgen bench: --export %s is not a directory" % args.export, file=sys.stderr)
-            return 2
-    else:
-        tmp = root = tempfile.mkdtemp(prefix="nfsbulk-udpbench-")
+    root, tmp = bench_root(args.export, "nfsbulk-udpbench-")
+    if root is None:
+        print("loadgen bench: --export %s is not a directory" % args.export, file=sys.stderr)
+        return 2
     runs = {s: [] for s in strategies}
     n = len(strategies)
-    try:
+    with bench_outcome(tmp) as outcome:
         for r in range(args.rounds):
             for s in [strategies[(k + r) % n] for k in range(n)]:
                 left = (args.rounds * n - r * n) * (args.time + args.warmup + 3)
@@ -243,15 +233,8 @@ def main(args) -> int:
                       file=sys.stderr, flush=True)
                 runs[s].append(one_run(s, root, opts))
         pb = poolbench()
-    except BenchError as e:
-        print("loadgen bench: %s" % e, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("loadgen bench: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+    if outcome.code:
+        return outcome.code
     res = {}
     for s in strategies:
         rs = runs[s]

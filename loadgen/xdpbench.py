@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import statistics
 import sys
@@ -55,8 +54,8 @@ import tempfile
 import time
 
 from . import ci
-from .harness import BenchError
-from .serverproc import RpcsrvProcess, ServerError, leaked_pages
+from .harness import BenchError, bench_outcome, bench_root, start_udp_server
+from .serverproc import leaked_pages
 from .strategies import KERNEL_XDP
 from .udpflood import FloodError as UdpFloodError, mount_root
 from .xdpflood import FloodError, XdpFlood, getattr_call, null_call
@@ -131,12 +130,7 @@ def run_server(strategies, start_strategy: str, root: str, opts: dict) -> tuple[
     extra = ["--udp", "--pool-strategy", start_strategy, "--udp-threads", "1", "--udp-recycle", opts["udp_recycle"],
              "--udp-xdp", opts["verdict"], "--udp-interleave", str(opts["interleave"]),
              "--udp-coalesce-us", str(opts["coalesce_us"])]
-    try:
-        srv = RpcsrvProcess(export, strategy="array", threads=opts["threads"], arena_mib=opts["arena_mib"],
-                            metrics=True, extra=extra)
-    except ServerError as e:
-        shutil.rmtree(export, ignore_errors=True)
-        raise BenchError(str(e)) from None
+    srv = start_udp_server(export, opts, extra)
     flood = None
     try:
         port = srv.port
@@ -342,17 +336,13 @@ def main(args, poolbench) -> int:
             "verdict": args.udp_verdict, "rate": args.udp_rate, "interleave": args.udp_interleave,
             "block": args.udp_block, "coalesce_us": args.udp_coalesce_us, "path": "xdp", "op": args.udp_op or "null",
             "pool_strategies": strategies}
-    tmp = None
-    if args.export:
-        root = os.path.abspath(args.export)
-        if not os.path.isdir(root):
-            print("loadgen bench: --export %s is not a directory" % args.export, file=sys.stderr)
-            return 2
-    else:
-        tmp = root = tempfile.mkdtemp(prefix="nfsbulk-xdpbench-")
+    root, tmp = bench_root(args.export, "nfsbulk-xdpbench-")
+    if root is None:
+        print("loadgen bench: --export %s is not a directory" % args.export, file=sys.stderr)
+        return 2
     blocks, totals = [], []
     n = len(strategies)
-    try:
+    with bench_outcome(tmp) as outcome:
         for r in range(args.rounds):
             if args.udp_interleave:
                 print("bench: udp-pps (xdp) round %d/%d, strategies rotated in one server" % (r + 1, args.rounds),
@@ -374,15 +364,8 @@ def main(args, poolbench) -> int:
                               "calls_per_s": statistics.fmean([x[s]["calls_per_s"] for x in b])}
                 blocks.append(per)
         pb = poolbench()
-    except BenchError as e:
-        print("loadgen bench: %s" % e, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("loadgen bench: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+    if outcome.code:
+        return outcome.code
     dg = sum(t["datagrams"] for t in totals)
     ppd = sum(t["pages_served"] for t in totals) / dg if dg else float("nan")
     res, comp = summarize(blocks, strategies, pb, ppd)
