@@ -23,9 +23,12 @@ class ServerProcess(RpcsrvProcess):
     """`python -m rpcsrv` on 127.0.0.1:0 through loadgen's launcher (loadgen/serverproc.py), started from
     the repository root; .url, .port, .export, .proc, .stop() -> (returncode, stderr)."""
 
-    def __init__(self, export, strategy="array", threads=4, arena_mib=128, extra=(), env=None, fast_path=None):
+    def __init__(self, export, strategy="array", threads=4, arena_mib=128, extra=(), env=None, fast_path=None,
+                 metrics=False):
+        # metrics=True: a /metrics endpoint on a free port (.metrics_url); the launcher retries when
+        # another process takes the port between its probe and the server's bind
         super().__init__(export, strategy=strategy, threads=threads, arena_mib=arena_mib, extra=extra,
-                         env=env, cwd=ROOT, fast_path=fast_path)
+                         env=env, cwd=ROOT, fast_path=fast_path, metrics=metrics)
 
 
 def leaked_pages(stderr: str) -> int:

@@ -100,8 +100,10 @@ def _cleanup(*procs):
         p.communicate()
 
 
-def _scrape(port) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+def _scrape(where) -> str:
+    """/metrics text from a URL, or from a port on 127.0.0.1."""
+    url = where if isinstance(where, str) else f"http://127.0.0.1:{where}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as r:
         return r.read().decode()
 
 
@@ -113,8 +115,7 @@ def _server_count(text, proc) -> int:
 def test_master_two_workers_two_processes_match_server_counters(tmp_path):
     export = tmp_path / "export"
     export.mkdir()
-    mport = _free_port()
-    with ServerProcess(export, threads=2, extra=("--metrics-port", str(mport))) as srv:
+    with ServerProcess(export, threads=2, metrics=True) as srv:
         master, port, out, _ = _start_master(srv.url, tmp_path, 4, ("--time", "2"))
         w1, w2 = _start_worker(port, 2), _start_worker(port, 2)
         try:
@@ -124,7 +125,7 @@ def test_master_two_workers_two_processes_match_server_counters(tmp_path):
             _cleanup(master, w1, w2)
         assert master.returncode == 0, mout + merr
         assert (r1, r2) == (0, 0), (w1.stderr.read(), w2.stderr.read())
-        metrics = _scrape(mport)
+        metrics = _scrape(srv.metrics_url)
     assert "loadgen: 4 clients on 1 host(s)" in mout, mout
     assert len(re.findall(r"^\s+4\s+\d+\s+[\d.]+ MB/sec  execute", mout, re.M)) >= 1, mout
     assert "Throughput" in mout

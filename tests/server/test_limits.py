@@ -136,8 +136,8 @@ def test_secure_ports(tmp_path, fast_path):
         c.close()
 
 
-def scrape(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+def scrape(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
         text = r.read().decode()
     out = {}
     for line in text.splitlines():
@@ -149,14 +149,10 @@ def scrape(port):
 
 def test_memory_pressure_waits_and_recovers(tmp_path, fast_path):
     """8 MiB arena, 8 workers of 259 pages (overcommitted), 16 clients of 256 KiB I/O for 8 s."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    mport = s.getsockname()[1]
-    s.close()
     export = tmp_path / "export"
     export.mkdir()
-    srv = ServerProcess(export, threads=8, arena_mib=8, fast_path=fast_path,
-                        extra=("--pages-per-request", "259", "--metrics-port", str(mport)))
+    srv = ServerProcess(export, threads=8, arena_mib=8, fast_path=fast_path, metrics=True,
+                        extra=("--pages-per-request", "259"))
     try:
         out = tmp_path / "run.json"
         r = subprocess.run([sys.executable, "-m", "loadgen", "run", srv.url, "--profile", "rw256k",
@@ -166,7 +162,7 @@ def test_memory_pressure_waits_and_recovers(tmp_path, fast_path):
         assert r.returncode == 0, r.stdout.decode()[-2000:] + r.stderr.decode()[-2000:]
         doc = json.loads(out.read_text())
         assert doc["unexpected"] == 0 and doc["errors"] == 0 and doc["ops_total"] > 100
-        m = scrape(mport)
+        m = scrape(srv.metrics_url)
         assert m['nfsbulk_svc_alloc_arg_waits_total{strategy="array"}'] > 0
         assert m['nfsbulk_alloc_bulk_fallbacks_total{reason="watermark"}'] > 0
         assert null_ok(srv.port)                         # still answering afterwards
