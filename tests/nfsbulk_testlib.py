@@ -99,3 +99,29 @@ def read_call(rpc, xid, fh, offset, count, cred=ROOT_CRED):
     p.pack_uhyper(offset)
     p.pack_uint(count)
     return rpc.call_bytes(xid, 100003, 3, 6, p.get_buffer(), cred=cred)
+
+
+def announced_metrics_url(proc, timeout=60.0) -> str:
+    """The URL `loadgen run --metrics-port 0` announces on stderr ("loadgen: metrics URL").
+
+    Reads the process's stderr line by line (a text pipe) up to that line, so a test never probes
+    a port itself and races another process for it. Fails with what was said if the process ends
+    or says nothing of the kind before the deadline."""
+    import select
+    import time
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        line = proc.stderr.readline()
+        if not line:
+            break
+        m = re.match(r"loadgen: metrics (http://\S+/metrics)$", line.strip())
+        if m:
+            return m.group(1)
+        seen.append(line)
+    raise AssertionError("no metrics URL announced on stderr:\n" + "".join(seen))

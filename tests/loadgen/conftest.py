@@ -111,7 +111,6 @@ def ganesha(tmp_path_factory):
                     pytest.fail(f"rpcbind did not come up (exit {rb.poll()})")
                 time.sleep(0.05)
 
-        nfs_port, mnt_port, nlm_port, rq_port = _free_ports(4)
         exports = []
         blocks = []
         for i in range(1, NEXPORTS + 1):
@@ -122,37 +121,58 @@ def ganesha(tmp_path_factory):
                 f"EXPORT {{ Export_Id = {i}; Path = {d}; Pseudo = /export{i}; Access_Type = RW; "
                 f"Squash = No_Root_Squash; Protocols = 3; Transports = TCP; SecType = sys; "
                 f"FSAL {{ Name = VFS; }} }}")
-        conf = os.path.join(base, "ganesha.conf")
-        with open(conf, "w") as f:
-            f.write(
-                "NFS_CORE_PARAM {\n  Protocols = 3;\n"
-                f"  NFS_Port = {nfs_port};\n  MNT_Port = {mnt_port};\n"
-                f"  NLM_Port = {nlm_port};\n  Rquota_Port = {rq_port};\n"
-                "  Enable_NLM = false;\n  Enable_RQUOTA = false;\n  Bind_addr = 127.0.0.1;\n}\n"
-                "NFSV4 { Graceless = true; }\n" + "\n".join(blocks) + "\n")
-        log = os.path.join(base, "ganesha.log")
-        pid = os.path.join(base, "ganesha.pid")
-        g = subprocess.Popen(["ganesha.nfsd", "-F", "-f", conf, "-L", log, "-p", pid, "-N", "NIV_EVENT"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        procs.append(g)
-        server = Ganesha(base, nfs_port, mnt_port, exports)
-        deadline = time.monotonic() + READY_TIMEOUT
-        last = "not tried"
-        while True:
-            if g.poll() is not None:
-                tail = open(log).read()[-3000:] if os.path.exists(log) else ""
-                pytest.fail(f"ganesha.nfsd exited with {g.returncode} during startup:\n{tail}")
-            if _listening("127.0.0.1", nfs_port) and _listening("127.0.0.1", mnt_port):
-                last = _try_mount(server.url(exports[0]))
-                if last is None:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"ganesha not ready within {READY_TIMEOUT} s: {last}")
-            time.sleep(0.1)
+        # ganesha's ports must be written into its configuration, so they are probed first;
+        # another process may take one between the probe and ganesha's bind: then ganesha
+        # exits saying so, and the fixture starts it again on new ports
+        for attempt in range(1, 4):
+            g, server = _start_ganesha(base, exports, blocks, attempt)
+            procs.append(g)
+            log = os.path.join(base, f"ganesha-{attempt}.log")
+            status = _wait_ganesha(g, server, log)
+            if status is None:
+                break
+            _stop(g)
+            busy = g.returncode is not None and os.path.exists(log) and "Address already in use" in open(log).read()
+            if not busy or attempt == 3:
+                pytest.fail(status)
         yield server
     finally:
         for p in reversed(procs):
             _stop(p)
+
+
+def _start_ganesha(base: str, exports: list[str], blocks: list[str], attempt: int):
+    nfs_port, mnt_port, nlm_port, rq_port = _free_ports(4)
+    conf = os.path.join(base, f"ganesha-{attempt}.conf")
+    with open(conf, "w") as f:
+        f.write(
+            "NFS_CORE_PARAM {\n  Protocols = 3;\n"
+            f"  NFS_Port = {nfs_port};\n  MNT_Port = {mnt_port};\n"
+            f"  NLM_Port = {nlm_port};\n  Rquota_Port = {rq_port};\n"
+            "  Enable_NLM = false;\n  Enable_RQUOTA = false;\n  Bind_addr = 127.0.0.1;\n}\n"
+            "NFSV4 { Graceless = true; }\n" + "\n".join(blocks) + "\n")
+    log = os.path.join(base, f"ganesha-{attempt}.log")
+    pid = os.path.join(base, f"ganesha-{attempt}.pid")
+    g = subprocess.Popen(["ganesha.nfsd", "-F", "-f", conf, "-L", log, "-p", pid, "-N", "NIV_EVENT"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    return g, Ganesha(base, nfs_port, mnt_port, exports)
+
+
+def _wait_ganesha(g: subprocess.Popen, server: Ganesha, log: str) -> str | None:
+    """None once a libnfs mount of the first export works, else why not (with the log's tail)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = "not tried"
+    while True:
+        if g.poll() is not None:
+            tail = open(log).read()[-3000:] if os.path.exists(log) else ""
+            return f"ganesha.nfsd exited with {g.returncode} during startup:\n{tail}"
+        if _listening("127.0.0.1", server.nfs_port) and _listening("127.0.0.1", server.mnt_port):
+            last = _try_mount(server.url(server.exports[0]))
+            if last is None:
+                return None
+        if time.monotonic() > deadline:
+            return f"ganesha not ready within {READY_TIMEOUT} s: {last}"
+        time.sleep(0.1)          # polling interval of a condition with a deadline
 
 
 def _run_loadgen(args: list[str], timeout: float = 60.0, **kw) -> subprocess.CompletedProcess:

@@ -13,7 +13,6 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from nfsbulk_testlib import ROOT, ServerProcess
+from nfsbulk_testlib import ROOT, ServerProcess, announced_metrics_url
 
 # find, never import: importing locust monkey-patches the whole test process with gevent
 if importlib.util.find_spec("locust") is None:
@@ -40,12 +39,6 @@ COMMIT3 "/clients/client1/f" 0x00000000
 """
 # loadfile op -> rpcsrv's procedure label
 PROCS = {"MKDIR3": "mkdir", "CREATE3": "create", "WRITE3": "write", "COMMIT3": "commit"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _readline(proc, deadline: float) -> str:
@@ -220,9 +213,8 @@ def test_web_ui_in_headless_chromium_and_ctrl_c_stops_workers(tmp_path):
     export = tmp_path / "export"
     export.mkdir()
     with ServerProcess(export, threads=2) as srv:
-        lport = _free_port()
-        master, port, out, ui = _start_master(srv.url, tmp_path, 1, ("--time", "120", "--web-ui", "127.0.0.1:0",
-                                                                     "--metrics-port", str(lport)))
+        master, port, out, ui = _start_master(srv.url, tmp_path, 1, ("--time", "120", "--web-ui", "127.0.0.1:0"))
+        murl = announced_metrics_url(master)
         assert ui, "no web UI address announced"
         w = _start_worker(port, 1)
         try:
@@ -244,7 +236,7 @@ def test_web_ui_in_headless_chromium_and_ctrl_c_stops_workers(tmp_path):
                            capture_output=True, timeout=60)
             print(f"web UI screenshot: {shot}")
             # the master's /metrics: the same families as a single-machine run
-            text = _scrape(lport)
+            text = _scrape(murl)
             m = re.search(r'^nfsbulk_loadgen_ops_total\{op="WRITE3",status="ok"\} (\S+)$', text, re.M)
             assert m and float(m.group(1)) > 0, text
             assert re.search(r"^nfsbulk_loadgen_clients 1\.0$", text, re.M), text

@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 
+from nfsbulk_testlib import announced_metrics_url
 
 ANCHORS = "/work/shared/anchors/dbench"
 CLIENT_TXT = "/usr/share/dbench/client.txt"
@@ -187,8 +188,8 @@ def test_help_explains_every_flag(run_loadgen):
     assert r.returncode == 0 and "run" in r.stdout
 
 
-def _scrape(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+def _scrape(url):
+    with urllib.request.urlopen(url, timeout=2) as resp:
         return resp.read().decode()
 
 
@@ -197,7 +198,7 @@ def _sample(text, name, labels=""):
     return float(m.group(1)) if m else None
 
 
-def test_metrics_across_processes_and_sigint(ganesha, tmp_path, free_port, loadgen_argv):
+def test_metrics_across_processes_and_sigint(ganesha, tmp_path, loadgen_argv):
     nfs3 = os.path.join(ANCHORS, "nfs_3.load")
     if not os.path.exists(nfs3):
         pytest.skip("nfs_3.load anchor missing")
@@ -206,14 +207,15 @@ def test_metrics_across_processes_and_sigint(ganesha, tmp_path, free_port, loadg
     argv, cwd = loadgen_argv
     p = subprocess.Popen([*argv, "run", ganesha.url(export), "--clients", "2",
                           "--warmup", "0", "--time", "120", "--loadfile", nfs3, "--json", str(out),
-                          "--metrics-port", str(free_port)],
+                          "--metrics-port", "0"],
                          cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        murl = announced_metrics_url(p)
         deadline = time.monotonic() + 30
         text = ""
         while time.monotonic() < deadline:
             try:
-                text = _scrape(free_port)
+                text = _scrape(murl)
             except OSError:
                 text = ""
             w = _sample(text, "nfsbulk_loadgen_ops_total", '{op="WRITE3",status="ok"}')
