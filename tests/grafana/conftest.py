@@ -34,6 +34,12 @@ def mount_null_call() -> bytes:
     return pack_call(0, MOUNT_PROGRAM, MOUNT_V3, 0)
 
 
+def _announced_port(log) -> int | None:
+    """The port in loadgen's "loadgen: metrics http://127.0.0.1:PORT/metrics" line, once written."""
+    m = re.search(r"^loadgen: metrics http://127\.0\.0\.1:(\d+)/metrics$", log.read_text(errors="replace"), re.M)
+    return int(m.group(1)) if m else None
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     for tool in ("prometheus", "promtool"):
@@ -64,27 +70,38 @@ def stack(tmp_path_factory):
             st.tmp / "export-pressure", deadline, threads=2, arena_mib=2,
             extra=["--strategy", "array", "--pages-per-request", "259"])
         st.procs["pressure"], st.pressure_metrics_port = srv.proc, metrics_port(srv)
-        st.loadgen_metrics_port = free_port()
-
-        prom_port = free_port()
+        # loadgen first, on a port it picks itself and announces (a probed port could be taken
+        # before loadgen binds it); Prometheus's configuration then names that port
+        with open(st.tmp / "loadgen.log", "wb") as log:
+            st.procs["loadgen"] = subprocess.Popen(
+                [sys.executable, "-m", "loadgen", "run", st.url, "--clients", "2", "--time", "30",
+                 "--warmup", "1", "--metrics-port", "0"],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        st.loadgen_metrics_port = int(wait_for(
+            "loadgen's metrics port", lambda: _announced_port(st.tmp / "loadgen.log"), deadline,
+            procs=list(st.procs.items())))
         cfg = st.tmp / "prometheus.yml"
         cfg.write_text(PROM_CONFIG.format(server=st.server_metrics_port, pressure=st.pressure_metrics_port,
                                           loadgen_port=st.loadgen_metrics_port, **st.jobs))
-        with open(st.tmp / "prometheus.log", "wb") as log:
-            st.procs["prometheus"] = subprocess.Popen(
-                ["prometheus", "--config.file=%s" % cfg, "--storage.tsdb.path=%s" % (st.tmp / "tsdb"),
-                 "--web.listen-address=127.0.0.1:%d" % prom_port, "--storage.tsdb.retention.time=1h",
-                 "--log.level=warn"],
-                cwd=st.tmp, stdout=log, stderr=subprocess.STDOUT)
-        st.prom_url = "http://127.0.0.1:%d" % prom_port
-        procs = list(st.procs.items())
-        wait_for("prometheus ready", lambda: http_get(st.prom_url + "/-/ready"), deadline, procs=procs)
-
-        with open(st.tmp / "loadgen.log", "wb") as log:
-            st.procs["loadgen"] = subprocess.Popen(
-                [sys.executable, "-m", "loadgen", "run", st.url, "--clients", "2", "--time", "20",
-                 "--warmup", "1", "--metrics-port", str(st.loadgen_metrics_port)],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        # Prometheus takes its listen address from the command line only: probe a port, and
+        # start it again on another if something took that one before Prometheus bound it
+        for attempt in range(1, 4):
+            prom_port, tsdb = free_port(), st.tmp / ("tsdb-%d" % attempt)
+            with open(st.tmp / "prometheus.log", "wb") as log:
+                st.procs["prometheus"] = subprocess.Popen(
+                    ["prometheus", "--config.file=%s" % cfg, "--storage.tsdb.path=%s" % tsdb,
+                     "--web.listen-address=127.0.0.1:%d" % prom_port, "--storage.tsdb.retention.time=1h",
+                     "--log.level=warn"],
+                    cwd=st.tmp, stdout=log, stderr=subprocess.STDOUT)
+            st.prom_url = "http://127.0.0.1:%d" % prom_port
+            try:
+                wait_for("prometheus ready", lambda: http_get(st.prom_url + "/-/ready"), deadline,
+                         procs=list(st.procs.items()))
+                break
+            except AssertionError:
+                if st.procs["prometheus"].poll() is None or attempt == 3 or \
+                        "address already in use" not in st.log("prometheus"):
+                    raise
         procs = list(st.procs.items())
         st.poker = Poker(int(re.search(r"nfsport=(\d+)", st.url).group(1)))
         st.poker.start()
