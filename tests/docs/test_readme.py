@@ -8,7 +8,6 @@ import re
 import select
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -74,25 +73,35 @@ def test_repository_files_named_in_readme_exist():
     assert "GNU GENERAL PUBLIC LICENSE" in text("LICENSE") and "Version 2" in text("LICENSE")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Shortened:
     """README's commands as they would run here: .venv/bin from this interpreter, the export in a
-    temporary directory, free ports, short durations."""
+    temporary directory, short durations, and ports the processes pick themselves. A server's
+    README port (20049, metrics 9410) becomes 0; once its ready line names the ports it got,
+    `learn()` puts them into the commands that follow. loadgen's metrics port (default 9411)
+    becomes 0 as well."""
 
     def __init__(self, tmp_path):
         self.export = tmp_path / "export"
-        self.port, self.mport = free_port(), free_port()
+        self.port = self.mport = None
         self.tmp = tmp_path
+
+    def learn(self, ready_line):
+        self.port = int(re.search(r"nfsport=(\d+)", ready_line).group(1))
+        m = re.search(r"metrics http://127\.0\.0\.1:(\d+)/metrics", ready_line)
+        self.mport = int(m.group(1)) if m else None
 
     def __call__(self, cmd):
         cmd = cmd.replace(".venv/bin/", BIN + "/")
         cmd = cmd.replace("/tmp/nfsbulk-export", str(self.export))
-        cmd = cmd.replace("20049", str(self.port)).replace("9410", str(self.mport))
+        if cmd.endswith("&"):                           # a server: ports of its own choosing
+            cmd = cmd.replace("127.0.0.1:20049", "127.0.0.1:0").replace("--metrics-port 9410", "--metrics-port 0")
+        else:
+            for readme_port, port in (("20049", self.port), ("9410", self.mport)):
+                if readme_port in cmd:
+                    assert port is not None, "%s: no server has said its port yet" % cmd
+                    cmd = cmd.replace(readme_port, str(port))
+        if re.search(r"loadgen run \S+", cmd) and "--metrics-port" not in cmd and "--master" not in cmd:
+            cmd += " --metrics-port 0"
         cmd = re.sub(r"--time \d+", "--time 1 --warmup 0", cmd)
         cmd = re.sub(r"--clients \d+", "--clients 1", cmd)
         cmd = re.sub(r"--seconds \d+", "--seconds 2", cmd)
@@ -139,6 +148,7 @@ def run_block(block, short, skip=()):
             if cmd.endswith("&"):
                 assert server is None
                 server, line = start_server(cmd)
+                short.learn(line)
                 ran.append(cmd)
                 continue
             if cmd == "kill %1":
@@ -197,16 +207,14 @@ def test_readme_standalone_commands(tmp_path):
 def test_grafana_quick_look(tmp_path):
     short = Shortened(tmp_path)
     (block,) = [b for b in sh_blocks("grafana/README.md") if "mkdir -p /tmp/nfsbulk-export" in b]
-    # the server's default metrics port is 9410 and loadgen's 9411: give both free ones
-    mport = free_port()
+    # the server's default metrics port is 9410 (loadgen's 9411 is replaced by Shortened)
     orig = short.__call__
 
     def grafana_short(cmd):
         cmd = orig(cmd)
         if "-m rpcsrv" in cmd:
             cmd = cmd.rstrip("& ") + " --metrics-port 0 &"
-        if "-m loadgen run" in cmd:
-            cmd += " --metrics-port %d" % mport
         return cmd
+    grafana_short.learn = short.learn
     ran = run_block(block, grafana_short)
     assert len(ran) == 4
