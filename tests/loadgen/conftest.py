@@ -125,14 +125,13 @@ def ganesha(tmp_path_factory):
         # another process may take one between the probe and ganesha's bind: then ganesha
         # exits saying so, and the fixture starts it again on new ports
         for attempt in range(1, 4):
-            g, server = _start_ganesha(base, exports, blocks, attempt)
+            g, server, log = _start_ganesha(base, exports, blocks, attempt)
             procs.append(g)
-            log = os.path.join(base, f"ganesha-{attempt}.log")
             status = _wait_ganesha(g, server, log)
             if status is None:
                 break
+            busy = g.poll() is not None and os.path.exists(log) and "Address already in use" in open(log).read()
             _stop(g)
-            busy = g.returncode is not None and os.path.exists(log) and "Address already in use" in open(log).read()
             if not busy or attempt == 3:
                 pytest.fail(status)
         yield server
@@ -142,6 +141,7 @@ def ganesha(tmp_path_factory):
 
 
 def _start_ganesha(base: str, exports: list[str], blocks: list[str], attempt: int):
+    """ganesha.nfsd on four probed ports: (process, Ganesha, its log's path)."""
     nfs_port, mnt_port, nlm_port, rq_port = _free_ports(4)
     conf = os.path.join(base, f"ganesha-{attempt}.conf")
     with open(conf, "w") as f:
@@ -155,7 +155,7 @@ def _start_ganesha(base: str, exports: list[str], blocks: list[str], attempt: in
     pid = os.path.join(base, f"ganesha-{attempt}.pid")
     g = subprocess.Popen(["ganesha.nfsd", "-F", "-f", conf, "-L", log, "-p", pid, "-N", "NIV_EVENT"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    return g, Ganesha(base, nfs_port, mnt_port, exports)
+    return g, Ganesha(base, nfs_port, mnt_port, exports), log
 
 
 def _wait_ganesha(g: subprocess.Popen, server: Ganesha, log: str) -> str | None:
