@@ -39,6 +39,12 @@ paired relative difference. The prediction beside the live delta is
 python -m alloc.poolbench's per-page cost difference (release case: every
 page new) x the pages the pool handed out per datagram (cache hits plus
 slow-path pages, from the nfsbulk_pool_* counters; 1 with recycle release).
+That ratio is taken over each server's whole flood, between a scrape
+before the flood starts and one once the loop is idle after it: the pool's
+and the loop's counters are read by two collectors at slightly different
+moments, and while datagrams arrive a scrape can catch a batch counted by
+one and not yet by the other. Idle, the two agree up to the receive ring's
+pre-filled pages.
 
 This module imports neither alloc nor rpcsrv (poolbench runs as a subprocess).
 """
@@ -109,6 +115,26 @@ def _by_strategy(m: dict) -> dict:
     return {"strategies": out, "pages_served": pages, "verdicts": verdicts}
 
 
+def _counts(scrape: dict) -> tuple[float, float]:
+    """(datagrams of every strategy, pages served) of one scrape."""
+    return sum(v["datagrams"] for v in scrape["strategies"].values()), scrape["pages_served"]
+
+
+def _idle_scrape(srv, patience: float = 5.0) -> tuple[dict, bool]:
+    """A scrape once the loop has stopped counting (two in a row, 50 ms apart, agree on datagrams
+    and pages), and whether it did stop within `patience` seconds (else the last scrape)."""
+    prev = _by_strategy(srv.scrape())
+    deadline = time.monotonic() + patience
+    while True:
+        time.sleep(0.05)                              # polling interval of a condition with a deadline
+        cur = _by_strategy(srv.scrape())
+        if _counts(cur) == _counts(prev):
+            return cur, True
+        if time.monotonic() > deadline:
+            return cur, False
+        prev = cur
+
+
 def _block(a: dict, b: dict, strategies) -> dict:
     """Per strategy figures of the block between scrapes a and b."""
     out = {}
@@ -139,6 +165,7 @@ def run_server(strategies, start_strategy: str, root: str, opts: dict) -> tuple[
         if opts["op"] != "null":
             ga = getattr_call(mount_root("127.0.0.1", port, export))
             templates = [ga] if opts["op"] == "getattr" else [null_call(), ga]
+        before = _by_strategy(srv.scrape())           # no flood yet: the loop is idle
         flood = XdpFlood("127.0.0.1", port, procs=opts["clients"], rate=opts["rate"], drain=opts["verdict"] == "tx",
                          duration=opts["warmup"] + nblocks * opts["block"] + 0.5, templates=templates).start()
         t0 = time.monotonic()
@@ -151,6 +178,7 @@ def run_server(strategies, start_strategy: str, root: str, opts: dict) -> tuple[
             scrapes.append(_by_strategy(srv.scrape()))
         fl = flood.wait()
         flood = None
+        after, idle = _idle_scrape(srv)
     except (FloodError, UdpFloodError) as e:
         raise BenchError("UDP flood: %s" % e)
     finally:
@@ -167,9 +195,10 @@ def run_server(strategies, start_strategy: str, root: str, opts: dict) -> tuple[
     first, last = scrapes[0], scrapes[-1]
     dg = sum(last["strategies"].get(s, {}).get("datagrams", 0) - first["strategies"].get(s, {}).get("datagrams", 0)
              for s in strategies)
-    pages = last["pages_served"] - first["pages_served"]
     verdicts = {k: int(v - first["verdicts"].get(k, 0)) for k, v in last["verdicts"].items()}
-    return blocks, {"datagrams": dg, "pages_served": pages, "verdicts": verdicts, "flood": fl, "pages_leaked": leaked}
+    whole = [b - a for a, b in zip(_counts(before), _counts(after))]
+    return blocks, {"datagrams": dg, "verdicts": verdicts, "flood": fl, "pages_leaked": leaked,
+                    "flood_datagrams": whole[0], "flood_pages_served": whole[1], "idle_at_end": idle}
 
 
 # --------------------------------------------------------------------------- figures
@@ -367,7 +396,8 @@ def main(args, poolbench) -> int:
     if outcome.code:
         return outcome.code
     dg = sum(t["datagrams"] for t in totals)
-    ppd = sum(t["pages_served"] for t in totals) / dg if dg else float("nan")
+    fdg = sum(t["flood_datagrams"] for t in totals)
+    ppd = sum(t["flood_pages_served"] for t in totals) / fdg if fdg else float("nan")
     res, comp = summarize(blocks, strategies, pb, ppd)
     flood = {k: sum(t["flood"][k] for t in totals) for k in ("sent", "send_errors", "replies", "bad_replies")}
     verdicts = {}
@@ -376,7 +406,10 @@ def main(args, poolbench) -> int:
             verdicts[k] = verdicts.get(k, 0) + v
     doc = {"schema": SCHEMA, "config": opts, "pool_strategies": res, "pool_comparisons": comp,
            "checks": checks(res, comp),
-           "pages_per_datagram": ppd, "datagrams": dg, "verdicts": verdicts, "blocks_per_round": len(blocks) // args.rounds,
+           "pages_per_datagram": ppd, "pages_per_datagram_over": {
+               "datagrams": int(fdg), "pages_served": int(sum(t["flood_pages_served"] for t in totals)),
+               "servers": len(totals), "idle_at_end": all(t["idle_at_end"] for t in totals)},
+           "datagrams": dg, "verdicts": verdicts, "blocks_per_round": len(blocks) // args.rounds,
            "blocks": blocks, "flood": flood, "kernel": {"xdp_rx_pps": KERNEL_XDP}, "poolbench": pb,
            "xdp_table": [{"strategy": s, "calls_per_s": v["calls_per_s"],
                           "vs_single_pct": (comp[s]["calls_per_s"]["ratio"] - 1) * 100 if s in comp else 0.0,
