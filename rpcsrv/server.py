@@ -153,6 +153,10 @@ class Server:
             self.fast_unusable = fast.usable(self.export)
             if self.fast_unusable is None:
                 self.fast = fast.FastPath(self)
+        if self.export is not None:
+            self.metrics.add_containment("python", self.export.contain.stats)
+            if self.fast is not None:
+                self.metrics.add_containment("fast", self.fast.srv.proof_stats)
 
     @property
     def requests_served(self) -> int:

@@ -220,6 +220,7 @@ class RpcClient:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = record.RecordBuffer(1 << 22)
         self.pending = []
+        self.last = None                 # the last reply record call() received
 
     def close(self):
         self.sock.close()
@@ -257,7 +258,7 @@ class RpcClient:
     def call(self, xid, prog, vers, proc, args=b"", cred=None):
         """Send a call, return (ReplyHeader, Unpacker at the results)."""
         self.send_raw(self.call_bytes(xid, prog, vers, proc, args, cred))
-        rec = self.recv_record()
+        rec = self.last = self.recv_record()
         assert rec is not None, "connection closed instead of a reply"
         u = Unpacker.from_bytes(rec)
         return decode_reply(u), u
@@ -266,16 +267,21 @@ class RpcClient:
 class Nfs3:
     """NFSv3 and MOUNT calls by hand over an RpcClient; each returns (status, ...) from the reply."""
 
-    def __init__(self, port, cred=ROOT_CRED):
+    def __init__(self, port, cred=ROOT_CRED, seen=None):
         self.rpc = RpcClient(port)
         self.cred = cred
         self.xids = itertools.count(0x5000)
+        #: when a list: every reply record received is appended to it (tests that look for bytes
+        #: that must never reach a client)
+        self.seen = seen
 
     def close(self):
         self.rpc.close()
 
     def call(self, proc, args, cred=None, prog=NFS):
         h, u = self.rpc.call(next(self.xids), prog, 3, proc, args, cred=cred or self.cred)
+        if self.seen is not None:
+            self.seen.append(self.rpc.last)
         assert h.stat == MSG_ACCEPTED and h.accept_stat == SUCCESS, (h.stat, h.accept_stat)
         return u
 
@@ -397,3 +403,66 @@ class Nfs3:
 
     def rename(self, fdfh, fname, tdfh, tname, cred=None):
         return self.call(14, self.rename_args(fdfh, fname, tdfh, tname), cred).unpack_uint()
+
+    def read(self, fh, offset=0, count=65536, cred=None):
+        """-> (status, data or None, eof or None)"""
+        p = Packer()
+        p.pack_opaque(fh)
+        p.pack_uhyper(offset)
+        p.pack_uint(count)
+        u = self.call(6, p.get_buffer(), cred)
+        st = u.unpack_uint()
+        decode_post_op_attr(u)
+        if st != 0:
+            return st, None, None
+        u.unpack_uint()
+        eof = u.unpack_bool()
+        return st, u.unpack_opaque(1 << 24), eof
+
+    def access(self, fh, mask=0x3F, cred=None):
+        p = Packer()
+        p.pack_opaque(fh)
+        p.pack_uint(mask)
+        return self.call(4, p.get_buffer(), cred).unpack_uint()
+
+    def readlink(self, fh, cred=None):
+        """-> (status, target or None)"""
+        p = Packer()
+        p.pack_opaque(fh)
+        u = self.call(5, p.get_buffer(), cred)
+        st = u.unpack_uint()
+        decode_post_op_attr(u)
+        return st, (u.unpack_opaque(4096) if st == 0 else None)
+
+    def link(self, fh, dfh, name, cred=None):
+        p = Packer()
+        p.pack_opaque(fh)
+        pack_diropargs3(p, dfh, name)
+        return self.call(15, p.get_buffer(), cred).unpack_uint()
+
+    def readdirplus(self, dfh, cred=None, maxcount=65536):
+        """Every page of READDIRPLUS: -> (status, [(name, fh or None)]); the status of the first
+        page that failed, if any (the entries so far are returned with it)."""
+        out = []
+        cookie, verf = 0, b"\0" * 8
+        while True:
+            p = Packer()
+            p.pack_opaque(dfh)
+            p.pack_uhyper(cookie)
+            p.pack_fopaque(8, verf)
+            p.pack_uint(maxcount // 4)
+            p.pack_uint(maxcount)
+            u = self.call(17, p.get_buffer(), cred)
+            st = u.unpack_uint()
+            decode_post_op_attr(u)
+            if st != 0:
+                return st, out
+            verf = u.unpack_fopaque(8)
+            while u.unpack_bool():
+                u.unpack_uhyper()
+                name = u.unpack_opaque(4096)
+                cookie = u.unpack_uhyper()
+                decode_post_op_attr(u)
+                out.append((name, decode_post_op_fh3(u)))
+            if u.unpack_bool():
+                return 0, out

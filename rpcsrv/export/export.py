@@ -10,22 +10,27 @@ File handles name the object, not a path
     *kernel mode* (default when open_by_handle_at works, i.e. root /
     CAP_DAC_READ_SEARCH): the handle carries the kernel's own file handle, so
     it survives renames and server restarts; for non-directories the parent
-    directory's kernel handle too when it fits (containment, contain.py).
+    directory's kernel handle too when it fits (contain.py's link search).
     *inode mode* (fallback): (st_ino, generation, parent st_ino), found again
     through inodes.py. Every handle is sealed by a keyed MAC (handles.py).
     Wrong length, version byte or MAC -> BADHANDLE; authentic but the object
-    is gone or outside the export -> STALE.
+    is gone or outside the export -> STALE. A kernel handle carries the inode's
+    generation, so an inode number reused after a removal is another handle.
 
 No request reaches outside the export
-    Resolution is one component at a time relative to a directory fd
-    (O_PATH|O_NOFOLLOW with dir_fd), never by joining strings. ".." at the
-    export root is the root. Symlinks are never followed for a client: LOOKUP
-    returns the link's own handle. Other file systems mounted below the
+    Every handle is proven inside when it is used (contain.py: a ".." walk
+    for directories, a link in a proven directory for the rest, proofs kept
+    only while inotify says nothing moved), whatever a local process did since
+    it was handed out. Resolution is one component at a time relative to a
+    directory fd (O_PATH|O_NOFOLLOW with dir_fd), never by joining strings.
+    ".." at the export root is the root; ".." of a proven directory is its
+    parent, inside by that proof. Symlinks are never followed for a client:
+    LOOKUP returns the link's own handle. Other file systems mounted below the
     export are not exported: LOOKUP of a mount point gives ACCES (knfsd
     without crossmnt shows the covered directory instead; we cannot).
 
-The parts: handles.py (layout, MAC, keys), contain.py (names, containment and
-its caches), inodes.py (inode-mode search), files.py (open-file leases),
+The parts: handles.py (layout, MAC, keys), contain.py (names, the containment
+proofs and their watches: watch.py), inodes.py (inode-mode search), files.py (open-file leases),
 readdir.py (cookies, listings). Per-user permission checks are the NFS
 layer's job; this module runs everything with the server's credentials.
 
@@ -64,6 +69,8 @@ class Export:
     ``key``: handle MAC key (tests); default: read/created in ``state_dir``
     (default handles.default_state_dir), which must not lie inside the export.
     ``handle_mode``: "auto" (kernel if it works, else inode), "kernel", "inode".
+    ``fd_ttl``: how long the open-file cache keeps an fd (never a proof: every use is proven);
+    ``proof_cache``: objects whose proofs are kept (one inotify watch each).
     """
 
     FSINFO = FsInfo(
@@ -75,8 +82,8 @@ class Export:
 
     def __init__(self, root: str, *, key: bytes | None = None, read_only: bool = False,
                  state_dir: str | None = None, handle_mode: str = "auto",
-                 verify_ttl: float = 2.0, open_file_cache: int = 256,
-                 verified_cache: int = 65536, path_cache: int = 65536,
+                 fd_ttl: float = 2.0, open_file_cache: int = 256,
+                 proof_cache: int = 16384, path_cache: int = 65536,
                  dir_snapshot_ttl: float = 1.0, dir_snapshot_cache: int = 64,
                  search_limit: int = 100_000):
         if handle_mode not in ("auto", "kernel", "inode"):
@@ -84,8 +91,9 @@ class Export:
         self.path = os.path.abspath(root)
         self.real = os.path.realpath(root)
         self.read_only = read_only
-        self.verify_ttl = verify_ttl
+        self.fd_ttl = fd_ttl
         self.on_forget_inode = None      # f(dev, ino), set by the fast path
+        self.on_opened = None            # f(fh, dev, ino): a handle proven inside (the fast path's fd cache)
         self._closed = False
         self._root_fd = os.open(self.real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -108,9 +116,10 @@ class Export:
             real_b = os.fsencode(self.real)
             self.codec = HandleCodec(key, real_b)
             self.fsid = self.codec.fsid
-            self.contain = Containment(self._root_fd, self._root_id, real_b, verify_ttl, verified_cache)
+            self.contain = Containment(self._root_fd, self._root_id, real_b, proof_cache)
             self.inodes = InodeIndex(self.contain.walk, self._root_id, path_cache, search_limit)
-            self.files = OpenFiles(self.open_handle, verify_ttl, open_file_cache)
+            self.files = OpenFiles(self.open_handle, self.contain.prove, fd_ttl, open_file_cache,
+                                   on_gone=self.forget_inode)
             self.listings = DirListings(self.codec.name_key, self.codec.verf_key, dir_snapshot_ttl,
                                         dir_snapshot_cache)
             self.mode, self._root_kh, self._mount_id = "inode", None, None
@@ -122,6 +131,8 @@ class Export:
                         raise
             self._root_fh = self._make_fh_for(self._root_fd, st, None, ())
         except BaseException:
+            if getattr(self, "contain", None) is not None:
+                self.contain.close()
             os.close(self._root_fd)
             raise
 
@@ -139,6 +150,7 @@ class Export:
         self.mode = "kernel"
         self._root_kh = (htype, hb)
         self._mount_id = mnt
+        self.contain.mount_id = mnt
         self.contain.whole_fs = is_whole_fs_mount(mnt, self.real)
 
     # ------------------------------------------------------------------ life
@@ -149,6 +161,7 @@ class Export:
             return
         self._closed = True
         self.files.close()
+        self.contain.close()
         os.close(self._root_fd)
 
     def __enter__(self) -> "Export":
@@ -214,7 +227,14 @@ class Export:
             return self._open_root()
         if info[0] == KERNEL:
             return self._open_kernel(fh, info)
-        return self.inodes.open(fh, *info[1:])
+        o = self.inodes.open(fh, *info[1:])
+        try:
+            if not self.contain.prove(o.fd, o.st, None):
+                raise NfsError(NfsStat3.STALE, "object outside the export")
+        except BaseException:
+            o.close()
+            raise
+        return o
 
     def _open_kernel(self, fh: bytes, info) -> Obj:
         _, (htype, hb), parent = info
@@ -226,13 +246,16 @@ class Export:
             raise NfsError(NfsStat3.STALE, str(e)) from None
         try:
             st = os.fstat(fd)
-            if st.st_dev != self._root_id[0] or st.st_nlink == 0:
-                raise NfsError(NfsStat3.STALE, "removed or on another device")
-            if not self.contain.verified_hit(fh, st):
-                if not self.contain.contained(fd, st, parent):
-                    raise NfsError(NfsStat3.STALE, "object outside the export")
-                self.contain.verified_add(fh, st)
-            return Obj(fd, st, fh)
+            if st.st_dev != self._root_id[0]:
+                raise NfsError(NfsStat3.STALE, "on another device")
+            if st.st_nlink == 0:              # removed (locally, or by another server's client):
+                self.forget_inode(st.st_dev, st.st_ino)   # let its space go now, not at expiry
+                raise NfsError(NfsStat3.STALE, "removed")
+            if not self.contain.prove(fd, st, parent):
+                raise NfsError(NfsStat3.STALE, "object outside the export")
+            if self.on_opened is not None:
+                self.on_opened(fh, st.st_dev, st.st_ino)
+            return Obj(fd, st, fh, parent=parent)
         except BaseException:
             os.close(fd)
             raise
@@ -295,7 +318,8 @@ class Export:
                 fh, st, fd, comps = self._child(d, dinfo, name)
             except OSError as e:
                 raise NfsError.from_oserror(e) from None
-        self.contain.verified_add(fh, st)
+        if self.on_opened is not None and self.mode == "kernel":
+            self.on_opened(fh, st.st_dev, st.st_ino)
         return Obj(fd, st, fh, comps)
 
     def getattr(self, fh: bytes) -> os.stat_result:
@@ -357,7 +381,7 @@ class Export:
         return self.open_file(fh, write=True)
 
     def forget(self, fh: bytes) -> None:
-        """Drop every cache entry for a handle (after REMOVE/RENAME/RMDIR when
+        """Drop every fd cached for a handle (after REMOVE/RENAME/RMDIR when
         the caller knows the victim's handle).  Never required for safety."""
         fh = bytes(fh)
         self.contain.forget(fh)
@@ -440,8 +464,8 @@ class Export:
                         continue
                     if not fits(name, len(fh) if fh else 0):
                         return page_end(out, False, verf)
-                    if fh is not None:
-                        self.contain.verified_add(fh, st)
+                    if fh is not None and self.on_opened is not None and self.mode == "kernel":
+                        self.on_opened(fh, st.st_dev, st.st_ino)
                     out.append(DirEntry(st.st_ino, name, ck, st, fh))
                 else:
                     if not fits(name, 0):

@@ -1,7 +1,9 @@
 """Open-file leases: regular files opened once for READ/WRITE and shared.
 
 Owns: the cache {handle: _OpenFile} (an LRU of at most ``max_files``, entries
-trusted for ``ttl`` seconds) and the fds in it. Fds are refcounted: the cache
+kept for ``ttl`` seconds) and the fds in it. A cached fd saves opening the file
+again, never its containment proof: every lease proves the file inside
+(``prove``, contain.Containment.prove) as opening it by handle does. Fds are refcounted: the cache
 holds one reference, each FileLease one more, and the fd is closed when the
 count reaches zero, so an eviction never closes an fd under a running
 preadv/pwritev. A writable (O_RDWR) entry serves reads too; a read-only entry
@@ -37,14 +39,15 @@ def reopen(obj: Obj, flags: int) -> int:
 
 
 class _OpenFile:
-    __slots__ = ("fd", "writable", "refs", "expires", "ino")
+    __slots__ = ("fd", "writable", "refs", "expires", "ino", "parent")
 
-    def __init__(self, fd: int, writable: bool, expires: float, ino: int):
+    def __init__(self, fd: int, writable: bool, expires: float, ino: int, parent=None):
         self.fd = fd
         self.writable = writable
         self.refs = 1  # the cache's own reference
         self.expires = expires
         self.ino = ino
+        self.parent = parent  # the kernel handle of the directory the file's handle records
 
 
 class FileLease:
@@ -79,10 +82,14 @@ class FileLease:
 
 
 class OpenFiles:
-    """The open-file cache of one export. ``open_handle(fh) -> Obj`` opens by handle."""
+    """The open-file cache of one export. ``open_handle(fh) -> Obj`` opens by handle (and
+    proves it inside); ``prove(fd, st, parent) -> bool`` proves a cached fd's file inside;
+    ``on_gone(dev, ino)``: a cached file was found with no link left (drop every fd of it)."""
 
-    def __init__(self, open_handle, ttl: float, max_files: int):
+    def __init__(self, open_handle, prove, ttl: float, max_files: int, on_gone=None):
         self._open_handle = open_handle
+        self._prove = prove
+        self._on_gone = on_gone          # f(dev, ino): a cached file lost its last link
         self.ttl = ttl
         self._lock = threading.Lock()
         self._files: OrderedDict[bytes, _OpenFile] = OrderedDict()
@@ -105,10 +112,17 @@ class OpenFiles:
             except OSError:
                 self.unref(of)
                 raise
-            if st.st_nlink == 0:
+            try:
+                if st.st_nlink == 0:
+                    if self._on_gone is not None:
+                        self._on_gone(st.st_dev, st.st_ino)
+                    raise NfsError(NfsStat3.STALE, "file removed")
+                if not self._prove(of.fd, st, of.parent):
+                    raise NfsError(NfsStat3.STALE, "file outside the export")
+            except BaseException:
                 self._drop(fh, of)
                 self.unref(of)
-                raise NfsError(NfsStat3.STALE, "file removed")
+                raise
             return FileLease(self, of, fh, st)
 
         with self._open_handle(fh) as o:
@@ -117,12 +131,13 @@ class OpenFiles:
             if not stat.S_ISREG(o.st.st_mode):
                 raise NfsError(NfsStat3.INVAL, "not a regular file")
             fd = reopen(o, os.O_RDWR if write else os.O_RDONLY)
+            parent = o.parent
         try:
             st = os.fstat(fd)
         except BaseException:
             os.close(fd)
             raise
-        new = _OpenFile(fd, write, now + self.ttl, st.st_ino)
+        new = _OpenFile(fd, write, now + self.ttl, st.st_ino, parent)
         new.refs = 2  # the cache + this lease
         evicted = []
         with self._lock:

@@ -58,16 +58,18 @@ class PathConf(NamedTuple):
 
 class Obj:
     """An object opened by handle: ``fd`` is an O_PATH fd (never a symlink
-    target), ``st`` its lstat, ``fh`` its handle.  Owned by one caller; close it
-    exactly once (``close()`` is idempotent, or use ``with``)."""
+    target), ``st`` its lstat, ``fh`` its handle, ``parent`` the kernel handle
+    (type, bytes) of the directory its handle records, if any.  Owned by one
+    caller; close it exactly once (``close()`` is idempotent, or use ``with``)."""
 
-    __slots__ = ("fd", "st", "fh", "comps")
+    __slots__ = ("fd", "st", "fh", "comps", "parent")
 
-    def __init__(self, fd: int, st: os.stat_result, fh: bytes, comps: tuple | None = None):
+    def __init__(self, fd: int, st: os.stat_result, fh: bytes, comps: tuple | None = None, parent=None):
         self.fd = fd
         self.st = st
         self.fh = fh
         self.comps = comps  # inode mode: path components from the root
+        self.parent = parent
 
     @property
     def is_dir(self) -> bool:

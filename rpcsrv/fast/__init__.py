@@ -8,7 +8,7 @@ to the Python path, the reference implementation, which answers with rpcsrv.svc.
 it does with the fast path off. tests/fast holds both paths to byte-identical replies.
 
 FastPath wires it into a Server: the configuration from the Export and ServerConfig, the verified
-handles the Python path publishes (Containment.on_verified), the duplicate request cache both paths
+handles the Python path opens (Export.on_opened: descriptors only; the fast path proves containment itself, fp_proof.h), the duplicate request cache both paths
 share (SharedReplyCache), and worker_loop(), the body of each worker thread (the threads themselves
 are rpcsrv.server's). A worker returns from compiled code only for what needs Python: a fallback
 call, an accept, a connection to close, the once-a-second sweep, a single-py refill, or stop.
@@ -113,10 +113,11 @@ class FastPath:
             rtmax=lim.rtmax, wtmax=lim.wtmax, dirmax=lim.dirmax,
             fsinfo_xdr=_FSINFO.pack(fi.rtmax, fi.rtpref, fi.rtmult, fi.wtmax, fi.wtpref, fi.wtmult, fi.dtpref,
                                     fi.maxfilesize, fi.time_delta[0], fi.time_delta[1], fi.properties),
-            verify_ttl=export.verify_ttl, send_timeout=cfg.send_timeout)
+            fd_ttl=export.fd_ttl, send_timeout=cfg.send_timeout, proof_cache=export.contain.max_entries,
+            whole_fs=export.contain.whole_fs)
         self.srv.insert_root(os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=export.root_fd),
                              rst.st_dev, rst.st_ino)
-        export.contain.on_verified = self.srv.publish
+        export.on_opened = self._publish
         export.contain.on_forget = self.srv.forget
         export.on_forget_inode = self.srv.forget_inode
         self.drc = SharedReplyCache(self.srv)
@@ -126,6 +127,10 @@ class FastPath:
         self._lock = threading.Lock()
         self.listener = None
         self.workers = []
+
+    def _publish(self, fh, dev, ino):
+        """The Python path opened (and proved) a handle: the fast path's fd cache may keep it."""
+        self.srv.publish(fh, dev, ino, time.monotonic() + self.server.export.fd_ttl)
 
     # -- lifecycle (called by rpcsrv.server) ---------------------------------------------------
     def start(self, listener: socket.socket) -> None:

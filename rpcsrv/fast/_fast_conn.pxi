@@ -24,6 +24,8 @@ cdef class FastServer:
     cdef fp_conf conf
     cdef fp_fhcache fhc
     cdef fp_drc drc
+    cdef fp_proofs pf
+    cdef bint pf_ready
     cdef int epfd, wake_r, wake_w
     cdef pthread_mutex_t park_lock
     cdef int64_t partial_pages, partial_budget
@@ -63,8 +65,10 @@ cdef class FastServer:
     def configure(self, *, bytes mac_key, bytes name_key, bytes verf_key, bytes export_id, fsid, int root_fd,
                   root_dev, root_ino, int mount_id, bytes root_fh, bint read_only, bint root_squash,
                   anon_uid, anon_gid, bytes write_verf, rtmax, wtmax, dirmax, bytes fsinfo_xdr,
-                  double verify_ttl, double send_timeout):
-        """Fill fp_conf (the Export's keys and identity, the server's policy, the TCP limits)."""
+                  double fd_ttl, double send_timeout, int proof_cache=16384, bint whole_fs=False):
+        """Fill fp_conf (the Export's keys and identity, the server's policy, the TCP limits) and
+        set up the containment proofs (fp_proof.h: at most proof_cache watched objects; whole_fs:
+        the root is a whole file system's mount point, nothing to prove)."""
         memcpy(self.conf.mac_key, <const char *>mac_key, 32)
         memcpy(self.conf.name_key, <const char *>name_key, 32)
         memcpy(self.conf.verf_key, <const char *>verf_key, 32)
@@ -85,8 +89,13 @@ cdef class FastServer:
         self.conf.wtmax = wtmax
         self.conf.dirmax = dirmax
         memcpy(self.conf.fsinfo_xdr, <const char *>fsinfo_xdr, 48)
-        self.conf.verify_ttl = verify_ttl
+        self.conf.fd_ttl = fd_ttl
         self.conf.send_timeout_ms = <uint32_t>(send_timeout * 1000)
+        if self.pf_ready:
+            fp_pf_destroy(&self.pf)
+        if fp_pf_init(&self.pf, proof_cache, root_fd, root_dev, root_ino, mount_id, whole_fs):
+            raise MemoryError("containment proofs")
+        self.pf_ready = True
 
     cdef int _add(self, int fd, uint64_t tag, bint oneshot) except -1:
         cdef epoll_event ev
@@ -126,7 +135,7 @@ cdef class FastServer:
         return bool(self.stopping)
 
     def publish(self, bytes fh, dev, ino, double expires):
-        """The Python path verified `fh` (the object (dev, ino)) until `expires` (time.monotonic)."""
+        """The Python path opened `fh` (the object (dev, ino)): cache its fd until `expires` (time.monotonic)."""
         fp_fhc_publish(&self.fhc, &self.conf, <const uint8_t *><const char *>fh, len(fh), dev, ino, expires)
 
     def insert_root(self, int opath_fd, dev, ino):
@@ -141,6 +150,16 @@ cdef class FastServer:
 
     def sweep_caches(self):
         fp_fhc_sweep(&self.fhc)
+
+    def proof_stats(self):
+        """The containment proofs' counters (contain.Containment.stats' keys)."""
+        cdef uint64_t out[FP_PF_NSTATS]
+        fp_pf_stats(&self.pf, out)
+        names = ("hits", "walks", "steps", "links", "scans", "outside", "raced", "ended", "epochs",
+                 "evicted", "unwatched", "entries", "proven", "epoch")
+        d = {names[i]: out[i] for i in range(FP_PF_NSTATS)}
+        d["keep"] = bool(self.pf.keep)
+        return d
 
     def cache_stats(self):
         return {"handles": self.fhc.count, "hits": self.fhc.hits, "misses": self.fhc.misses,
@@ -210,6 +229,8 @@ cdef class FastServer:
             close(self.wake_r)
             close(self.wake_w)
             fp_fhc_clear(&self.fhc)
+        if self.pf_ready:
+            fp_pf_destroy(&self.pf)
 
 
 cdef class FastConn:

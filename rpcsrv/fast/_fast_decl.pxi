@@ -22,11 +22,13 @@ cdef extern from "fp_dirops.h" nogil:
         uint32_t wtmax
         uint32_t dirmax
         uint8_t fsinfo_xdr[48]
-        double verify_ttl
+        double fd_ttl
         uint32_t send_timeout_ms
     ctypedef struct fp_fhcache:
         uint32_t count
         uint64_t hits, misses, expired, inserts, evictions
+    ctypedef struct fp_proofs:
+        int ifd, keep, whole_fs
     ctypedef struct fp_drckey:
         uint8_t addr[16]
         uint32_t addrlen, xid, prog, vers, proc, len, crc
@@ -45,6 +47,7 @@ cdef extern from "fp_dirops.h" nogil:
         const fp_conf *conf
         fp_fhcache *fhc
         fp_drc *drc
+        fp_proofs *pf
         char *arena
         int32_t *slots
         int nslots
@@ -80,6 +83,12 @@ cdef extern from "fp_dirops.h" nogil:
     void fp_fhc_clear(fp_fhcache *c)
     void fp_fhc_sweep(fp_fhcache *c)
     void fp_fhc_forget_ino(fp_fhcache *c, uint64_t dev, uint64_t ino)
+    int fp_pf_init(fp_proofs *P, uint32_t max, int root_fd, uint64_t root_dev, uint64_t root_ino, int mount_id,
+                   int whole_fs)
+    void fp_pf_destroy(fp_proofs *P)
+    void fp_pf_stats(fp_proofs *P, uint64_t *out)
+    enum:
+        FP_PF_NSTATS
     int fp_drc_init(fp_drc *d, uint32_t size)
     int fp_drc_begin(fp_drc *d, const fp_drckey *k, uint8_t *out, uint32_t cap, uint32_t *out_len)
     void fp_drc_finish(fp_drc *d, const fp_drckey *k, const uint8_t *reply, uint32_t len)

@@ -312,6 +312,7 @@ cdef class FastWorker:
         q.conf = &self.srv.conf
         q.fhc = &self.srv.fhc
         q.drc = &self.srv.drc
+        q.pf = &self.srv.pf
         q.arena = self.srv.alloc.page_address(0)
         q.slots = self.pages.slots
         q.nslots = <int>self.nslots

@@ -59,7 +59,7 @@ typedef struct {
     uint8_t write_verf[8];
     uint32_t rtmax, wtmax, dirmax;   /* the TCP transport's limits (svc.XprtLimits) */
     uint8_t fsinfo_xdr[48];          /* FSINFO3resok after the attributes, pre-encoded */
-    double verify_ttl;
+    double fd_ttl;
     uint32_t send_timeout_ms;
 } fp_conf;
 

@@ -64,7 +64,7 @@ static uint32_t fp_child(fp_req *q, const fp_dir *d, const uint8_t *name, uint32
 
 /* verified_add(): a child found by name in a verified directory is inside; the cache owns fd */
 static inline void fp_remember(fp_req *q, const uint8_t *fh, uint32_t n, int fd, const struct stat *st) {
-    fp_fhc_insert(q->fhc, fh, n, fd, (uint64_t)st->st_dev, (uint64_t)st->st_ino, fp_now() + q->conf->verify_ttl);
+    fp_fhc_insert(q->fhc, fh, n, fd, (uint64_t)st->st_dev, (uint64_t)st->st_ino, fp_now() + q->conf->fd_ttl);
 }
 
 static int fp_lookup(fp_req *q, xr_t *r) {
@@ -238,6 +238,7 @@ static int fp_remove(fp_req *q, xr_t *r) {
  * the pages from reply_slot, or there is nothing to send) or FP_FALLBACK (nothing done). */
 static int fp_process(fp_req *q) {
     xr_t r;
+    int rc;
     if (fp_parse_call(q->rec, q->head_len, &q->call) != 0) return FP_FALLBACK;
     if (q->call.prog != 100003 || q->call.vers != 3) return FP_FALLBACK;
     fp_who_from(&q->who, q->conf, q->call.have_cred, q->call.uid, q->call.gid, q->call.gids,
@@ -250,25 +251,34 @@ static int fp_process(fp_req *q) {
     q->send = q->counted = 1;
     q->drc_state = -1;
     q->read_bytes = q->write_bytes = 0;
+    /* the read procedures run in a containment transaction (fp_proof.h); the others prove their
+     * handles after applying the queued events */
+    q->reading = q->call.proc == 1 || q->call.proc == 3 || q->call.proc == 4 || q->call.proc == 6 ||
+                 q->call.proc == 17 || q->call.proc == 18 || q->call.proc == 19;
+    if (q->reading) fp_txn_begin(q->pf, &q->txn);
     switch (q->call.proc) {
     case 0:
         if (q->rec_len != q->call.args) return FP_FALLBACK;
         xw_success(&q->w, q->call.xid);
         q->status = NFS3_OK;
         return FP_SERVED;
-    case 1: return fp_getattr(q, &r);
+    case 1: rc = fp_getattr(q, &r); break;
     case 2: return fp_setattr(q, &r);
-    case 3: return fp_lookup(q, &r);
-    case 4: return fp_access_proc(q, &r);
-    case 6: return fp_read(q, &r);
+    case 3: rc = fp_lookup(q, &r); break;
+    case 4: rc = fp_access_proc(q, &r); break;
+    case 6: rc = fp_read(q, &r); break;
     case 7: return fp_write(q, &r);
     case 8: return fp_create(q, &r);
     case 12: return fp_remove(q, &r);
-    case 17: return fp_readdirplus(q, &r);
-    case 18: case 19: return fp_fsquery(q, &r, (int)q->call.proc);
+    case 17: rc = fp_readdirplus(q, &r); break;
+    case 18: case 19: rc = fp_fsquery(q, &r, (int)q->call.proc); break;
     case 21: return fp_commit(q, &r);
     default: return FP_FALLBACK;
     }
+    /* a read whose proofs did not hold until now (a local rename raced it): the Python path runs
+     * it again (its reply pages are rewritten) */
+    if (rc == FP_SERVED && !fp_pf_held(q->pf, &q->txn)) return FP_FALLBACK;
+    return rc;
 }
 
 #endif

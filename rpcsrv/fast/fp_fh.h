@@ -1,17 +1,17 @@
 /* File handles on the fast path: the MAC check, the kernel-handle layout, and the cache of
- * verified handles with their open fds.
+ * handles with their open fds.
  *
  * Layout and MAC are rpcsrv.export.handles' (see there): the fast path checks the 12-byte keyed
  * BLAKE2s MAC of every handle exactly as HandleCodec.parse does, and packs new handles (LOOKUP,
  * CREATE, READDIRPLUS results) byte for byte as HandleCodec.pack_kernel does. It serves kernel-mode
  * exports only; anything else it cannot judge here makes the caller fall back to Python.
  *
- * The cache mirrors the containment cache of rpcsrv.export.contain: an entry says "this handle was
- * verified inside the export until `expires`" (verify_ttl seconds after the check, never extended
- * by a hit), and holds an O_PATH fd of the object and, once needed, O_RDONLY / O_RDWR fds of a
- * regular file (as the open-file leases do). Entries come from the fast path's own LOOKUP/CREATE/
- * READDIRPLUS results and from the Python path, which publishes every handle it verifies. An
- * expired or unknown handle falls back to Python, which checks containment again and publishes it.
+ * The cache is a cache of descriptors, never of trust: an entry says "this authentic handle opened
+ * to the object (dev, ino)" and holds an O_PATH fd of it and, once needed, O_RDONLY / O_RDWR fds of
+ * a regular file (as the open-file leases do), for fd_ttl seconds after it was made (never extended
+ * by a hit). Whether the object is inside the export is proven at every use (fp_proof.h). Entries
+ * come from the fast path's own LOOKUP/CREATE/READDIRPLUS results and from the Python path, which
+ * publishes the handles it opens; an expired or unknown handle falls back to Python.
  *
  * Threads: one mutex guards the table, the LRU list and the reference counts; it is never held
  * across a system call. An entry in use is pinned by its reference; eviction only unlinks it, and
@@ -54,6 +54,25 @@ static int fp_fh_check(const fp_conf *c, const uint8_t *fh, uint32_t n, uint8_t 
         end += 2 + fh[end + 1];
     }
     return end == n - FP_FH_MAC ? 0 : -1;
+}
+
+/* The kernel handle a handle records for the object's directory (kind 2), if any. */
+typedef struct {
+    int have;
+    uint8_t type;
+    const uint8_t *b;
+    uint32_t n;
+} fp_parent;
+
+/* fp_fh_check must have accepted fh. */
+static inline void fp_fh_parent(const uint8_t *fh, uint32_t n, fp_parent *p) {
+    uint32_t end = 8u + fh[7];
+    p->have = 0;
+    if (fh[1] != FP_KIND_KERNEL_PARENT || end + 2 > n - FP_FH_MAC) return;
+    p->type = fh[end];
+    p->n = fh[end + 1];
+    p->b = fh + end + 2;
+    p->have = 1;
 }
 
 /* HandleCodec.pack_kernel: the object's kernel handle, its parent's when given, fits and the
@@ -311,17 +330,25 @@ static int fp_fhent_iofd(fp_fhcache *c, fp_fhent *e, int write) {
     return have;
 }
 
-/* The Python path verified a handle: open it by its kernel handle and cache it until `expires`
- * if it is still the object (dev, ino) that was checked. */
+/* The Python path opened a handle (and proved it inside): open it by its kernel handle and cache it
+ * until `expires` if it is still the object (dev, ino), unless an entry has more than half its life
+ * left. */
 static void fp_fhc_publish(fp_fhcache *c, const fp_conf *conf, const uint8_t *fh, uint32_t n, uint64_t dev,
                            uint64_t ino, double expires) {
     uint8_t htype;
     const uint8_t *hb;
-    uint32_t hn;
+    uint32_t hn, hash = fp_fh_hash(fh, n);
     struct { struct file_handle fh; unsigned char bytes[128]; } h;
     struct stat st;
-    int fd;
+    fp_fhent *e;
+    int fd, fresh = 0;
     if (fp_fh_check(conf, fh, n, &htype, &hb, &hn) != 0 || hn > 128) return;
+    pthread_mutex_lock(&c->lock);
+    for (e = c->buckets[hash & (c->nbuckets - 1)]; e; e = e->hnext)
+        if (e->hash == hash && e->fhlen == n && memcmp(e->fh, fh, n) == 0) break;
+    fresh = e && e->dev == dev && e->ino == ino && e->expires - fp_now() > conf->fd_ttl / 2;
+    pthread_mutex_unlock(&c->lock);
+    if (fresh) return;
     h.fh.handle_bytes = hn;
     h.fh.handle_type = htype;
     memcpy(h.fh.f_handle, hb, hn);

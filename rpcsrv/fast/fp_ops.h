@@ -17,6 +17,7 @@
 
 #include "fp_drc.h"
 #include "fp_fh.h"
+#include "fp_proof.h"
 
 enum { FP_SERVED = 0, FP_FALLBACK = 1 };
 #define FP_MAXFILESIZE 0x7FFFFFFFFFFFFFFFull
@@ -25,6 +26,9 @@ typedef struct {
     const fp_conf *conf;
     fp_fhcache *fhc;
     fp_drc *drc;
+    fp_proofs *pf;                   /* the containment proofs (fp_proof.h) */
+    int reading;                     /* a read procedure: proofs in `txn`, checked before the reply goes */
+    fp_txn txn;
     char *arena;                     /* the allocator's arena: page p is at arena + (p << 12) */
     int32_t *slots;                  /* the request's page array */
     int nslots;
@@ -50,16 +54,33 @@ typedef struct {
     struct stat st;
 } fp_obj;
 
-/* open_handle() when the cache vouches for the handle: it must still be on the export's device and
- * linked. 0, or -1 (fall back: the Python path answers STALE, BADHANDLE or checks containment). */
+/* open_handle(): the cached fd of an authentic handle, still on the export's device, linked, and
+ * proven inside now (fp_proof.h). 0, or -1 (fall back: the Python path answers STALE, BADHANDLE or
+ * JUKEBOX, or opens a handle the cache does not hold). */
 static int fp_resolve(fp_req *q, const uint8_t *fh, uint32_t n, fp_obj *o) {
     uint8_t ht;
     const uint8_t *hb;
     uint32_t hn;
+    fp_parent par;
     if (fp_fh_check(q->conf, fh, n, &ht, &hb, &hn) != 0) return -1;
     o->e = fp_fhc_get(q->fhc, fh, n);
     if (!o->e) return -1;
-    if (fstat(o->e->fd, &o->st) != 0 || (uint64_t)o->st.st_dev != q->conf->root_dev || o->st.st_nlink == 0) {
+    fp_fh_parent(fh, n, &par);
+    if (fstat(o->e->fd, &o->st) != 0) {
+        fp_fhc_put(q->fhc, o->e);
+        o->e = NULL;
+        return -1;
+    }
+    if (o->st.st_nlink == 0) {
+        /* removed behind our back: close every fd of it now (its space and inode number go free);
+         * Python answers STALE */
+        fp_fhc_put(q->fhc, o->e);
+        o->e = NULL;
+        fp_fhc_forget_ino(q->fhc, (uint64_t)o->st.st_dev, (uint64_t)o->st.st_ino);
+        return -1;
+    }
+    if ((uint64_t)o->st.st_dev != q->conf->root_dev ||
+        fp_pf_prove(q->pf, o->e->fd, &o->st, &par, q->reading ? &q->txn : NULL) != 1) {
         fp_fhc_put(q->fhc, o->e);
         o->e = NULL;
         return -1;

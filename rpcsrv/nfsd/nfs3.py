@@ -36,6 +36,13 @@ Theory and invariants
   into the reply pages (eof = short read or offset+count reached the size);
   WRITE at limits.wtmax; READDIR(PLUS) counts at limits.dirmax, with the
   reply's bytes counted by nfs3res.DirBudget; FSINFO answers limits.fsinfo.
+* Containment (export.contain): the read-only procedures (GETATTR, LOOKUP,
+  ACCESS, READLINK, READ, READDIR, READDIRPLUS, FSSTAT, FSINFO, PATHCONF)
+  run in a read transaction and their reply stands only if every handle's
+  proof held until the reply was complete; otherwise the handler runs again
+  (a local rename raced it), and after contain.TRIES races its handles answer
+  JUKEBOX. So no byte of a reply was read while its object was outside the
+  export. Modifying procedures prove their handles just before they act.
 * Threads: handlers share nothing but the Export (thread-safe) and ctx.
 
 The request context (svc.svc.Request): ctx.export, ctx.cred (AuthSys or
@@ -46,9 +53,10 @@ ctx.write_payload(fd, file_off, rec_off, length).
 
 import os
 import stat
-from functools import partial
+from functools import partial, wraps
 
 from ..export import NfsError, check_name, nfsstat_from_oserror
+from ..export.contain import TRIES
 from ..proto import nfs3res as R
 from ..proto import nfs3xdr as X
 from ..proto.nfs3const import NFS_PROGRAM, NFS_V3, NfsProc3 as P, NfsStat3 as S, StableHow
@@ -105,6 +113,25 @@ def _release(lease):
     """Give back a file lease (export.files) if one was taken."""
     if lease is not None:
         lease.release()
+
+
+def _proven(handler):
+    """The read-only ``handler`` under a containment read transaction (see the module doc).
+    Before a rerun ``ctx.rewind()`` forgets the payload a READ put in the reply pages."""
+    @wraps(handler)
+    def run(ctx, args):
+        c = ctx.export.contain
+        for attempt in range(TRIES):
+            if attempt:
+                ctx.rewind()
+            with c.reading() as txn:
+                res = handler(ctx, args)
+            if txn.held:
+                return res
+        ctx.rewind()
+        with c.refusing(S.JUKEBOX):
+            return handler(ctx, args)
+    return run
 
 
 def _open_dir(e, fh):
@@ -553,12 +580,12 @@ def make_table():
     """{proc: ProcEntry} for NFSv3, indexed by NFSPROC3 number."""
     t = {
         P.NULL: null_entry("null"),
-        P.GETATTR: _e(P.GETATTR, X.decode_getattr, nfs3_getattr, R.encode_getattr),
+        P.GETATTR: _e(P.GETATTR, X.decode_getattr, _proven(nfs3_getattr), R.encode_getattr),
         P.SETATTR: _e(P.SETATTR, X.decode_setattr, nfs3_setattr, R.encode_wcc_only, False),
-        P.LOOKUP: _e(P.LOOKUP, X.decode_lookup, nfs3_lookup, R.encode_lookup),
-        P.ACCESS: _e(P.ACCESS, X.decode_access, nfs3_access, R.encode_access),
-        P.READLINK: _e(P.READLINK, X.decode_getattr, nfs3_readlink, R.encode_readlink),
-        P.READ: _e(P.READ, X.decode_read, nfs3_read, R.encode_read, payload=R.read_payload_len),
+        P.LOOKUP: _e(P.LOOKUP, X.decode_lookup, _proven(nfs3_lookup), R.encode_lookup),
+        P.ACCESS: _e(P.ACCESS, X.decode_access, _proven(nfs3_access), R.encode_access),
+        P.READLINK: _e(P.READLINK, X.decode_getattr, _proven(nfs3_readlink), R.encode_readlink),
+        P.READ: _e(P.READ, X.decode_read, _proven(nfs3_read), R.encode_read, payload=R.read_payload_len),
         P.WRITE: _e(P.WRITE, X.decode_write, nfs3_write, R.encode_write),
         P.CREATE: _e(P.CREATE, X.decode_create, nfs3_create, R.encode_diropres, False),
         P.MKDIR: _e(P.MKDIR, X.decode_mkdir, nfs3_mkdir, R.encode_diropres, False),
@@ -568,12 +595,12 @@ def make_table():
         P.RMDIR: _e(P.RMDIR, X.decode_rmdir, nfs3_rmdir, R.encode_wcc_only, False),
         P.RENAME: _e(P.RENAME, X.decode_rename, nfs3_rename, R.encode_rename, False),
         P.LINK: _e(P.LINK, X.decode_link, nfs3_link, R.encode_link, False),
-        P.READDIR: _e(P.READDIR, X.decode_readdir, nfs3_readdir, R.encode_readdir),
-        P.READDIRPLUS: _e(P.READDIRPLUS, X.decode_readdirplus, nfs3_readdirplus,
+        P.READDIR: _e(P.READDIR, X.decode_readdir, _proven(nfs3_readdir), R.encode_readdir),
+        P.READDIRPLUS: _e(P.READDIRPLUS, X.decode_readdirplus, _proven(nfs3_readdirplus),
                           R.encode_readdirplus),
-        P.FSSTAT: _e(P.FSSTAT, X.decode_getattr, nfs3_fsstat, R.encode_fsstat),
-        P.FSINFO: _e(P.FSINFO, X.decode_getattr, nfs3_fsinfo, R.encode_fsinfo),
-        P.PATHCONF: _e(P.PATHCONF, X.decode_getattr, nfs3_pathconf, R.encode_pathconf),
+        P.FSSTAT: _e(P.FSSTAT, X.decode_getattr, _proven(nfs3_fsstat), R.encode_fsstat),
+        P.FSINFO: _e(P.FSINFO, X.decode_getattr, _proven(nfs3_fsinfo), R.encode_fsinfo),
+        P.PATHCONF: _e(P.PATHCONF, X.decode_getattr, _proven(nfs3_pathconf), R.encode_pathconf),
         P.COMMIT: _e(P.COMMIT, X.decode_commit, nfs3_commit, R.encode_commit),
     }
     return {int(k): v for k, v in t.items()}

@@ -117,6 +117,7 @@ class ServerMetrics:
         self.drc_miss = _Value()
         self.drc_in_progress = _Value()
         self._sources = []
+        self._containment = []       # (path label, stats callable): export.contain / rpcsrv.fast
         registry.register(self)
         if allocator is not None:
             AllocatorCollector(allocator).register(registry)
@@ -124,6 +125,11 @@ class ServerMetrics:
     def add_source(self, snapshot) -> None:
         """A callable returning the compiled path's counters (FastPath.metrics_snapshot)."""
         self._sources.append(snapshot)
+
+    def add_containment(self, path: str, stats) -> None:
+        """A callable returning one request path's containment counters (Containment.stats, or
+        FastServer.proof_stats) under the label path=`path`."""
+        self._containment.append((path, stats))
 
     # -- the Python path counts ------------------------------------------------------------------
     def request(self, program: str, version: int, procedure: str, status: str, seconds: float) -> None:
@@ -202,6 +208,39 @@ class ServerMetrics:
             fam.add_metric([s], value + sum(sn[key] for sn in snaps))
             yield fam
         yield from self._collect_rpc(snaps)
+        yield from self._collect_containment()
+
+    def _collect_containment(self):
+        stats = [(path, fn()) for path, fn in self._containment]
+        if not stats:
+            return
+        fam = CounterMetricFamily("nfsbulk_containment_checks", "Handles proven inside the export when used, by "
+                                  "request path and how: kept (a proof no event had ended), walked (a '..' walk or "
+                                  "a link search), outside (found outside: STALE), raced (a walk a local rename "
+                                  "raced, run again).", labels=["path", "result"])
+        for path, st in stats:
+            for result, key in (("kept", "hits"), ("walked", "walks"), ("linked", "links"), ("outside", "outside"),
+                                ("raced", "raced")):
+                fam.add_metric([path, result], st[key])
+        yield fam
+        for name, doc, key in (
+                ("nfsbulk_containment_walk_steps", "'..' steps walked to prove directories.", "steps"),
+                ("nfsbulk_containment_scans", "Parent directories scanned for a file's inode (its dentry was "
+                 "evicted).", "scans"),
+                ("nfsbulk_containment_proofs_ended", "Kept proofs ended by an inotify event (a rename, a link "
+                 "change, a removal).", "ended"),
+                ("nfsbulk_containment_epochs", "Times every directory proof ended at once (a proven directory "
+                 "moved, the event queue overflowed, a proven directory was evicted).", "epochs")):
+            fam = CounterMetricFamily(name, doc, labels=["path"])
+            for path, st in stats:
+                fam.add_metric([path], st[key])
+            yield fam
+        fam = GaugeMetricFamily("nfsbulk_containment_watched", "Objects watched for containment (inotify "
+                                "watches), and of them those whose proof holds now.", labels=["path", "state"])
+        for path, st in stats:
+            fam.add_metric([path, "watched"], st["entries"])
+            fam.add_metric([path, "proven"], st["proven"])
+        yield fam
 
     def _collect_rpc(self, snaps):
         requests, durations, errors = dict(self._requests), {}, dict(self._errors)

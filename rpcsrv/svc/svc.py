@@ -125,6 +125,11 @@ class Request:
         self.metrics.read_bytes.inc(n)
         return n
 
+    def rewind(self) -> None:
+        """The handler runs again (a containment race, nfsd.nfs3): forget the READ payload so far
+        (its pages are overwritten; read_bytes has counted it)."""
+        self.payload_len = 0
+
     def write_payload(self, fd: int, file_offset: int, rec_offset: int, length: int) -> int:
         """Write `length` bytes of the call at rec_offset to fd at file_offset (from the pages)."""
         n = self.io.write_payload(fd, file_offset, rec_offset, length)

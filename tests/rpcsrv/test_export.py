@@ -80,7 +80,7 @@ def fattr3(st, fsid=0):
 
 def mk(tree, mode, **kw):
     kw.setdefault("key", KEY)
-    kw.setdefault("verify_ttl", 0.0)  # re-verify containment on every open
+    kw.setdefault("fd_ttl", 0.0)  # reopen files on every lease
     return Export(str(tree / "exp"), handle_mode=mode, **kw)
 
 
@@ -334,7 +334,7 @@ def test_open_file_cache_threads(tree):
     exp = tree / "exp"
     for i in range(12):
         (exp / f"f{i}").write_bytes(bytes([65 + i]) * 4096)
-    with Export(str(exp), key=KEY, open_file_cache=3, verify_ttl=0.0) as e:
+    with Export(str(exp), key=KEY, open_file_cache=3, fd_ttl=0.0) as e:
         fhs = [e.lookup(e.root_handle(), f"f{i}")[0] for i in range(12)]
         errors = []
 
@@ -654,14 +654,14 @@ def test_mounts_kernel(tree):
         (tm / "sub").mkdir()
         (tm / "sub" / "in.txt").write_bytes(b"in")
         (tm / "out.txt").write_bytes(b"out")
-        with Export(str(tm), key=KEY, verify_ttl=0.0) as e:
+        with Export(str(tm), key=KEY, fd_ttl=0.0) as e:
             assert e.contain.whole_fs
             assert e.getattr(walk(e, "sub/in.txt")).st_size == 2
         bm = tree / "bind"
         bm.mkdir()
         assert _mount("--bind", str(tm / "sub"), str(bm))
         try:
-            with Export(str(bm), key=KEY, verify_ttl=0.0, handle_mode="kernel") as e:
+            with Export(str(bm), key=KEY, fd_ttl=0.0, handle_mode="kernel") as e:
                 assert not e.contain.whole_fs
                 assert e.getattr(walk(e, "in.txt")).st_size == 2
                 for p in (tm / "out.txt", tm):

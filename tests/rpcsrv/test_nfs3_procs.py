@@ -64,6 +64,11 @@ class Ctx:
         self.payload = os.pread(fd, count, offset)
         return len(self.payload)
 
+    def rewind(self):
+        # a read handler runs again (svc.Request.rewind)
+        self.reads = 0
+        self.payload = b""
+
     def write_payload(self, fd, file_offset, rec_offset, length):
         # as the server does: straight from the request segments
         return os.pwritev(fd, self.unpacker.views(rec_offset, length), file_offset)
