@@ -45,7 +45,10 @@ def add_arguments(p) -> None:
     p.add_argument("--strategies", default="all",
                    help="comma-separated svc_alloc_arg strategies, or all (default: every strategy "
                         "`python -m rpcsrv --list-strategies` prints)")
-    p.add_argument("--baseline", default="single", help="the strategy the others are compared against (default single)")
+    p.add_argument("--baseline", default="single",
+                   help="the strategy, or the --peer, the others are compared against (default single); a peer "
+                        "as the baseline compares servers, e.g. two builds of rpcsrv run as --peer before= and "
+                        "--peer after=")
     p.add_argument("--profile", default="rw256k,dbench",
                    help="comma-separated: rw256k (sequential 256 KiB NFSv3 READ/WRITE), dbench "
                         "(the default dbench workload: client.txt, see --dbench-lines) and any loadfile "
@@ -144,8 +147,9 @@ def _parse(args):
         if not sep or name not in peers or not pid.isdigit() or not os.path.exists("/proc/%s" % pid):
             return "--peer-pid wants NAME=PID of a running process and a NAME given to --peer, got %r" % spec
         pids[name] = int(pid)
-    if args.baseline not in strategies:
-        return "--baseline %s is not among the strategies run (%s)" % (args.baseline, ",".join(strategies))
+    if args.baseline not in strategies and args.baseline not in peers:
+        return "--baseline %s is neither among the strategies run (%s) nor a --peer" % (
+            args.baseline, ",".join(strategies))
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     return {
         "profiles": profiles, "strategies": strategies, "baseline": args.baseline, "seed": seed,

@@ -34,11 +34,13 @@ one FIONREAD when nothing is queued), and a walk counts only if no event ended a
 on while it ran (otherwise it walks again, TRIES times, then JUKEBOX): a walk that raced a rename
 is never taken as a proof. The queue overflowing ends every proof.
 
-Reads: `reading()` applies the queued events and opens a transaction; `held()` afterwards applies
-the events queued since and says whether every proof the transaction used held until then.
-A read handler whose transaction did not hold runs again (rpcsrv.nfsd.nfs3), so every byte of a
-read reply was read while the objects it names were inside. Modifying procedures sync before
-they use a proof; a rename racing the operation itself is the window knfsd has too.
+Requests: every NFS procedure runs in a transaction (begin/end, rpcsrv.nfsd.nfs3): the queued
+events are applied once at its start, and its proofs are used without applying them again. For
+a read, end() applies the events queued since and says whether every proof the read used held
+until then (held()); a read whose transaction did not hold runs again, so every byte of a read
+reply was read while the objects it names were inside. For a modifying procedure, a rename
+racing the operation itself is the window knfsd has too. Outside a transaction (MOUNT, tests)
+every proof applies the queue first.
 
 Where proofs are not kept: without inotify (no instance left for this user) a walk at each use
 is the whole proof, and concurrent renames can fool it; on a file system that can change without
@@ -134,13 +136,14 @@ class _Proof:
 
 
 class _Txn:
-    """A read transaction: the counters at its start and the proofs it used, as
-    (entry or None for a directory proof, entry gen, epoch)."""
+    """A request's transaction: the counters at its start and, for a read, the proofs it used,
+    as (entry or None for a directory proof, entry gen, epoch)."""
 
-    __slots__ = ("inval", "deps", "held")
+    __slots__ = ("inval", "deps", "held", "reading")
 
-    def __init__(self, inval):
+    def __init__(self, inval, reading):
         self.inval = inval
+        self.reading = reading
         self.deps = []
         self.held = False
 
@@ -198,12 +201,17 @@ class Containment:
         """Apply the queued events: afterwards no proof is trusted that an event queued before
         this call ended."""
         ino = self.ino
-        if ino is None or (ino.pending() == 0 and self._draining == 0):
+        if ino is None or self.whole_fs:
+            return
+        n = ino.pending()
+        if n == 0 and self._draining == 0:
             return
         with self._lock:
             self._draining += 1
             try:
-                self._apply(ino.read())
+                n = ino.pending()          # another thread may have read them meanwhile
+                if n:
+                    self._apply(ino.read(n))
             finally:
                 self._draining -= 1
 
@@ -237,28 +245,28 @@ class Containment:
 
     # -- the table (lock held)
     def _entry(self, key, isdir: bool, wd) -> _Proof:
+        """The entry of ``key`` watched as ``wd`` (created, or moved to the front of the LRU)."""
         p = self._proofs.get(key)
-        if p is None or p.isdir != isdir:
-            if p is not None:
-                self._drop(p)
+        if p is not None and p.isdir != isdir:     # the inode number went to an object of another type
+            self._drop(p, keep_watch=p.wd == wd)
+            p = None
+        if p is None:
             self._gen += 1
-            p = _Proof(key, isdir, wd, self._gen)
+            p = _Proof(key, isdir, None, self._gen)
             self._proofs[key] = p
-            if wd is not None:
-                old = self._by_wd.get(wd)
-                if old is not None and old is not p:
-                    self._drop(old, keep_watch=True)
-                self._by_wd[wd] = p
-            while len(self._proofs) > self.max_entries:
-                self.counts["evicted"] += 1
-                self._drop(next(iter(self._proofs.values())))
         else:
             self._proofs.move_to_end(key)
-            if wd is not None and p.wd != wd:
-                if p.wd is not None and self._by_wd.get(p.wd) is p:
-                    del self._by_wd[p.wd]
-                p.wd = wd
-                self._by_wd[wd] = p
+        if wd is not None and p.wd != wd:
+            if p.wd is not None and self._by_wd.get(p.wd) is p:
+                del self._by_wd[p.wd]
+            old = self._by_wd.get(wd)
+            if old is not None and old is not p:   # a stale entry of a freed inode
+                self._drop(old, keep_watch=True)
+            p.wd = wd
+            self._by_wd[wd] = p
+        while len(self._proofs) > self.max_entries:
+            self.counts["evicted"] += 1
+            self._drop(next(iter(self._proofs.values())))
         return p
 
     def _drop(self, p: _Proof, keep_watch: bool = False) -> None:
@@ -282,7 +290,14 @@ class Containment:
         return None
 
     def _watch(self, fd: int, isdir: bool, key):
-        """Watch the object behind ``fd`` and register its entry; -> (entry, gen) or (None, 0)."""
+        """Watch the object behind ``fd`` and register its entry; -> (entry, gen) or (None, 0).
+        An entry that has a watch keeps it (the kernel drops a watch only with IN_IGNORED, which
+        drops the entry): no new watch is asked for."""
+        with self._lock:
+            p = self._proofs.get(key)
+            if p is not None and p.isdir == isdir and p.wd is not None:
+                self._proofs.move_to_end(key)
+                return p, p.gen
         wd = self.ino.add(fd, DIR_MASK if isdir else FILE_MASK) if self.ino is not None else None
         if wd is None:
             self.counts["unwatched"] += 1
@@ -291,28 +306,36 @@ class Containment:
             p = self._entry(key, isdir, wd)
             return p, p.gen
 
-    # -- read transactions
+    # -- request transactions
+    def begin(self, reading: bool) -> "_Txn":
+        """A request starts (rpcsrv.nfsd.nfs3): the queued events are applied once, and the
+        request's proofs are used without applying them again. ``reading``: record the proofs
+        used, for end()."""
+        self.sync()
+        txn = _Txn(self._inval, reading)
+        self._tls.txn = txn
+        return txn
+
+    def end(self, txn: "_Txn") -> bool:
+        """The request is done: for a read, did every proof it used hold until now (held())?"""
+        self._tls.txn = None
+        return self.held(txn) if txn.reading else True
+
     @contextlib.contextmanager
     def reading(self):
-        """A read transaction (see the module doc): the queued events are applied once at its
-        start; the caller reads ``txn.held`` after the block."""
-        tls = self._tls
-        outer = getattr(tls, "txn", None)
-        self.sync()
-        txn = _Txn(self._inval)
-        tls.txn = txn
+        """begin(True) ... end() as a block; the caller reads ``txn.held`` after it."""
+        txn = self.begin(True)
         try:
             yield txn
         finally:
-            tls.txn = outer
-        txn.held = self.held(txn)
+            txn.held = self.end(txn)
 
     def held(self, txn: _Txn) -> bool:
         """After the events queued so far: did every proof ``txn`` used hold until now?"""
         self.sync()
+        if self._inval == txn.inval:
+            return True
         with self._lock:
-            if self._inval == txn.inval:
-                return True
             for p, gen, ep in txn.deps:
                 if ep != self._epoch:
                     return False
@@ -363,7 +386,7 @@ class Containment:
             p = self._valid(key, isdir)
             if p is not None:
                 self.counts["hits"] += 1
-                if txn is not None:
+                if txn is not None and txn.reading:
                     txn.deps.append((None if isdir else p, p.gen, self._epoch))
                 return True
         if isdir:
@@ -429,7 +452,7 @@ class Containment:
                     self.counts["outside"] += 1
                 return False
             if self._settle(chain, e0):
-                if txn is not None:
+                if txn is not None and txn.reading:
                     txn.deps.append((None, 0, e0))
                 return True
             with self._lock:
@@ -446,7 +469,7 @@ class Containment:
                     self.counts["outside"] += 1
                 return False
             if self._settle([me], e0):
-                if txn is not None and me[0] is not None:
+                if txn is not None and txn.reading and me[0] is not None:
                     txn.deps.append((me[0], me[1], e0))
                 return True
             with self._lock:

@@ -14,7 +14,6 @@ reads. An Inotify is closed by its owner.
 from __future__ import annotations
 
 import ctypes
-import errno
 import fcntl
 import os
 import struct
@@ -103,23 +102,24 @@ class Inotify:
         fcntl.ioctl(self.fd, termios.FIONREAD, self._n, True)
         return _INT.unpack(self._n)[0]
 
-    def read(self) -> list[tuple[int, int]]:
-        """Every queued event as (wd, mask); [] when none."""
-        out = []
+    def read(self, n: int = 65536) -> list[tuple[int, int]]:
+        """The queued events as (wd, mask), reading ``n`` bytes (pending()'s count: what was
+        queued when it was asked; later events stay for the next read); [] when none."""
         while True:
             try:
-                data = os.read(self.fd, 65536)
+                data = os.read(self.fd, max(n, 4096))
             except BlockingIOError:
-                return out
-            except OSError as e:   # pragma: no cover - EINTR
-                if e.errno == errno.EINTR:
-                    continue
-                raise
-            off = 0
-            while off + _EVENT.size <= len(data):
-                wd, mask, _cookie, ln = _EVENT.unpack_from(data, off)
-                out.append((wd, mask))
-                off += _EVENT.size + ln
+                return []
+            except InterruptedError:   # pragma: no cover
+                continue
+            break
+        out = []
+        off = 0
+        while off + _EVENT.size <= len(data):
+            wd, mask, _cookie, ln = _EVENT.unpack_from(data, off)
+            out.append((wd, mask))
+            off += _EVENT.size + ln
+        return out
 
     def close(self) -> None:
         fd, self.fd = self.fd, -1

@@ -65,7 +65,7 @@ typedef struct {
     uint64_t root_dev, root_ino;
     int draining;                          /* __atomic: a thread is applying events */
     uint32_t epoch;
-    uint64_t inval, gen;                   /* proofs ended; generations handed out */
+    uint64_t inval, gen;                   /* proofs ended (__atomic: read without the lock); generations */
     fp_pf **kb, **wb;
     uint32_t nb, count, max;
     fp_pf lru;                             /* sentinel: lru.next is the most recent */
@@ -164,7 +164,7 @@ static fp_pf *fp_pf_by_wd(fp_proofs *P, int wd) {
 
 static void fp_pf_bump(fp_proofs *P) {
     P->epoch++;
-    P->inval++;
+    __atomic_add_fetch(&P->inval, 1, __ATOMIC_SEQ_CST);
     P->epochs++;
 }
 
@@ -255,7 +255,7 @@ static void fp_pf_apply(fp_proofs *P, const char *buf, ssize_t len) {
         if (ev->mask & (IN_Q_OVERFLOW | IN_UNMOUNT)) { fp_pf_bump(P); continue; }
         if ((e = fp_pf_by_wd(P, ev->wd)) == NULL) continue;
         e->gen = ++P->gen;
-        P->inval++;
+        __atomic_add_fetch(&P->inval, 1, __ATOMIC_SEQ_CST);
         P->ended++;
         if (e->isdir && (ev->mask & IN_MOVE_SELF) && e->ok && e->epoch == P->epoch) fp_pf_bump(P);
         e->ok = 0;
@@ -272,11 +272,13 @@ static void fp_pf_sync(fp_proofs *P) {
         return;
     pthread_mutex_lock(&P->lock);
     __atomic_add_fetch(&P->draining, 1, __ATOMIC_SEQ_CST);
-    for (;;) {
+    /* what is queued now (another thread may have read it meanwhile); later events wait */
+    while (ioctl(P->ifd, FIONREAD, &n) == 0 && n > 0) {
         ssize_t r = read(P->ifd, buf, sizeof buf);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         fp_pf_apply(P, buf, r);
+        if ((size_t)n <= sizeof buf) break;
     }
     __atomic_sub_fetch(&P->draining, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&P->lock);
@@ -288,6 +290,17 @@ static uint64_t fp_pf_watch(fp_proofs *P, int fd, int isdir, uint64_t dev, uint6
     int wd, ev;
     uint64_t gen;
     if (P->ifd < 0) return 0;
+    pthread_mutex_lock(&P->lock);                /* an entry that has a watch keeps it */
+    {
+        fp_pf *e = fp_pf_find(P, dev, ino);
+        if (e && e->isdir == isdir && e->wd >= 0) {
+            fp_pf_touch(P, e);
+            gen = e->gen;
+            pthread_mutex_unlock(&P->lock);
+            return gen;
+        }
+    }
+    pthread_mutex_unlock(&P->lock);
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     wd = inotify_add_watch(P->ifd, path, isdir ? FP_IN_DIR : FP_IN_FILE);
     pthread_mutex_lock(&P->lock);
@@ -306,9 +319,7 @@ static uint64_t fp_pf_watch(fp_proofs *P, int fd, int isdir, uint64_t dev, uint6
 
 static inline void fp_txn_begin(fp_proofs *P, fp_txn *t) {
     fp_pf_sync(P);
-    pthread_mutex_lock(&P->lock);
-    t->inval = P->inval;
-    pthread_mutex_unlock(&P->lock);
+    t->inval = __atomic_load_n(&P->inval, __ATOMIC_SEQ_CST);
     t->n = t->overflow = 0;
 }
 
@@ -327,15 +338,14 @@ static inline void fp_txn_dep(fp_txn *t, uint64_t dev, uint64_t ino, uint64_t ge
 static int fp_pf_held(fp_proofs *P, const fp_txn *t) {
     int ok = 1;
     fp_pf_sync(P);
+    if (__atomic_load_n(&P->inval, __ATOMIC_SEQ_CST) == t->inval) return 1;   /* nothing ended */
     pthread_mutex_lock(&P->lock);
-    if (P->inval != t->inval) {
-        if (t->overflow) ok = 0;
-        for (int i = 0; ok && i < t->n; i++) {
-            fp_pf *e;
-            if (t->d[i].epoch != P->epoch) ok = 0;
-            else if (t->d[i].file && ((e = fp_pf_find(P, t->d[i].dev, t->d[i].ino)) == NULL || e->gen != t->d[i].gen))
-                ok = 0;
-        }
+    if (t->overflow) ok = 0;
+    for (int i = 0; ok && i < t->n; i++) {
+        fp_pf *e;
+        if (t->d[i].epoch != P->epoch) ok = 0;
+        else if (t->d[i].file && ((e = fp_pf_find(P, t->d[i].dev, t->d[i].ino)) == NULL || e->gen != t->d[i].gen))
+            ok = 0;
     }
     pthread_mutex_unlock(&P->lock);
     return ok;

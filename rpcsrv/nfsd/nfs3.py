@@ -42,7 +42,8 @@ Theory and invariants
   proof held until the reply was complete; otherwise the handler runs again
   (a local rename raced it), and after contain.TRIES races its handles answer
   JUKEBOX. So no byte of a reply was read while its object was outside the
-  export. Modifying procedures prove their handles just before they act.
+  export. Modifying procedures run in a transaction too (the queued events
+  applied once at its start) and prove their handles just before they act.
 * Threads: handlers share nothing but the Export (thread-safe) and ctx.
 
 The request context (svc.svc.Request): ctx.export, ctx.cred (AuthSys or
@@ -116,7 +117,7 @@ def _release(lease):
 
 
 def _proven(handler):
-    """The read-only ``handler`` under a containment read transaction (see the module doc).
+    """A read-only ``handler`` in a containment read transaction (see the module doc).
     Before a rerun ``ctx.rewind()`` forgets the payload a READ put in the reply pages."""
     @wraps(handler)
     def run(ctx, args):
@@ -124,13 +125,30 @@ def _proven(handler):
         for attempt in range(TRIES):
             if attempt:
                 ctx.rewind()
-            with c.reading() as txn:
+            txn = c.begin(True)
+            try:
                 res = handler(ctx, args)
-            if txn.held:
+            finally:
+                held = c.end(txn)
+            if held:
                 return res
         ctx.rewind()
         with c.refusing(S.JUKEBOX):
             return handler(ctx, args)
+    return run
+
+
+def _synced(handler):
+    """A modifying ``handler`` in a containment transaction: the queued events applied once at
+    its start, before it proves its handles."""
+    @wraps(handler)
+    def run(ctx, args):
+        c = ctx.export.contain
+        txn = c.begin(False)
+        try:
+            return handler(ctx, args)
+        finally:
+            c.end(txn)
     return run
 
 
@@ -581,27 +599,27 @@ def make_table():
     t = {
         P.NULL: null_entry("null"),
         P.GETATTR: _e(P.GETATTR, X.decode_getattr, _proven(nfs3_getattr), R.encode_getattr),
-        P.SETATTR: _e(P.SETATTR, X.decode_setattr, nfs3_setattr, R.encode_wcc_only, False),
+        P.SETATTR: _e(P.SETATTR, X.decode_setattr, _synced(nfs3_setattr), R.encode_wcc_only, False),
         P.LOOKUP: _e(P.LOOKUP, X.decode_lookup, _proven(nfs3_lookup), R.encode_lookup),
         P.ACCESS: _e(P.ACCESS, X.decode_access, _proven(nfs3_access), R.encode_access),
         P.READLINK: _e(P.READLINK, X.decode_getattr, _proven(nfs3_readlink), R.encode_readlink),
         P.READ: _e(P.READ, X.decode_read, _proven(nfs3_read), R.encode_read, payload=R.read_payload_len),
-        P.WRITE: _e(P.WRITE, X.decode_write, nfs3_write, R.encode_write),
-        P.CREATE: _e(P.CREATE, X.decode_create, nfs3_create, R.encode_diropres, False),
-        P.MKDIR: _e(P.MKDIR, X.decode_mkdir, nfs3_mkdir, R.encode_diropres, False),
-        P.SYMLINK: _e(P.SYMLINK, X.decode_symlink, nfs3_symlink, R.encode_diropres, False),
-        P.MKNOD: _e(P.MKNOD, X.decode_mknod, nfs3_mknod, R.encode_diropres, False),
-        P.REMOVE: _e(P.REMOVE, X.decode_remove, nfs3_remove, R.encode_wcc_only, False),
-        P.RMDIR: _e(P.RMDIR, X.decode_rmdir, nfs3_rmdir, R.encode_wcc_only, False),
-        P.RENAME: _e(P.RENAME, X.decode_rename, nfs3_rename, R.encode_rename, False),
-        P.LINK: _e(P.LINK, X.decode_link, nfs3_link, R.encode_link, False),
+        P.WRITE: _e(P.WRITE, X.decode_write, _synced(nfs3_write), R.encode_write),
+        P.CREATE: _e(P.CREATE, X.decode_create, _synced(nfs3_create), R.encode_diropres, False),
+        P.MKDIR: _e(P.MKDIR, X.decode_mkdir, _synced(nfs3_mkdir), R.encode_diropres, False),
+        P.SYMLINK: _e(P.SYMLINK, X.decode_symlink, _synced(nfs3_symlink), R.encode_diropres, False),
+        P.MKNOD: _e(P.MKNOD, X.decode_mknod, _synced(nfs3_mknod), R.encode_diropres, False),
+        P.REMOVE: _e(P.REMOVE, X.decode_remove, _synced(nfs3_remove), R.encode_wcc_only, False),
+        P.RMDIR: _e(P.RMDIR, X.decode_rmdir, _synced(nfs3_rmdir), R.encode_wcc_only, False),
+        P.RENAME: _e(P.RENAME, X.decode_rename, _synced(nfs3_rename), R.encode_rename, False),
+        P.LINK: _e(P.LINK, X.decode_link, _synced(nfs3_link), R.encode_link, False),
         P.READDIR: _e(P.READDIR, X.decode_readdir, _proven(nfs3_readdir), R.encode_readdir),
         P.READDIRPLUS: _e(P.READDIRPLUS, X.decode_readdirplus, _proven(nfs3_readdirplus),
                           R.encode_readdirplus),
         P.FSSTAT: _e(P.FSSTAT, X.decode_getattr, _proven(nfs3_fsstat), R.encode_fsstat),
         P.FSINFO: _e(P.FSINFO, X.decode_getattr, _proven(nfs3_fsinfo), R.encode_fsinfo),
         P.PATHCONF: _e(P.PATHCONF, X.decode_getattr, _proven(nfs3_pathconf), R.encode_pathconf),
-        P.COMMIT: _e(P.COMMIT, X.decode_commit, nfs3_commit, R.encode_commit),
+        P.COMMIT: _e(P.COMMIT, X.decode_commit, _synced(nfs3_commit), R.encode_commit),
     }
     return {int(k): v for k, v in t.items()}
 

@@ -168,6 +168,31 @@ def test_loadfile_profiles(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+def test_baseline_may_be_a_peer(tmp_path):
+    """--baseline names a strategy or a --peer (two servers compared with each other); anything else is
+    a one-line usage error."""
+    from loadgen import bench
+    from loadgen.__main__ import build_parser
+
+    def parse(*extra):
+        return bench._parse(build_parser().parse_args(["bench", "--profile", "rw256k", "--strategies", "array",
+                                                       "--peer", "before=nfs://127.0.0.1/x?nfsport=9&mountport=9",
+                                                       *extra]))
+    s = parse("--baseline", "before")
+    assert s["baseline"] == "before" and s["peers"] == {"before": "nfs://127.0.0.1/x?nfsport=9&mountport=9"}
+    assert parse("--baseline", "array")["baseline"] == "array"
+    msg = parse("--baseline", "after")
+    assert isinstance(msg, str) and msg.startswith("--baseline after is neither"), msg
+    from loadgen.benchreport import compare_all
+    runs = {"before": [{"round": i, "ops_per_s": 100.0 + i, "server_cpu_us_per_op": 10.0,
+                        "svc_alloc_arg_us_per_call": None} for i in range(3)],
+            "after": [{"round": i, "ops_per_s": 2 * (100.0 + i), "server_cpu_us_per_op": 5.0,
+                       "svc_alloc_arg_us_per_call": None} for i in range(3)]}
+    c = compare_all(runs, "before")["after"]
+    assert abs(c["ops_per_s"]["ratio"] - 2) < 1e-9 and abs(c["server_cpu_us_per_op"]["ratio"] - 0.5) < 1e-9
+    assert c["svc_alloc_arg_us_per_call"]["ratio"] is None and "before" not in compare_all(runs, "before")
+
+
 def test_fast_path_off_runs_the_python_reference_path(tmp_path):
     """--fast-path off: every run's rpcsrv serves on the Python path (its ready line says so), the table
     says it, and the JSON keeps it; a value other than on/off is a usage error."""
