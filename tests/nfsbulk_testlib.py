@@ -125,3 +125,13 @@ def announced_metrics_url(proc, timeout=60.0) -> str:
             return m.group(1)
         seen.append(line)
     raise AssertionError("no metrics URL announced on stderr:\n" + "".join(seen))
+
+
+def kernel_handles_work(path) -> bool:
+    """Can an Export of `path` use kernel file handles here (open_by_handle_at: root)?"""
+    from rpcsrv.export import Export
+    try:
+        with Export(str(path), key=b"m" * 32, handle_mode="kernel"):
+            return True
+    except OSError:
+        return False

@@ -395,6 +395,16 @@ class Normalizer:
             self.forget_fileids()
 
 
+def compare(fast, python):
+    """The two runs' replies, normalized (Normalizer), equal call by call."""
+    assert len(fast.replies) == len(python.replies)
+    nf, np_ = Normalizer(), Normalizer()
+    for a, b in zip(fast.replies, python.replies):
+        nf.reply(*a)
+        np_.reply(*b)
+        assert nf.out == np_.out, "%s:\n fast   %r\n python %r" % (a[0], nf.out[-3:], np_.out[-3:])
+
+
 def contain_script(r):
     """Containment (rpcsrv.export.contain): the same local moves, removals and symlink swaps in
     both exports between the same calls, and the calls through the handles they affect."""
@@ -466,12 +476,7 @@ def test_fast_and_python_paths_contain_alike(tmp_path):
         for r in runs:
             contain_script(r)
         fast, python = runs
-        assert len(fast.replies) == len(python.replies)
-        nf, np_ = Normalizer(), Normalizer()
-        for a, b in zip(fast.replies, python.replies):
-            nf.reply(*a)
-            np_.reply(*b)
-            assert nf.out == np_.out, "%s:\n fast   %r\n python %r" % (a[0], nf.out[-3:], np_.out[-3:])
+        compare(fast, python)
         statuses = [struct.unpack_from(">I", results(rec))[0] for label, prog, proc, rec in python.replies
                     if rec is not None and label.startswith("outside") and results(rec) is not None]
         assert statuses and set(statuses) == {70}, statuses          # every call outside: STALE
@@ -490,12 +495,7 @@ def test_fast_and_python_paths_answer_alike(tmp_path):
         for r in runs:
             script(r)
         fast, python = runs
-        assert len(fast.replies) == len(python.replies)
-        nf, np_ = Normalizer(), Normalizer()
-        for a, b in zip(fast.replies, python.replies):
-            nf.reply(*a)
-            np_.reply(*b)
-            assert nf.out == np_.out, "%s:\n fast   %r\n python %r" % (a[0], nf.out[-3:], np_.out[-3:])
+        compare(fast, python)
         # both paths were exercised: every fast procedure served in C, and calls handed to Python
         snap = fast.server.fast.metrics_snapshot()[0]
         in_c = {k[2] for k in snap["requests"]}

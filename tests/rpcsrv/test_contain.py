@@ -18,19 +18,6 @@ from rpcsrv.proto.nfs3const import NfsStat3 as S
 KEY = b"c" * 32
 
 
-def _kernel_ok(tmp_path) -> bool:
-    try:
-        with Export(str(tmp_path), key=KEY, handle_mode="kernel"):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(params=["kernel", "inode"])
-def mode(request, tmp_path):
-    if request.param == "kernel" and not _kernel_ok(tmp_path):
-        pytest.skip("open_by_handle_at not available (not root?)")
-    return request.param
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 import struct
 
+from nfsbulk_testlib import kernel_handles_work
 from rpcsrv.export import FH_MAC_LEN, Export, NfsError, check_name, nfsstat_from_oserror
 from rpcsrv.export.handles import kernel_handle as _kernel_handle
 from rpcsrv.nfsd.perm import access_from_stat
@@ -22,13 +23,6 @@ from rpcsrv.proto.xdr import Packer
 
 KEY = b"k" * 32
 
-
-def _kernel_ok(tmp_path) -> bool:
-    try:
-        with Export(str(tmp_path), key=KEY, handle_mode="kernel"):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -51,12 +45,6 @@ def tree(tmp_path):
     os.mkfifo(exp / "fifo")
     return tmp_path
 
-
-@pytest.fixture(params=["kernel", "inode"])
-def mode(request, tmp_path):
-    if request.param == "kernel" and not _kernel_ok(tmp_path):
-        pytest.skip("open_by_handle_at not available (not root?)")
-    return request.param
 
 
 def rd(e, fh, cookie, verf, count, plus=False, maxcount=None):
@@ -237,7 +225,7 @@ def test_forged_handles(tree, mode):
 
 
 def test_outside_object_is_stale_kernel(tree):
-    if not _kernel_ok(tree):
+    if not kernel_handles_work(tree):
         pytest.skip("kernel handles unavailable")
     with mk(tree, "kernel") as e:
         def forge(path, parent=None):
@@ -643,7 +631,7 @@ def test_mounts_kernel(tree):
     """A whole-fs mount as the export root takes the same-device fast path; a
     bind mount of a subdirectory does not, and objects of the same file system
     outside the bound subdirectory stay STALE.  Needs root and mount(8)."""
-    if os.geteuid() != 0 or not _kernel_ok(tree):
+    if os.geteuid() != 0 or not kernel_handles_work(tree):
         pytest.skip("needs root")
     import subprocess
     tm = tree / "tmpfs"
