@@ -59,11 +59,25 @@ else:
 # page_pool (net/core/page_pool.c) over the Cython allocator (it calls alloc._core's C paths)
 from alloc._pool import PagePool  # noqa: E402
 
-#: svc_alloc_arg's page count for a 1 MiB payload: ceil(1 MiB / 4096) + 2 + 1 (RPCSVC_MAXPAGES)
+#: svc_alloc_arg's page count for a 1 MiB payload before Linux 6.16: ceil(1 MiB / 4096) + 2 + 1
+#: (RPCSVC_MAXPAGES, the fixed size of rq_pages)
 RPCSVC_MAXPAGES = 259
+#: the payloads an NFS server may be sized for (knfsd: /proc/fs/nfsd/max_block_size, 6.16+)
+MIN_BLOCK_SIZE = 4096
+MAX_BLOCK_SIZE = 4 << 20
+
+
+def svc_serv_maxpages(max_payload: int) -> int:
+    """Page-array slots for payloads up to ``max_payload`` bytes, as Linux 6.16 sizes a thread's
+    rq_pages (svc_serv_maxpages()): the largest message, sv_max_mesg = the payload rounded up to a
+    page plus one page, in pages, plus one page for the call, one for the reply and one for a READ
+    payload that is not page aligned. 1 MiB: 260; 4 MiB: 1028."""
+    pages = -(-max_payload // PAGE_SIZE)
+    return pages + 1 + 2 + 1
 
 __all__ = [
-    "Allocator", "PageArray", "PageList", "PAGE_SIZE", "RPCSVC_MAXPAGES", "API_NAMES",
+    "Allocator", "PageArray", "PageList", "PAGE_SIZE", "RPCSVC_MAXPAGES", "MIN_BLOCK_SIZE", "MAX_BLOCK_SIZE",
+    "svc_serv_maxpages", "API_NAMES",
     "FALLBACK_NAMES", "WMARK_NAMES", "IMPLEMENTATION", "compute_watermarks", "default_zones",
     "zone_batchsize", "PagePool",
 ]

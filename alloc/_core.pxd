@@ -46,6 +46,7 @@ cdef enum:
     SVC_LIST = 1              # bulk list of the holes, moved into them
     SVC_ARRAY = 2             # bulk array over every slot until full
     SVC_RANGE = 3             # bulk array over exactly [lo, hi)
+    SVC_NFREE = 4             # bulk array over [0, nfree) and [resp_lo, resp_hi) only
 
 # Page states (struct page flags, reduced to what the model needs)
 cdef enum:
@@ -153,11 +154,14 @@ cdef class Allocator:
     cdef cpu_t *this_cpu(self) noexcept nogil
     cdef int32_t alloc_single(self, cpu_t *cpu, int api) noexcept nogil
     cdef Py_ssize_t bulk(self, cpu_t *cpu, Py_ssize_t n, int32_t *arr, PageList lst) noexcept nogil
+    cdef Py_ssize_t _bulk_window(self, cpu_t *cpu, int32_t *slots, Py_ssize_t n,
+                                 uint64_t *scanned) noexcept nogil
     cdef int free_one(self, cpu_t *cpu, int32_t pfn) noexcept nogil
     cdef void wake_waiters(self) noexcept nogil
     # for other compiled modules (rpcsrv's request fast path): no Python objects, no GIL
     cdef Py_ssize_t svc_refill(self, cpu_t *cpu, PageArray arr, int strategy, Py_ssize_t lo,
-                               Py_ssize_t hi, PageList lst) noexcept nogil
+                               Py_ssize_t hi, Py_ssize_t nfree, Py_ssize_t resp_lo, Py_ssize_t resp_hi,
+                               PageList lst, uint64_t *scanned) noexcept nogil
     cdef Py_ssize_t free_slots(self, cpu_t *cpu, int32_t *slots, Py_ssize_t n) noexcept nogil
     cdef uint64_t free_seq_c(self) noexcept nogil
     cdef bint wait_free_c(self, uint64_t seq, double timeout) noexcept nogil

@@ -114,7 +114,8 @@ cdef extern from *:
 
 API_NAMES = ("single", "bulk_list", "bulk_array")
 #: compiled svc_alloc_arg strategies, by name (alloc.strategies maps its table onto these)
-SVC_COMPILED = {"single": SVC_SINGLE, "list": SVC_LIST, "array": SVC_ARRAY, "range": SVC_RANGE}
+SVC_COMPILED = {"single": SVC_SINGLE, "list": SVC_LIST, "array": SVC_ARRAY, "range": SVC_RANGE,
+                "nfree": SVC_NFREE}
 FALLBACK_NAMES = ("last_page", "watermark", "pcp_empty")
 WMARK_NAMES = ("min", "low", "high")
 ORDERS = MAX_ORDER
@@ -730,16 +731,31 @@ cdef class Allocator:
             pthread_cond_broadcast(&self.wait_cond)
             pthread_mutex_unlock(&self.wait_lock)
 
+    cdef Py_ssize_t _bulk_window(self, cpu_t *cpu, int32_t *slots, Py_ssize_t n,
+                                 uint64_t *scanned) noexcept nogil:
+        """Bulk array calls over slots[0:n] while they progress; the holes left (0: full)."""
+        cdef Py_ssize_t filled = 0, ret
+        while filled < n:
+            scanned[0] += <uint64_t>n
+            ret = self.bulk(cpu, n, slots, None)
+            if ret <= filled:
+                return _count_empty(slots, 0, n)
+            filled = ret
+        return 0
+
     cdef Py_ssize_t svc_refill(self, cpu_t *cpu, PageArray arr, int strategy, Py_ssize_t lo,
-                               Py_ssize_t hi, PageList lst) noexcept nogil:
+                               Py_ssize_t hi, Py_ssize_t nfree, Py_ssize_t resp_lo, Py_ssize_t resp_hi,
+                               PageList lst, uint64_t *scanned) noexcept nogil:
         """One attempt of a compiled svc_alloc_arg strategy (SVC_*) over arr, retrying at once
         while calls make progress. Returns the holes it leaves (0: every slot it refills is full);
-        the caller waits for memory and calls again. SVC_RANGE refills [lo, hi) only; the others
-        the whole array. `lst` is the scratch PageList of SVC_LIST."""
-        cdef Py_ssize_t i, n, needed, filled, ret, end
+        the caller waits for memory and calls again. SVC_RANGE refills [lo, hi) only, SVC_NFREE
+        [0, nfree) and [resp_lo, resp_hi) only; the others the whole array. `lst` is the scratch
+        PageList of SVC_LIST. Adds the slots visited to *scanned (alloc.strategies counts alike)."""
+        cdef Py_ssize_t i, n, needed, left
         cdef int32_t *slots = arr.slots
         cdef int32_t pfn
         if strategy == SVC_SINGLE:
+            scanned[0] += <uint64_t>arr.nslots
             for i in range(arr.nslots):
                 if slots[i] == NO_PAGE:
                     pfn = self.alloc_single(cpu, API_SINGLE)
@@ -753,6 +769,7 @@ cdef class Allocator:
                     slots[i] = pfn
             return 0
         if strategy == SVC_LIST:
+            scanned[0] += 2 * <uint64_t>arr.nslots
             needed = _count_empty(slots, 0, arr.nslots)
             while needed:
                 if self.bulk(cpu, needed, NULL, lst) == 0:
@@ -766,18 +783,18 @@ cdef class Allocator:
                         lst.count -= 1
                         needed -= 1
             return 0
+        if strategy == SVC_NFREE:
+            left = 0
+            if nfree > 0:
+                left = self._bulk_window(cpu, slots, nfree, scanned)
+            if left == 0 and resp_hi > resp_lo:
+                left = self._bulk_window(cpu, slots + resp_lo, resp_hi - resp_lo, scanned)
+            return left
         if strategy == SVC_RANGE:
-            slots = slots + lo
-            n = hi - lo
-        else:
-            n = arr.nslots
-        filled = 0
-        while filled < n:
-            ret = self.bulk(cpu, n, slots, None)
-            if ret <= filled:
-                return _count_empty(slots, 0, n)
-            filled = ret
-        return 0
+            if hi <= lo:
+                return 0
+            return self._bulk_window(cpu, slots + lo, hi - lo, scanned)
+        return self._bulk_window(cpu, slots, arr.nslots, scanned)
 
     cdef Py_ssize_t free_slots(self, cpu_t *cpu, int32_t *slots, Py_ssize_t n) noexcept nogil:
         """Free the pages of slots[0:n] and empty them (one lock hold); wakes waiters.
@@ -1032,27 +1049,34 @@ cdef class Allocator:
         return changed
 
     def svc_refill_compiled(self, int strategy, PageArray array not None, Py_ssize_t lo=0, hi=None,
-                            PageList scratch=None):
+                            PageList scratch=None, nfree=None, Py_ssize_t resp_lo=0,
+                            Py_ssize_t resp_hi=0):
         """Refill `array` with compiled svc_alloc_arg strategy `strategy` (SVC_SINGLE, SVC_LIST,
-        SVC_ARRAY, SVC_RANGE over [lo, hi)) from C, without the GIL, until full. MemoryError when an
-        attempt makes no progress (no waiting here: the benchmark's arena is large)."""
+        SVC_ARRAY, SVC_RANGE over [lo, hi), SVC_NFREE over [0, nfree) and [resp_lo, resp_hi)) from
+        C, without the GIL, until full (nfree None: every slot, as a new request); returns the slots
+        it visited. MemoryError when an attempt makes no progress (no waiting here: the
+        benchmark's arena is large)."""
         cdef Py_ssize_t h = array.nslots if hi is None else hi
+        cdef Py_ssize_t nf = array.nslots if nfree is None else nfree
         cdef Py_ssize_t left
+        cdef uint64_t scanned = 0
         cdef cpu_t *cpu
         if array.alloc is not self:
             raise ValueError("PageArray belongs to another allocator")
-        if not 0 <= strategy <= SVC_RANGE:
+        if not 0 <= strategy <= SVC_NFREE:
             raise ValueError("unknown compiled strategy %d" % strategy)
         if lo < 0 or h > array.nslots or lo > h:
             raise IndexError("bad range")
+        if not (0 <= nf <= array.nslots and 0 <= resp_lo <= resp_hi <= array.nslots):
+            raise IndexError("bad nfree or reply range")
         if strategy == SVC_LIST and scratch is None:
             scratch = PageList(self)
         cpu = self.this_cpu()
         with nogil:
-            left = self.svc_refill(cpu, array, strategy, lo, h, scratch)
+            left = self.svc_refill(cpu, array, strategy, lo, h, nf, resp_lo, resp_hi, scratch, &scanned)
         if left:
             raise MemoryError("arena exhausted")
-        return 0
+        return scanned
 
     def page_array(self, Py_ssize_t nslots=259):
         """A new empty PageArray of `nslots` slots bound to this allocator."""

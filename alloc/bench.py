@@ -1,12 +1,16 @@
-"""python -m alloc.bench: what it costs to refill the holes of a 259-slot page array.
+"""python -m alloc.bench: what it costs to refill the holes of a page array, per array size.
 
-Each sample releases `holes` pages of a full 259-slot page array with one
+Each sample releases `holes` pages of a full page array of `slots` slots with one
 free_pages_bulk() (the reply pages a request released: slots [1, 1 + holes),
-or every slot for 259), then refills them with one strategy through the public
+or every slot for `all`), then refills them with one strategy through the public
 Python API exactly as the server calls it; the two are timed separately. That
 is one nfsd thread's steady state: its own array, its own per-thread list.
 (--arrays N > 1 cycles N arrays per sample, so N * holes pages pass through
-the per-thread list at once and spill into the buddy lists.)
+the per-thread list at once and spill into the buddy lists.) The array sizes
+(--slots) are those of a server's maximum payload: 259 (rq_pages for 1 MiB
+before Linux 6.16, the seed's), 260 and 1028 (svc_serv_maxpages() for 1 MiB
+and 4 MiB); the question is how each strategy's cost grows with the array
+when the holes do not.
 
 Timing: perf_counter_ns around each step. The cost of an empty step (the
 clock reads, the call and the loop over the arrays, measured as a `null`
@@ -16,9 +20,10 @@ starting strategy rotating, so drift on a shared machine hits all alike;
 figures are medians over rounds.
 
 Strategies: the svc_alloc_arg table of alloc.strategies. single, list,
-array and range run compiled (Allocator.svc_refill from C, one call per
-sample: what rpcsrv's fast path runs); single-py runs the Python loop
-through the public API (what a Python server would pay per hole).
+array, range and nfree run compiled (Allocator.svc_refill from C, one call
+per sample: what rpcsrv's fast path runs); single-py runs the Python loop
+through the public API (what a Python server would pay per hole). Slots
+visited per call are reported beside the times.
 """
 
 from __future__ import annotations
@@ -34,24 +39,29 @@ import time
 import alloc
 from alloc.benchmeta import host_meta
 from alloc.strategies import STRATEGIES as SVC_STRATEGIES
+from alloc.strategies import Holes
 
 STRATEGIES = tuple(SVC_STRATEGIES)
-HOLES = (1, 16, 64, 259)
+#: hole counts per sample; "all" is every slot of the array
+HOLES = (1, 16, 64, "all")
+#: array sizes: the seed's 259, and svc_serv_maxpages() for 1 MiB and 4 MiB
+SLOTS = (alloc.RPCSVC_MAXPAGES, alloc.svc_serv_maxpages(1 << 20), alloc.svc_serv_maxpages(4 << 20))
 NSLOTS = alloc.RPCSVC_MAXPAGES
 
 
-def _hole_start(holes: int) -> int:
-    return 0 if holes >= NSLOTS else 1
+def _window(holes: int, nslots: int):
+    start = 0 if holes >= nslots else 1
+    return start, start + holes
 
 
 def _no_memory(seq):
     raise MemoryError("arena exhausted")
 
 
-def make_refill(strategy: str, allocator, holes: int):
-    """Return fn(arrays) that refills every array's holes with `strategy` (no timing inside)."""
-    start = _hole_start(holes)
-    stop = start + holes
+def make_refill(strategy: str, allocator, holes: int, nslots: int = NSLOTS):
+    """Return fn(arrays) -> slots visited, refilling every array's holes with `strategy` (no
+    timing inside). The holes are a reply's released range [start, stop)."""
+    start, stop = _window(holes, nslots)
     if strategy not in SVC_STRATEGIES:
         raise ValueError("unknown strategy %r" % strategy)
     lst = allocator.page_list()
@@ -60,14 +70,21 @@ def make_refill(strategy: str, allocator, holes: int):
         refill_c = allocator.svc_refill_compiled
 
         def refill(arrays):
+            n = 0
             for arr in arrays:
-                refill_c(sid, arr, start, stop, lst)
+                n += refill_c(sid, arr, start, stop, lst, 0, start, stop)
+            return n
         return refill
     fn = SVC_STRATEGIES[strategy].refill
+    h = Holes()
 
     def refill(arrays):
+        h.scanned = 0
         for arr in arrays:
-            fn(allocator, arr, lst, start, stop, _no_memory)
+            h.clear()
+            h.released(start, stop)
+            fn(allocator, arr, lst, h, _no_memory)
+        return h.scanned
     return refill
 
 
@@ -76,10 +93,9 @@ def _null(arrays):
         pass
 
 
-def make_free(allocator, holes: int):
+def make_free(allocator, holes: int, nslots: int = NSLOTS):
     """Return fn(arrays) releasing every array's holes with one free_pages_bulk() each."""
-    start = _hole_start(holes)
-    stop = start + holes
+    start, stop = _window(holes, nslots)
     free_bulk = allocator.free_pages_bulk
 
     def release(arrays):
@@ -88,41 +104,55 @@ def make_free(allocator, holes: int):
     return release
 
 
+def _holes_for(holes_list, nslots):
+    out = []
+    for h in holes_list:
+        n = nslots if h == "all" else int(h)
+        if n <= nslots and n not in out:
+            out.append(n)
+    return out
+
+
 def run(rounds: int = 1000, arrays: int = 1, arena_mib: int = 1024, holes_list=HOLES,
-        strategies=STRATEGIES, progress=None) -> dict:
-    """Run the benchmark; returns the JSON-ready result dict."""
+        strategies=STRATEGIES, progress=None, slots_list=(NSLOTS,)) -> dict:
+    """Run the benchmark; returns the JSON-ready result dict (results[slots][strategy][holes])."""
     allocator = alloc.Allocator(arena_mib, debug=False)
-    pas = [allocator.page_array(NSLOTS) for _ in range(arrays)]
-    for arr in pas:
-        while allocator.alloc_pages_bulk_array(NSLOTS, arr) < NSLOTS:
-            pass
-    refills = {(s, h): make_refill(s, allocator, h) for s in strategies for h in holes_list}
-    frees = {h: make_free(allocator, h) for h in holes_list}
-    samples = {(s, h): [] for s in strategies for h in holes_list}
-    free_samples = {h: [] for h in holes_list}
+    pas = {n: [allocator.page_array(n) for _ in range(arrays)] for n in slots_list}
+    for n, arrs in pas.items():
+        for arr in arrs:
+            while allocator.alloc_pages_bulk_array(n, arr) < n:
+                pass
+    points = [(n, h) for n in slots_list for h in _holes_for(holes_list, n)]
+    refills = {(s, n, h): make_refill(s, allocator, h, n) for s in strategies for n, h in points}
+    frees = {(n, h): make_free(allocator, h, n) for n, h in points}
+    samples = {k: [] for k in refills}
+    scanned = {k: 0 for k in refills}
+    free_samples = {k: [] for k in frees}
     null_samples = []
     clock = time.perf_counter_ns
     gc_was = gc.isenabled()
     gc.disable()
     try:
         for r in range(rounds):
-            for h in holes_list:
-                release = frees[h]
-                n = len(strategies)
-                for k in range(n):
-                    s = strategies[(k + r) % n]
-                    refill = refills[(s, h)]
+            for n, h in points:
+                release = frees[(n, h)]
+                arrs = pas[n]
+                k = len(strategies)
+                for i in range(k):
+                    s = strategies[(i + r) % k]
+                    refill = refills[(s, n, h)]
                     t0 = clock()
-                    release(pas)
+                    release(arrs)
                     t1 = clock()
-                    refill(pas)
+                    v = refill(arrs)
                     t2 = clock()
-                    _null(pas)
+                    _null(arrs)
                     t3 = clock()
-                    free_samples[h].append(t1 - t0)
-                    samples[(s, h)].append(t2 - t1)
+                    free_samples[(n, h)].append(t1 - t0)
+                    samples[(s, n, h)].append(t2 - t1)
+                    scanned[(s, n, h)] = v
                     null_samples.append(t3 - t2)
-                for arr in pas:
+                for arr in arrs:
                     if arr.count_empty():
                         raise AssertionError("a refill left holes")
             if progress and (r + 1) % max(1, rounds // 10) == 0:
@@ -131,28 +161,31 @@ def run(rounds: int = 1000, arrays: int = 1, arena_mib: int = 1024, holes_list=H
         if gc_was:
             gc.enable()
     st = allocator.stats()
-    for arr in pas:
-        allocator.free_pages_bulk(arr)
+    for arrs in pas.values():
+        for arr in arrs:
+            allocator.free_pages_bulk(arr)
     overhead = statistics.median(null_samples)
 
     def per_call(xs):
         return max(0.0, (statistics.median(xs) - overhead) / arrays)
 
     results = {}
-    for s in strategies:
-        results[s] = {}
-        for h in holes_list:
-            med = per_call(samples[(s, h)])
-            results[s][str(h)] = {"ns_per_call": round(med, 1), "ns_per_page": round(med / h, 2)}
+    for n, h in points:
+        per = results.setdefault(str(n), {})
+        for s in strategies:
+            med = per_call(samples[(s, n, h)])
+            per.setdefault(s, {})[str(h)] = {"ns_per_call": round(med, 1), "ns_per_page": round(med / h, 2),
+                                             "slots_scanned": scanned[(s, n, h)] // arrays}
     return {
-        "schema": "nfsbulk-alloc-bench/2",
+        "schema": "nfsbulk-alloc-bench/3",
         "meta": host_meta(),
         "page_size": alloc.PAGE_SIZE,
         "results": results,
-        "free": {str(h): {"ns_per_call": round(per_call(free_samples[h]), 1)} for h in holes_list},
+        "free": {str(n): {str(h): {"ns_per_call": round(per_call(free_samples[(n, h)]), 1)}
+                          for m, h in points if m == n} for n in slots_list},
         "timer_overhead_ns": overhead,
         "config": {"rounds": rounds, "arrays_per_sample": arrays, "arena_mib": arena_mib,
-                   "nslots": NSLOTS, "implementation": alloc.IMPLEMENTATION,
+                   "slots": list(slots_list), "implementation": alloc.IMPLEMENTATION,
                    "python": sys.version.split()[0], "machine": platform.machine(),
                    "zones": {z: {k: v[k] for k in ("pages", "batch", "high", "watermarks")}
                              for z, v in st["zones"].items()}},
@@ -161,8 +194,8 @@ def run(rounds: int = 1000, arrays: int = 1, arena_mib: int = 1024, holes_list=H
 
 
 def checks(res: dict) -> list[tuple[str, float, str, bool]]:
-    """The issue's targets as (name, value, target, met)."""
-    r = res["results"]
+    """The seed's targets, on the 259-slot array, as (name, value, target, met)."""
+    r = res["results"].get(str(NSLOTS), {})
     out = []
 
     def get(s, h, k="ns_per_call"):
@@ -185,45 +218,58 @@ def checks(res: dict) -> list[tuple[str, float, str, bool]]:
 
 
 def format_table(res: dict) -> str:
-    r = res["results"]
-    holes = sorted({int(h) for s in r.values() for h in s})
     lines = []
-    head = "%-9s" % "strategy" + "".join("%22s" % ("%d holes" % h) for h in holes)
-    lines.append("svc_alloc_arg refill of a %d-slot page array, median ns per call (ns per page)" % NSLOTS)
-    lines.append(head)
-    lines.append("-" * len(head))
-    for s, per in r.items():
-        cells = "".join("%22s" % ("%.0f (%.1f)" % (per[str(h)]["ns_per_call"], per[str(h)]["ns_per_page"]))
-                        for h in holes)
-        lines.append("%-9s" % s + cells)
-    lines.append("%-9s" % "free" + "".join("%22s" % ("%.0f" % res["free"][str(h)]["ns_per_call"]) for h in holes))
+    for n, r in res["results"].items():
+        holes = sorted({int(h) for s in r.values() for h in s})
+        head = "%-9s" % "strategy" + "".join("%22s" % ("%d holes" % h) for h in holes) + "   slots visited"
+        lines.append("svc_alloc_arg refill of a %s-slot page array, median ns per call (ns per page)" % n)
+        lines.append(head)
+        lines.append("-" * len(head))
+        for s, per in r.items():
+            cells = "".join("%22s" % ("%.0f (%.1f)" % (per[str(h)]["ns_per_call"], per[str(h)]["ns_per_page"]))
+                            for h in holes)
+            visited = "/".join(str(per[str(h)]["slots_scanned"]) for h in holes)
+            lines.append("%-9s" % s + cells + "   " + visited)
+        lines.append("%-9s" % "free" + "".join("%22s" % ("%.0f" % res["free"][n][str(h)]["ns_per_call"])
+                                               for h in holes))
+        if "single" in r:
+            lines.append("ratio single / strategy (per call):")
+            for s in r:
+                if s == "single":
+                    continue
+                lines.append("%-9s" % s + "".join(
+                    "%22s" % ("%.2fx" % (r["single"][str(h)]["ns_per_call"] / r[s][str(h)]["ns_per_call"])
+                              if r[s][str(h)]["ns_per_call"] else "n/a") for h in holes))
+        lines.append("")
+    if len(res["results"]) > 1:
+        lines.append("the same holes in a larger array (ns per call, largest / smallest array):")
+        sizes = list(res["results"])
+        small, large = res["results"][sizes[0]], res["results"][sizes[-1]]
+        for s in small:
+            common = [h for h in small[s] if h in large.get(s, {}) and int(h) < int(sizes[0])]
+            lines.append("%-9s" % s + "".join(
+                "%22s" % ("%d holes %.2fx" % (int(h), large[s][h]["ns_per_call"] / small[s][h]["ns_per_call"])
+                          if small[s][h]["ns_per_call"] else "n/a") for h in common))
+        lines.append("")
     lines.append("(timer overhead of %.0f ns per sample subtracted; %d rounds, %d array(s) per sample)"
                  % (res["timer_overhead_ns"], res["config"]["rounds"], res["config"]["arrays_per_sample"]))
-    if "single" in r:
-        lines.append("")
-        lines.append("ratio single / strategy (per call):")
-        for s in r:
-            if s == "single":
-                continue
-            lines.append("%-9s" % s + "".join(
-                "%22s" % ("%.2fx" % (r["single"][str(h)]["ns_per_call"] / r[s][str(h)]["ns_per_call"]))
-                for h in holes))
-    lines.append("")
     lines.append("kernel (Chuck Lever, NFSv3 256 KB r/w, 5.13 v6 series): single 25.007 us, list 6.258 us, "
                  "array 4.590 us per call (5.45x); page_bench04: 199 vs 110 cycles/page at 64 (0.55)")
-    lines.append("")
-    lines.append("targets:")
-    for name, v, target, met in checks(res):
-        lines.append("  %-30s %8.3f  %-8s %s" % (name, v, target, "met" if met else "NOT MET"))
+    checked = checks(res)
+    if checked:
+        lines.append("")
+        lines.append("targets (the %d-slot array):" % NSLOTS)
+        for name, v, target, met in checked:
+            lines.append("  %-30s %8.3f  %-8s %s" % (name, v, target, "met" if met else "NOT MET"))
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m alloc.bench",
-        description="Time refilling the holes of a 259-slot page array with each allocation strategy "
-                    "(single, list, array, range compiled; single-py through the Python API); print a table and "
-                    "optionally write JSON.")
+        description="Time refilling the holes of page arrays of several sizes with each allocation strategy "
+                    "(single, list, array, range, nfree compiled; single-py through the Python API); print a "
+                    "table and optionally write JSON.")
     p.add_argument("--rounds", type=int, default=1000,
                    help="interleaved rounds; medians over them (default 1000)")
     p.add_argument("--arrays", type=int, default=1,
@@ -231,34 +277,52 @@ def main(argv=None) -> int:
                         "thread's steady state; more spills pages from the per-thread list)")
     p.add_argument("--arena-mib", type=int, default=1024,
                    help="allocator arena size in MiB (default 1024: batch 63, high 378 as the kernel's)")
+    p.add_argument("--slots", default=",".join(map(str, SLOTS)),
+                   help="comma-separated page-array sizes, each 8..%d (default %s: the seed's 259, and "
+                        "svc_serv_maxpages() for 1 MiB and 4 MiB payloads)"
+                        % (alloc.svc_serv_maxpages(alloc.MAX_BLOCK_SIZE), ",".join(map(str, SLOTS))))
     p.add_argument("--holes", default=",".join(map(str, HOLES)),
-                   help="comma-separated hole counts, each 1..259 (default 1,16,64,259)")
+                   help="comma-separated hole counts, or all for every slot of the array (default 1,16,64,all); "
+                        "counts larger than an array are skipped for it")
     p.add_argument("--strategies", default=",".join(STRATEGIES),
                    help="comma-separated subset of %s" % ",".join(STRATEGIES))
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     a = p.parse_args(argv)
     try:
-        holes = tuple(int(x) for x in a.holes.split(","))
+        slots = tuple(int(x) for x in a.slots.split(","))
     except ValueError:
-        p.error("--holes: comma-separated integers expected")
-    if any(not 1 <= h <= NSLOTS for h in holes):
-        p.error("--holes: each must be in 1..%d" % NSLOTS)
+        p.error("--slots: comma-separated integers expected")
+    top = alloc.svc_serv_maxpages(alloc.MAX_BLOCK_SIZE)
+    if any(not 8 <= n <= top for n in slots):
+        p.error("--slots: each must be in 8..%d" % top)
+    holes = []
+    for x in a.holes.split(","):
+        x = x.strip()
+        if x == "all":
+            holes.append("all")
+            continue
+        try:
+            holes.append(int(x))
+        except ValueError:
+            p.error("--holes: comma-separated integers or all expected")
+    if any(h != "all" and not 1 <= h <= max(slots) for h in holes):
+        p.error("--holes: each must be in 1..%d (the largest --slots) or all" % max(slots))
     strategies = tuple(s.strip() for s in a.strategies.split(","))
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad:
         p.error("--strategies: unknown %s (choose from %s)" % (",".join(bad), ",".join(STRATEGIES)))
     if a.rounds < 1 or a.arrays < 1:
         p.error("--rounds and --arrays must be positive")
-    if a.arena_mib * 256 < a.arrays * NSLOTS * 2:
-        p.error("--arena-mib too small for %d arrays of %d pages" % (a.arrays, NSLOTS))
+    if a.arena_mib * 256 < a.arrays * sum(slots) * 2:
+        p.error("--arena-mib too small for %d arrays of each size (%s pages)" % (a.arrays, ",".join(map(str, slots))))
 
     def progress(done, total):
         print("  round %d/%d" % (done, total), file=sys.stderr, flush=True)
 
-    print("alloc.bench: %d rounds x %d arrays, strategies %s, holes %s (%s allocator)"
-          % (a.rounds, a.arrays, ",".join(strategies), ",".join(map(str, holes)), alloc.IMPLEMENTATION),
-          file=sys.stderr, flush=True)
-    res = run(a.rounds, a.arrays, a.arena_mib, holes, strategies, progress)
+    print("alloc.bench: %d rounds x %d arrays, slots %s, strategies %s, holes %s (%s allocator)"
+          % (a.rounds, a.arrays, ",".join(map(str, slots)), ",".join(strategies), ",".join(map(str, holes)),
+             alloc.IMPLEMENTATION), file=sys.stderr, flush=True)
+    res = run(a.rounds, a.arrays, a.arena_mib, tuple(holes), strategies, progress, slots)
     print(format_table(res))
     if a.json:
         with open(a.json, "w") as f:

@@ -219,6 +219,11 @@ def svc_alloc_arg_dashboard():
            [(per_call_mean("nfsbulk_svc_alloc_arg_pages", "strategy"), "{{strategy}} mean"),
             ("histogram_quantile(0.99, sum by (strategy, le) (rate(nfsbulk_svc_alloc_arg_pages_bucket%s[%s])))"
              % (sel(), RI), "{{strategy}} p99")], w=8),
+        ts("Slots visited per call", "short",
+           "Mean page-array slots one svc_alloc_arg call visited (nfsbulk_svc_alloc_arg_slots_scanned): "
+           "every slot for single, list (twice) and array, so it grows with --max-block-size (260 slots for "
+           "1 MiB, 1028 for 4 MiB); only the holes' windows for range and nfree (the 2026 kernel's refill).",
+           [(per_call_mean("nfsbulk_svc_alloc_arg_slots_scanned", "strategy"), "{{strategy}} mean")], w=8),
         ts("svc_alloc_arg calls per second", "ops",
            "svc_alloc_arg calls per second (one per request a worker takes).",
            [(rate(m + "_count", "strategy"), "{{strategy}}")], w=8),
@@ -229,11 +234,11 @@ def svc_alloc_arg_dashboard():
         ts("Bulk fallbacks by reason", "cps",
            "Bulk allocator calls per second that took the single-page path, by reason: last_page (one hole "
            "left), watermark (no zone above LOW + n), pcp_empty (nothing on the lists before any page).",
-           [(rate("nfsbulk_alloc_bulk_fallbacks_total", "reason"), "{{reason}}")], w=12),
+           [(rate("nfsbulk_alloc_bulk_fallbacks_total", "reason"), "{{reason}}")], w=8),
         ts("Allocator calls per svc_alloc_arg call", "short",
            "Allocator calls (any API) per svc_alloc_arg call: 1 for one bulk call, the hole count for single.",
            [("sum(rate(nfsbulk_alloc_calls_total%s[%s])) / sum(rate(%s_count%s[%s]))"
-             % (sel(), RI, m, sel(), RI), "calls per svc_alloc_arg")], w=12),
+             % (sel(), RI, m, sel(), RI), "calls per svc_alloc_arg")], w=8),
     ]
     return dashboard("svc_alloc_arg", "nfsbulk / svc_alloc_arg",
                      "Cost of refilling the RPC request page array (svc_alloc_arg) per strategy, "

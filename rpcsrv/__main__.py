@@ -68,6 +68,36 @@ def _positive(text: str) -> int:
     return v
 
 
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+               "mib": 1 << 20}
+
+
+def parse_size(text: str) -> int:
+    """A byte count: a number with an optional binary unit (4096, 64K, 1M, 4MiB)."""
+    t = text.strip().lower()
+    num = t.rstrip("kmib")
+    unit = t[len(num):]
+    try:
+        n = int(num)
+    except ValueError:
+        raise ValueError("expected a size such as 4096, 64K or 1M, got %r" % text) from None
+    if unit not in _SIZE_UNITS:
+        raise ValueError("unknown unit in %r (use K or M)" % text)
+    return n * _SIZE_UNITS[unit]
+
+
+def _block_size(text: str) -> int:
+    """--max-block-size: 4 KiB to 4 MiB, a multiple of 4 KiB."""
+    import alloc
+    try:
+        n = parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if not (alloc.MIN_BLOCK_SIZE <= n <= alloc.MAX_BLOCK_SIZE) or n % alloc.PAGE_SIZE:
+        raise argparse.ArgumentTypeError("must be a multiple of 4K from 4K to 4M, got %r" % text)
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rpcsrv",
@@ -97,10 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "mode (not root) always use the Python path")
     p.add_argument("--arena-mib", type=_positive, default=256,
                    help="page allocator arena in MiB (default 256)")
+    p.add_argument("--max-block-size", type=_block_size, default=1 << 20, metavar="SIZE",
+                   help="largest READ and WRITE payload, as knfsd's /proc/fs/nfsd/max_block_size (Linux "
+                        "6.16+): 4K to 4M in multiples of 4K, e.g. 64K, 1M, 4M (default 1M). Each worker's "
+                        "page array is sized for it as svc_serv_maxpages() sizes rq_pages (size/4K + 4 "
+                        "slots: 260 for 1M, 1028 for 4M); rtmax/wtmax and FSINFO follow when the arena "
+                        "has room")
     p.add_argument("--pages-per-request", type=int, default=0, metavar="N",
-                   help="page-array slots per worker (8..259). Default: sized so that all workers and "
-                        "parked partial records fit the arena (259 when it is large enough); rtmax/wtmax "
-                        "follow. A larger value overcommits the arena: for memory-pressure experiments")
+                   help="page-array slots per worker (5 up to the --max-block-size array). Default: sized "
+                        "so that all workers and parked partial records fit the arena (the full array when "
+                        "it is large enough); rtmax/wtmax follow. A larger value overcommits the arena: "
+                        "for memory-pressure experiments")
     p.add_argument("--metrics-port", type=_metrics_port, default=9410, metavar="PORT|off",
                    help="port of the Prometheus /metrics endpoint (default 9410; 0 picks a free port, shown "
                         "on the ready line, as --listen does; 'off' disables, as --no-metrics)")
@@ -291,7 +328,7 @@ def main(argv=None) -> int:
                        idle_timeout=args.idle_timeout, record_timeout=args.record_timeout,
                        send_timeout=args.send_timeout, allow=tuple(args.allow),
                        secure_ports=args.secure_ports, pages_per_request=args.pages_per_request,
-                       fast_path=args.fast_path == "on")
+                       max_block_size=args.max_block_size, fast_path=args.fast_path == "on")
     if args.udp:
         from rpcsrv.xprt.udp import UdpConfig
         if args.udp_batch > 64:

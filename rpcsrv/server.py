@@ -58,8 +58,13 @@ from rpcsrv.xprt.tcp import CLOSED, PARTIAL, TcpListener, TcpPayloadIO, listen, 
 log = logging.getLogger("rpcsrv")
 
 PAGE = alloc.PAGE_SIZE
-#: the largest record accepted: a 1 MiB payload plus headers (sv_max_mesg)
-MAX_RECORD = (1 << 20) + PAGE
+#: the default largest READ/WRITE payload (knfsd's default max_block_size)
+MAX_BLOCK = 1 << 20
+#: the largest record accepted by default: a 1 MiB payload plus headers (sv_max_mesg); the server
+#: lowers it to its own max_io + one page
+MAX_RECORD = alloc.MAX_BLOCK_SIZE + PAGE
+#: the smallest page array: the one of the smallest --max-block-size (4 KiB: 5 slots)
+MIN_SLOTS = alloc.svc_serv_maxpages(alloc.MIN_BLOCK_SIZE)
 #: bound on READDIR(PLUS) reply bytes
 DIR_REPLY_MAX = 1 << 20
 
@@ -94,6 +99,7 @@ class ServerConfig:
     allow: tuple = ()               # ip_network objects; empty: everyone
     secure_ports: bool = False      # require source ports below 1024 (knfsd "secure")
     pages_per_request: int = 0      # 0: sized from the arena (see Server._size_requests)
+    max_block_size: int = MAX_BLOCK # largest READ/WRITE payload (4 KiB..4 MiB, page multiple)
     max_record: int = MAX_RECORD
     drc_size: int = 4096
     state_dir: str | None = None
@@ -169,34 +175,45 @@ class Server:
     def _size_requests(self):
         """Pages per request, largest READ/WRITE payload, and the budget for parked partial records.
 
-        Every worker fills its whole page array before it serves a call, and
-        partial records park pages in their connections. If that demand could
-        exceed what the allocator can hand out above the zones' MIN watermarks,
-        workers could all wait on each other for ever. So, as knfsd scales its
-        maximum block size with memory: a quarter of the usable pages is kept
-        for parked partial records, the rest split between the workers, up to
-        RPCSVC_MAXPAGES each; rtmax/wtmax follow (a power of two, >= 4 KiB).
+        A worker's page array is sized as Linux 6.16 sizes rq_pages for the
+        maximum payload (alloc.svc_serv_maxpages(max_block_size): 260 slots
+        for 1 MiB, 1028 for 4 MiB). Every worker fills its whole page array
+        before it serves a call, and partial records park pages in their
+        connections. If that demand could exceed what the allocator can hand
+        out above the zones' MIN watermarks, workers could all wait on each
+        other for ever. So, as knfsd scales its maximum block size with
+        memory: a quarter of the usable pages is kept for parked partial
+        records, the rest split between the workers, up to that size each;
+        rtmax/wtmax are max_block_size when the array has room for it, else
+        the largest power of two (>= 4 KiB) that fits.
         """
+        block = self.config.max_block_size
+        if not (alloc.MIN_BLOCK_SIZE <= block <= alloc.MAX_BLOCK_SIZE and block % PAGE == 0):
+            raise ValueError("--max-block-size must be a multiple of 4 KiB from 4 KiB to 4 MiB, got %d" % block)
+        maxpages = alloc.svc_serv_maxpages(block)
         st = self.allocator.stats()
         usable = sum(z["managed"] - z["watermarks"]["min"] - 1 for z in st["zones"].values())
         budget = usable // 4
-        per = min(alloc.RPCSVC_MAXPAGES, (usable - budget) // self.config.threads)
+        per = min(maxpages, (usable - budget) // self.config.threads)
         forced = self.config.pages_per_request
         if forced:
             # an explicit size may overcommit the arena (memory-pressure experiments): workers then
             # wait for each other and break stalls by giving pages back (svc.rqst.SvcRqst._wait); one
             # worker must at least be able to fill its array alone
-            if not 8 <= forced <= alloc.RPCSVC_MAXPAGES:
-                raise ValueError("--pages-per-request must be in 8..%d" % alloc.RPCSVC_MAXPAGES)
+            if not MIN_SLOTS <= forced <= maxpages:
+                raise ValueError("--pages-per-request must be in %d..%d (the array of --max-block-size %d)"
+                                 % (MIN_SLOTS, maxpages, block))
             if forced > usable - budget:
                 raise ValueError("--arena-mib %d cannot hold even one request of %d pages (usable %d)"
                                  % (self.config.arena_mib, forced, usable - budget))
             per = forced
-        if per < 8:
+        if per < MIN_SLOTS:
             raise ValueError("--arena-mib %d is too small for %d threads (need at least %d pages each, have %d)"
-                             % (self.config.arena_mib, self.config.threads, 8, per))
+                             % (self.config.arena_mib, self.config.threads, MIN_SLOTS, per))
+        if per >= maxpages:
+            return per, block, budget
         io = PAGE
-        while io * 2 <= (per - 3) * PAGE and io * 2 <= (1 << 20):
+        while io * 2 <= (per - 4) * PAGE and io * 2 <= block:
             io *= 2
         return per, io, budget
 
@@ -218,11 +235,12 @@ class Server:
         return [nfs3.make_program(), mount3.make_program()], export
 
     def _tcp_limits(self) -> XprtLimits:
-        """READ/WRITE payloads up to max_io, READDIR replies up to max_io (and 1 MiB)."""
+        """READ/WRITE payloads up to max_io, READDIR replies up to max_io (and 1 MiB). FSINFO's
+        preferred sizes are the maxima, as knfsd's nfsd3_proc_fsinfo() gives them."""
         from rpcsrv.export import Export
         fs = Export.FSINFO
         io = self.max_io
-        fsinfo = fs._replace(rtmax=io, rtpref=min(fs.rtpref, io), wtmax=io, wtpref=min(fs.wtpref, io))
+        fsinfo = fs._replace(rtmax=io, rtpref=io, wtmax=io, wtpref=io)
         return XprtLimits(rtmax=io, wtmax=io, dirmax=min(DIR_REPLY_MAX, io), fsinfo=fsinfo)
 
     # -- lifecycle -------------------------------------------------------------
@@ -373,7 +391,7 @@ class Server:
             while True:
                 if not rqst.svc_alloc_arg(stopping):
                     break
-                metrics.svc_alloc_arg(rqst.last_ns, rqst.last_holes, rqst.last_waits)
+                metrics.svc_alloc_arg(rqst.last_ns, rqst.last_holes, rqst.last_waits, rqst.last_scanned)
                 if rqst.stalls != stalls_seen:
                     metrics.alloc_stalls.inc(rqst.stalls - stalls_seen)
                     stalls_seen = rqst.stalls

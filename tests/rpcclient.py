@@ -218,7 +218,7 @@ class RpcClient:
             self.sock.settimeout(timeout)
         else:
             self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.buf = record.RecordBuffer(1 << 22)
+        self.buf = record.RecordBuffer((4 << 20) + (1 << 16))      # a 4 MiB READ reply and its header
         self.pending = []
         self.last = None                 # the last reply record call() received
 

@@ -152,6 +152,7 @@ class FastPath:
         nb = len(stats[0]["alloc"])
         out = {"requests": {}, "durations": {}, "errors": {}, "fallbacks": {},
                "alloc": [0] * nb, "alloc_sum": 0.0, "pages": [0] * len(stats[0]["pages"]), "pages_sum": 0,
+               "scanned": [0] * len(stats[0]["scanned"]), "scanned_sum": 0,
                "queue": [0] * nb, "queue_sum": 0.0, "waits": 0, "stalls": 0, "in_flight": 0,
                "read_bytes": 0, "write_bytes": 0, "drc": {"hit": 0, "miss": 0, "in_progress": 0}}
         for st in stats:
@@ -170,9 +171,9 @@ class FastPath:
                     out["fallbacks"][name] = out["fallbacks"].get(name, 0) + n
             if st["reply_too_large"]:
                 out["errors"]["reply_too_large"] = out["errors"].get("reply_too_large", 0) + st["reply_too_large"]
-            for k in ("alloc", "pages", "queue"):
+            for k in ("alloc", "pages", "scanned", "queue"):
                 out[k] = [a + b for a, b in zip(out[k], st[k])]
-            for k in ("alloc_sum", "pages_sum", "queue_sum", "waits", "stalls", "in_flight", "read_bytes",
+            for k in ("alloc_sum", "pages_sum", "scanned_sum", "queue_sum", "waits", "stalls", "in_flight", "read_bytes",
                       "write_bytes"):
                 out[k] += st[k]
             for k in out["drc"]:
@@ -210,7 +211,7 @@ class FastPath:
                 elif ev == EV_REFILL:
                     if not pyrefill.svc_alloc_arg(stopping):
                         break
-                    w.refill_done(pyrefill.last_ns, pyrefill.last_holes, pyrefill.last_waits)
+                    w.refill_done(pyrefill.last_ns, pyrefill.last_holes, pyrefill.last_waits, pyrefill.last_scanned)
                 else:
                     break
         except Exception:  # pragma: no cover - a bug in the server itself

@@ -68,6 +68,8 @@ cdef extern from "fp_dirops.h" nogil:
     enum:
         FP_SERVED
         FP_FALLBACK
+        FP_MAX_IOV
+        FP_IOV_MAX
         FP_DRC_NEW
         FP_DRC_IN_PROGRESS
         FP_DRC_HIT
@@ -115,8 +117,10 @@ cdef extern from "fp_stats.h" nogil:
         uint64_t fallbacks[23]
         uint64_t alloc[21]
         uint64_t alloc_sum_ns
-        uint64_t pages[11]
+        uint64_t pages[14]
         uint64_t pages_sum
+        uint64_t scanned[14]
+        uint64_t scanned_sum
         uint64_t waits, stalls
         uint64_t queue[21]
         uint64_t queue_sum_ns

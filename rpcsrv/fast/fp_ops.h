@@ -20,6 +20,9 @@
 #include "fp_proof.h"
 
 enum { FP_SERVED = 0, FP_FALLBACK = 1 };
+/* iovecs a page range can need (a 4 MiB payload is 1024 pages) and at most per system call */
+#define FP_MAX_IOV 1040
+#define FP_IOV_MAX 1024
 #define FP_MAXFILESIZE 0x7FFFFFFFFFFFFFFFull
 
 typedef struct {
@@ -105,13 +108,13 @@ static inline int fp_fstat_ok(int fd, struct stat *st) { return fstat(fd, st) ==
 /* preadv/pwritev of n bytes at record/page offset `off` from slot `slot`; bytes moved or -errno.
  * A read stops at end of file. */
 static ssize_t fp_page_io(fp_req *q, int fd, int slot, uint64_t off, uint64_t n, uint64_t file_off, int write) {
-    struct iovec iov[272];
+    struct iovec iov[FP_MAX_IOV];
     int cnt = 0;
     uint64_t total = 0;
     while (n) {
         int sl = slot + (int)(off >> 12);
         uint32_t o = off & (FP_PAGE - 1), k = FP_PAGE - o;
-        if (sl >= q->nslots || q->slots[sl] < 0 || cnt == 272) return -EFAULT;
+        if (sl >= q->nslots || q->slots[sl] < 0 || cnt == FP_MAX_IOV) return -EFAULT;
         if (k > n) k = (uint32_t)n;
         iov[cnt].iov_base = q->arena + ((size_t)q->slots[sl] << 12) + o;
         iov[cnt].iov_len = k;
@@ -121,8 +124,9 @@ static ssize_t fp_page_io(fp_req *q, int fd, int slot, uint64_t off, uint64_t n,
     }
     struct iovec *v = iov;
     while (cnt) {
-        ssize_t r = write ? pwritev(fd, v, cnt, (off_t)(file_off + total))
-                          : preadv(fd, v, cnt, (off_t)(file_off + total));
+        int c = cnt < FP_IOV_MAX ? cnt : FP_IOV_MAX;
+        ssize_t r = write ? pwritev(fd, v, c, (off_t)(file_off + total))
+                          : preadv(fd, v, c, (off_t)(file_off + total));
         if (r < 0) {
             if (errno == EINTR) continue;
             return -errno;

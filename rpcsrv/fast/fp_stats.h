@@ -10,7 +10,7 @@
 #define FP_NPROC 22                  /* NFSPROC3 0..21 */
 #define FP_NSTAT 30                  /* nfsstat3 values, densely numbered by fp_stat_index */
 #define FP_HBUCKETS 21               /* 20 doubling buckets and +Inf */
-#define FP_PBUCKETS 11               /* svc_alloc_arg pages: 0 1 2 4 8 16 32 64 128 259 and +Inf */
+#define FP_PBUCKETS 14               /* svc_alloc_arg pages and slots: 0 1 2 4 ... 1024 2048 and +Inf */
 #define FP_NERRNO 134
 
 typedef struct {
@@ -22,6 +22,8 @@ typedef struct {
     uint64_t alloc_sum_ns;
     uint64_t pages[FP_PBUCKETS];
     uint64_t pages_sum;
+    uint64_t scanned[FP_PBUCKETS];           /* slots the strategy visited per svc_alloc_arg call */
+    uint64_t scanned_sum;
     uint64_t waits, stalls;
     uint64_t queue[FP_HBUCKETS];
     uint64_t queue_sum_ns;
@@ -51,7 +53,7 @@ static inline int fp_bucket(uint64_t v_ns, uint64_t first_ns) {
 }
 
 static inline int fp_page_bucket(uint64_t pages) {
-    static const uint64_t b[FP_PBUCKETS - 1] = {0, 1, 2, 4, 8, 16, 32, 64, 128, 259};
+    static const uint64_t b[FP_PBUCKETS - 1] = {0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048};
     for (int i = 0; i < FP_PBUCKETS - 1; i++) if (pages <= b[i]) return i;
     return FP_PBUCKETS - 1;
 }

@@ -29,8 +29,8 @@ from alloc.metrics import AllocatorCollector
 ALLOC_BUCKETS = tuple(250e-9 * 2 ** i for i in range(20))
 #: RPC and client latencies: 25 us doubling up to ~13 s
 RPC_BUCKETS = tuple(25e-6 * 2 ** i for i in range(20))
-#: pages refilled per svc_alloc_arg call
-PAGE_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 259)
+#: pages refilled, and slots visited, per svc_alloc_arg call (arrays of up to 1028 slots)
+PAGE_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 
 
 #: connection-end reasons (as rpcsrv.xprt.tcp and rpcsrv.fast name them) that are disconnects, not
@@ -106,6 +106,7 @@ class ServerMetrics:
         self._disconnects = {label: 0 for label in DISCONNECTS.values()}
         self.alloc_seconds = _Hist(ALLOC_BUCKETS)
         self.alloc_pages = _Hist(PAGE_BUCKETS)
+        self.alloc_scanned = _Hist(PAGE_BUCKETS)
         self.alloc_waits = _Value()
         self.alloc_stalls = _Value()
         self.queue_wait = _Hist(RPC_BUCKETS)
@@ -167,9 +168,10 @@ class ServerMetrics:
             n += snap["errors"].get(reason, 0)
         return n
 
-    def svc_alloc_arg(self, ns: int, pages: int, waits: int) -> None:
+    def svc_alloc_arg(self, ns: int, pages: int, waits: int, scanned: int = 0) -> None:
         self.alloc_seconds.observe(ns * 1e-9)
         self.alloc_pages.observe(pages)
+        self.alloc_scanned.observe(scanned)
         if waits:
             self.alloc_waits.inc(waits)
 
@@ -191,7 +193,10 @@ class ServerMetrics:
                 ("nfsbulk_svc_alloc_arg_seconds", "Time of one svc_alloc_arg call (refilling the request's page "
                  "array).", ALLOC_BUCKETS, self.alloc_seconds, "alloc"),
                 ("nfsbulk_svc_alloc_arg_pages", "Pages refilled by one svc_alloc_arg call (the holes).",
-                 PAGE_BUCKETS, self.alloc_pages, "pages")):
+                 PAGE_BUCKETS, self.alloc_pages, "pages"),
+                ("nfsbulk_svc_alloc_arg_slots_scanned", "Page-array slots one svc_alloc_arg call visited (every "
+                 "slot for single, list and array; the holes' windows for range and nfree).",
+                 PAGE_BUCKETS, self.alloc_scanned, "scanned")):
             fam, les = _family_hist(name, doc, ["strategy"], bounds)
             counts, total = list(hist.counts), hist.sum
             for sn in snaps:                    # the fast workers' own histograms, added in

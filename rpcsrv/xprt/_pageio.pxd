@@ -5,7 +5,10 @@ from alloc._core cimport PageArray
 from rpcsrv.xprt._sys cimport iovec
 
 cdef enum:
-    MAX_IOV = 320
+    # iovecs one page range can need: a 4 MiB payload (1024 pages) and its header, with room
+    MAX_IOV = 1040
+    # at most this many go to one readv/preadv/pwritev/sendmsg (the kernel's UIO_MAXIOV)
+    IOV_MAX = 1024
 
 cdef int page_iov(PageArray pa, Py_ssize_t base_slot, Py_ssize_t off, Py_ssize_t n,
                   iovec *iov, int start) noexcept nogil

@@ -75,9 +75,9 @@ cdef ssize_t positioned_io(int fd, iovec *iov, int cnt, int64_t file_off, bint w
     cdef ssize_t total = 0
     while cnt > 0:
         if write:
-            r = pwritev(fd, iov, cnt, file_off + total)
+            r = pwritev(fd, iov, cnt if cnt < IOV_MAX else IOV_MAX, file_off + total)
         else:
-            r = preadv(fd, iov, cnt, file_off + total)
+            r = preadv(fd, iov, cnt if cnt < IOV_MAX else IOV_MAX, file_off + total)
         if r < 0:
             if errno == EINTR:
                 continue
@@ -108,6 +108,8 @@ cdef Py_ssize_t _range_io(int fd, PageArray pa, Py_ssize_t base_slot, Py_ssize_t
         return -EFAULT
     with nogil:
         if how == IO_READV:
+            if cnt > IOV_MAX:
+                cnt = IOV_MAX               # a stream: the caller reads the rest next
             r = readv(fd, iov, cnt)
             while r < 0 and errno == EINTR:
                 r = readv(fd, iov, cnt)
@@ -207,7 +209,7 @@ def send_ranges(int fd, PageArray pa not None, Py_ssize_t slot1, Py_ssize_t len1
     with nogil:
         while cnt > 0:
             msg.msg_iov = iov
-            msg.msg_iovlen = cnt
+            msg.msg_iovlen = cnt if cnt < IOV_MAX else IOV_MAX
             r = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT)
             if r < 0:
                 if errno == EINTR:

@@ -171,7 +171,7 @@ class Connection:
             for i in range(n):
                 self.saved[i] = rqst.pages.take(i)
             self.saved_slots = n
-            rqst.note_holes(0, n)
+            rqst.note_taken(n)
         return PARTIAL
 
     def _restore(self, rqst) -> None:

@@ -3,13 +3,13 @@ import pytest
 
 import alloc
 from alloc import _core
-from alloc.strategies import NAMES, STRATEGIES
+from alloc.strategies import NAMES, STRATEGIES, Holes
 
 
 def test_compiled_ids_are_the_allocators():
     assert {s.name: s.compiled for s in STRATEGIES.values() if s.compiled is not None} == _core.SVC_COMPILED
     assert STRATEGIES["single-py"].compiled is None
-    assert NAMES[:4] == ("single", "list", "array", "range")
+    assert NAMES[:5] == ("single", "list", "array", "range", "nfree")
 
 
 def _raise(seq):
@@ -24,15 +24,19 @@ def test_compiled_and_python_refill_the_same_slots(name):
     for lo, hi in ((0, 259), (1, 17), (100, 101), (0, 1)):
         py, c = a.page_array(259), a.page_array(259)
         for arr in (py, c):
-            s.refill(a, arr, lst, 0, 259, _raise)        # full arrays to start from
+            s.refill(a, arr, lst, Holes(259), _raise)    # full arrays to start from
             a.free_pages_bulk(arr, lo, hi)               # a reply released [lo, hi)
         a.free_pages_bulk(c, 200, 201)                   # and a slot emptied behind `range`'s back
         a.free_pages_bulk(py, 200, 201)
-        s.refill(a, py, lst, lo, hi, _raise)
-        a.svc_refill_compiled(s.compiled, c, lo, hi, lst)
+        h = Holes()
+        h.clear()
+        h.released(lo, hi)
+        s.refill(a, py, lst, h, _raise)
+        scanned = a.svc_refill_compiled(s.compiled, c, lo, hi, lst, 0, lo, hi)
         empty_py = [i for i in range(259) if py[i] is None]
         empty_c = [i for i in range(259) if c[i] is None]
-        assert empty_py == empty_c == ([200] if name == "range" and not lo <= 200 < hi else [])
+        assert empty_py == empty_c == ([200] if name in ("range", "nfree") and not lo <= 200 < hi else [])
+        assert scanned == h.scanned == {"single": 259, "list": 518, "array": 259}.get(name, hi - lo)
         a.free_pages_bulk(py)
         a.free_pages_bulk(c)
     a.check()
@@ -110,8 +114,35 @@ def test_array_refills_make_the_calls_of_one_plain_loop(name, script):
         return _reference_loop(a, pages, hi - lo, lo, wait)
 
     def table(a, pages, lo, hi, wait):
-        return STRATEGIES[name].refill(a, _Len(pages), None, lo, hi, wait)
+        h = Holes()
+        h.clear()
+        h.released(lo, hi)
+        return STRATEGIES[name].refill(a, _Len(pages), None, h, wait)
     assert run(table) == run(reference)
+
+
+def test_nfree_refills_exactly_the_transports_slots_and_the_reply():
+    """nfree visits [0, nfree) and the reply's range, nothing between them; range visits the span
+    covering both; both refill every hole, compiled and in Python alike."""
+    a = alloc.Allocator(arena_pages=16384, debug=True)
+    for name, want in (("nfree", 5 + 30), ("range", 230)):
+        s = STRATEGIES[name]
+        py, c = a.page_array(1028), a.page_array(1028)
+        for arr in (py, c):
+            s.refill(a, arr, None, Holes(1028), _raise)
+            a.free_pages_bulk(arr, 0, 5)                 # a parked partial record took [0, 5)
+            a.free_pages_bulk(arr, 200, 230)             # the reply released [200, 230)
+        h = Holes()
+        h.clear()
+        h.taken(5)
+        h.released(200, 230)
+        s.refill(a, py, None, h, _raise)
+        scanned = a.svc_refill_compiled(s.compiled, c, h.lo, h.hi, None, h.nfree, h.resp_lo, h.resp_hi)
+        assert py.count_empty() == c.count_empty() == 0
+        assert h.scanned == scanned == want, name
+        a.free_pages_bulk(py)
+        a.free_pages_bulk(c)
+    a.check()
 
 
 class _Len(list):

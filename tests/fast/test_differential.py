@@ -82,11 +82,13 @@ def build_tree(root):
 class Run:
     """One server and the script's bindings against it."""
 
-    def __init__(self, tmp, fast):
+    def __init__(self, tmp, fast, block=1 << 20):
         export = tmp / "export"
         build_tree(export)
-        cfg = ServerConfig(export=str(export), port=0, threads=2, arena_mib=64, fast_path=fast,
-                           state_dir=str(tmp.parent / "state"), write_verifier=os.urandom(8))
+        self.block = block
+        cfg = ServerConfig(export=str(export), port=0, threads=2, arena_mib=64 if block <= 1 << 20 else 128,
+                           fast_path=fast, state_dir=str(tmp.parent / "state"), write_verifier=os.urandom(8),
+                           max_block_size=block)
         self.server = Server(cfg, registry=CollectorRegistry())
         assert (self.server.fast is not None) == fast, self.server.fast_unusable
         self.server.start()
@@ -292,6 +294,12 @@ def script(r):
     c(NFS, 4, ga + u32(0x3F), cred=rpcmsg.AuthSys(1, b"diff", 65534, 65534, []), label="access as nobody")
     c(NFS, 5, opq(h["link"]), label="readlink (python path)")
     c(NFS, 9, opq(h["root"]) + opq(b"mk") + sattr(), label="mkdir (python path)")
+    # -- payloads at and over the server's maximum (--max-block-size)
+    big = bytes(range(251)) * ((r.block + 250) // 251)
+    for n in (r.block, r.block + 1000):
+        c(NFS, 7, opq(h["data.bin"]) + u64(0) + u32(n) + u32(2) + opq(big[:n]), label="write %d" % n)
+    for off, n in ((0, r.block), (0, r.block + 4096), (4096, r.block)):
+        c(NFS, 6, opq(h["data.bin"]) + u64(off) + u32(n), label="read %d+%d" % (off, n))
 
 
 class Normalizer:
@@ -489,8 +497,9 @@ def test_fast_and_python_paths_contain_alike(tmp_path):
             r.close()
 
 
-def test_fast_and_python_paths_answer_alike(tmp_path):
-    runs = [Run(tmp_path / "fast", True), Run(tmp_path / "python", False)]
+@pytest.mark.parametrize("block", [1 << 20, 4 << 20], ids=["1M", "4M"])
+def test_fast_and_python_paths_answer_alike(tmp_path, block):
+    runs = [Run(tmp_path / "fast", True, block), Run(tmp_path / "python", False, block)]
     try:
         for r in runs:
             script(r)

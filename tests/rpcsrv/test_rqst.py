@@ -44,16 +44,19 @@ def test_released_reply_pages_are_the_next_holes(allocator, strategy):
     r.svc_alloc_arg()
     before = pages_of(r)
     assert r.release(3, 11) == 8
-    assert (r.holes_lo, r.holes_hi) == (3, 11)
+    assert (r.holes.lo, r.holes.hi) == (3, 11)
     assert [r.pages[i] for i in range(3, 11)] == [None] * 8
     r.release(20, 22)                                # a second release widens the range
-    assert (r.holes_lo, r.holes_hi) == (3, 22)
+    assert (r.holes.lo, r.holes.hi) == (3, 22)
+    assert (r.holes.resp_lo, r.holes.resp_hi, r.holes.nfree) == (3, 22, 0)
     assert r.svc_alloc_arg() is True
+    # the slots each strategy visited: the whole array, or the hole windows
+    assert r.last_scanned == {"list": 2 * NSLOTS, "range": 19, "nfree": 19}.get(strategy, NSLOTS)
     assert r.last_holes == 10 and r.pages.count_empty() == 0
     after = pages_of(r)
     untouched = [i for i in range(NSLOTS) if not (3 <= i < 11 or 20 <= i < 22)]
     assert [after[i] for i in untouched] == [before[i] for i in untouched]
-    assert (r.holes_lo, r.holes_hi) == (0, 0)        # nothing left to refill
+    assert (r.holes.lo, r.holes.hi) == (0, 0)        # nothing left to refill
     assert r.trace == [("refill", NSLOTS), ("release", 8), ("release", 2), ("refill", 10)]
     r.release_all()
 

@@ -80,7 +80,7 @@ def test_partial_record_is_parked_and_restored_into_another_request(allocator, p
     assert status == PARTIAL
     assert conn.saved_slots == 2 == parked[0]          # 6000 bytes: two pages moved into the connection
     assert first.pages[0] is None and first.pages[1] is None   # holes in the first request
-    assert (first.holes_lo, first.holes_hi) == (0, 2)
+    assert (first.holes.lo, first.holes.hi, first.holes.nfree) == (0, 2, 2)   # rq_pages_nfree
     client.sendall(body[6000:])
     before = allocator.stats()["allocated"]
     assert conn.receive(second, park=lambda n: True, unpark=parked.append) == RECORD
@@ -147,5 +147,5 @@ def test_send_reply_header_payload_and_release(allocator, pair):
     assert got[:4] == marker(want) and got[4:12] == b"HEADER.." and got[12:12 + 5001] == payload
     assert got[-3:] == b"\0\0\0"
     assert [r.pages[i] for i in range(2, 5)] == [None] * 3     # the reply pages are the next holes
-    assert (r.holes_lo, r.holes_hi) == (2, 5)
+    assert (r.holes.lo, r.holes.hi) == (2, 5)
     r.release_all()

@@ -238,9 +238,10 @@ def test_holes_refilled_equal_reply_pages_released(tmp_path):
             h, u = c.call(99, NFS, 3, 0)                             # one more call: the last refill is done
             c.close()
             trace = list(srv.rqsts[0].trace)
+            nslots = srv.nslots
         refills = [n for kind, n in trace if kind == "refill"]
         releases = [n for kind, n in trace if kind == "release"]
-        assert refills[0] == 259                                     # the first call fills every slot
+        assert refills[0] == nslots == 260                           # the first call fills every slot
         # every release is followed by a refill of exactly that many pages
         assert refills[1:len(releases) + 1] == releases[:len(refills) - 1]
         assert releases[2:2 + len(expect)] == expect, (strategy, releases)   # after MNT and LOOKUP
