@@ -10,9 +10,10 @@ only (so a saved file can be plotted again); matplotlib with the Agg backend, no
 
 from __future__ import annotations
 
+from .benchreport import _size
 from .strategies import label
 
-__all__ = ["plot"]
+__all__ = ["plot", "plot_sweep"]
 
 
 def _err(median, ci):
@@ -100,4 +101,50 @@ def plot(path: str, doc: dict) -> None:
         ax.legend()
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_sweep(path: str, doc: dict) -> None:
+    """The --max-block-size sweep: per profile (I/O size) one column; top, svc_alloc_arg us per call
+    against the page-array slots, one line per strategy (median, 95 % CI); middle, slots visited
+    per call; bottom, server CPU us per op. The cost against array size (x) and I/O size (columns)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    st = doc["settings"]
+    blocks = st["blocks"]
+    profiles = list(doc["profiles"])
+    fig, axes = plt.subplots(3, len(profiles), figsize=(5.5 * len(profiles), 11), squeeze=False)
+    fig.suptitle("loadgen bench sweep: --max-block-size %s; %d clients, %g s after %g s warmup; %s UTC" % (
+        ",".join(_size(b) for b in blocks), st["load"]["clients"], st["load"]["time"],
+        st["load"]["warmup"], doc["meta"]["timestamp"][:16].replace("T", " ")), fontsize=11)
+    rows = (("svc_alloc_arg_us_per_call", "svc_alloc_arg us per call", True),
+            ("slots_scanned_per_call", "slots visited per call", False),
+            ("server_cpu_us_per_op", "server CPU us per op", True))
+    for col, prof in enumerate(profiles):
+        res = doc["profiles"][prof]
+        for row, (fig_key, title, with_ci) in enumerate(rows):
+            ax = axes[row][col]
+            for k, strat in enumerate(st["strategies"]):
+                xs, ys, lo, hi = [], [], [], []
+                for name, v in res["strategies"].items():
+                    if name.partition("@")[0] != strat or v.get(fig_key) is None:
+                        continue
+                    xs.append(v.get("pages_per_worker") or 0)
+                    ys.append(v[fig_key])
+                    e = _err(v[fig_key], v.get(fig_key + "_ci95") if with_ci else None)
+                    lo.append(e[0])
+                    hi.append(e[1])
+                if xs:
+                    order = sorted(range(len(xs)), key=xs.__getitem__)
+                    ax.errorbar([xs[i] for i in order], [ys[i] for i in order],
+                                yerr=[[lo[i] for i in order], [hi[i] for i in order]], marker="o", capsize=3,
+                                label=label(strat), color="C%d" % k)
+            ax.set_title("%s: %s" % (prof, title), fontsize=10)
+            ax.set_xlabel("page-array slots (svc_serv_maxpages of --max-block-size)")
+            ax.grid(alpha=0.3)
+            if row == 0 and col == 0:
+                ax.legend(fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, dpi=90)
     plt.close(fig)

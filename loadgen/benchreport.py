@@ -18,7 +18,7 @@ from . import ci
 from .stats import PERCENTILES, OpStats
 from .strategies import KERNEL_XDP, label
 
-__all__ = ["summarize", "compare_all", "format_profile", "verdict_lines", "FIGURES", "COMPARED"]
+__all__ = ["summarize", "compare_all", "format_profile", "format_sweep", "verdict_lines", "FIGURES", "COMPARED"]
 
 #: (figure, higher is better, text heading) of every run
 FIGURES = (("ops_per_s", True, "ops/s"), ("mb_per_s", True, "MB/s"),
@@ -63,7 +63,8 @@ def summarize(runs: list, peer: bool = False) -> dict:
         s = ci.summary([r.get(key) for r in runs])
         out[key] = s["median"]
         out[key + "_ci95"] = s["ci95"]
-    keys = ("svc_alloc_arg_cpu_share", "calls", "pages_per_call", "waits", "p50_us", "p99_us") if not peer else ()
+    keys = ("svc_alloc_arg_cpu_share", "calls", "pages_per_call", "slots_scanned_per_call", "waits", "p50_us",
+            "p99_us", "pages_per_worker", "bytes_per_worker", "max_io") if not peer else ()
     for key in keys:
         out[key] = _median(runs, key)
     out["ops"] = op_percentiles(runs)
@@ -125,9 +126,12 @@ def format_profile(profile: str, res: dict, settings: dict, kernel: dict) -> str
     lines.append("")
     lines.append("svc_alloc_arg, this server (medians over rounds):")
     for name, v in st.items():
-        lines.append("  %-13s %s us per call over %s calls (pages/call %s, waits %s, p50 %s us, p99 %s us)" % (
-            label(name) + ":", _num(v["svc_alloc_arg_us_per_call"]), _big(v["calls"]),
-            _num(v["pages_per_call"], "%.1f"), _big(v["waits"]), _num(v["p50_us"], "%.2f"), _num(v["p99_us"], "%.2f")))
+        lines.append("  %-13s %s us per call over %s calls (pages/call %s, slots visited/call %s, waits %s, "
+                     "p50 %s us, p99 %s us; %s slots a worker)" % (
+                         label(name) + ":", _num(v["svc_alloc_arg_us_per_call"]), _big(v["calls"]),
+                         _num(v["pages_per_call"], "%.1f"), _num(v.get("slots_scanned_per_call"), "%.1f"),
+                         _big(v["waits"]), _num(v["p50_us"], "%.2f"), _num(v["p99_us"], "%.2f"),
+                         _big(v.get("pages_per_worker"))))
     lines.append("svc_alloc_arg, the kernel (Chuck Lever, 5.13 series, NFSv3 256 KB r/w, KASAN server):")
     for name, k in kernel.items():
         if k.get("kernel_us") is None:
@@ -157,5 +161,46 @@ def verdict_lines(profile: str, res: dict, baseline: str) -> list:
             if c["ratio"] is None:
                 continue
             parts.append("%s x%.3f %s %s" % (_HEADING[fig], c["ratio"], _ci(c["ci95"]), c["verdict"]))
-        out.append("verdict %s: %s vs %s: %s" % (profile, name, baseline, "; ".join(parts)))
+        out.append("verdict %s: %s vs %s: %s" % (profile, name, figs.get("against", baseline), "; ".join(parts)))
     return out
+
+
+def format_sweep(results: dict, settings: dict) -> str:
+    """The --max-block-size sweep in one table: per profile (I/O size) and strategy, each array
+    size's svc_alloc_arg us per call, pages and slots per call, server CPU us/op and memory per
+    worker, with the ratio to the first size and its verdict."""
+    blocks = settings["blocks"]
+    first = _size(blocks[0])
+    lines = ["", "== sweep: the page array against the maximum payload (ratios against %s, paired over rounds) =="
+             % first, "  %-9s %-9s %6s %6s %24s %9s %9s %22s %12s" % (
+                 "profile", "strategy", "block", "slots", "svc_alloc_arg us/call", "pages", "visited",
+                 "server CPU us/op", "per worker")]
+    for prof, res in results.items():
+        for st in settings["strategies"]:
+            for b in blocks:
+                name = "%s@%s" % (st, _size(b))
+                v = res["strategies"].get(name)
+                if v is None:
+                    continue
+                c = res["comparisons"].get(name, {})
+
+                def rat(fig):
+                    x = c.get(fig)
+                    if not x or x["ratio"] is None:
+                        return ""
+                    tag = {ci.FASTER: "faster", ci.SLOWER: "slower", ci.SAME: "n.s."}.get(x["verdict"], "?")
+                    return " x%.2f %s" % (x["ratio"], tag)
+                per_worker = v.get("bytes_per_worker")
+                lines.append("  %-9s %-9s %6s %6s %10s%-14s %9s %9s %8s%-14s %12s" % (
+                    prof, st, _size(b), _big(v.get("pages_per_worker")), _num(v.get("svc_alloc_arg_us_per_call")),
+                    rat("svc_alloc_arg_us_per_call"), _num(v.get("pages_per_call"), "%.1f"),
+                    _num(v.get("slots_scanned_per_call"), "%.1f"), _num(v.get("server_cpu_us_per_op"), "%.1f"),
+                    rat("server_cpu_us_per_op"), "n/a" if per_worker is None else "%d KiB" % (per_worker // 1024)))
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for suf, m in (("M", 1 << 20), ("K", 1 << 10)):
+        if n % m == 0:
+            return "%d%s" % (n // m, suf)
+    return str(n)

@@ -35,14 +35,18 @@ from .rpcwire import MOUNT_PROGRAM as MOUNT, NFS_PROGRAM as NFS, RpcWireError, T
 CRED = auth_sys(0, 0, (0,), b"fuzz", 1)
 
 
-def start_server(export: str, threads: int, fast_path: str | None = None) -> RpcsrvProcess:
+def start_server(export: str, threads: int, fast_path: str | None = None,
+                 max_block_size: str | None = None) -> RpcsrvProcess:
     """rpcsrv on 127.0.0.1:0 with short record and idle timeouts (so a fuzzed connection cannot hold a
-    worker); fast_path "on"/"off" picks the request path (None: the server's default, on)."""
+    worker); fast_path "on"/"off" picks the request path (None: the server's default, on);
+    max_block_size: its --max-block-size (None: the server's 1M)."""
+    extra = ("--record-timeout", "2", "--idle-timeout", "5",
+             # the handle key beside the export, in the directory removed at the end
+             "--state-dir", os.path.join(os.path.dirname(export), "state"))
+    if max_block_size:
+        extra += ("--max-block-size", max_block_size)
     try:
-        return RpcsrvProcess(export, threads=threads, arena_mib=64, fast_path=fast_path,
-                             extra=("--record-timeout", "2", "--idle-timeout", "5",
-                                    # the handle key beside the export, in the directory removed at the end
-                                    "--state-dir", os.path.join(os.path.dirname(export), "state")))
+        return RpcsrvProcess(export, threads=threads, arena_mib=64, fast_path=fast_path, extra=extra)
     except ServerError as e:
         raise SystemExit("fuzz: %s" % e) from None
 
@@ -144,17 +148,18 @@ def probe(port: int, timeout: float) -> bool:
 
 
 def run(seconds: float, seed: int, threads: int = 4, hang_timeout: float = 10.0, out=sys.stdout,
-        fast_path: str | None = None) -> dict:
+        fast_path: str | None = None, max_block_size: str | None = None) -> dict:
     rnd = random.Random(seed)
     tmp = tempfile.mkdtemp(prefix="nfsbulk-fuzz-")
     export = os.path.join(tmp, "export")
     os.makedirs(os.path.join(export, "dir"))
     with open(os.path.join(export, "file"), "wb") as f:
         f.write(os.urandom(20000))
-    srv = start_server(export, threads, fast_path)
+    srv = start_server(export, threads, fast_path, max_block_size)
     proc, port = srv.proc, srv.port
     res = {"records": 0, "replies": 0, "closed": 0, "crashes": 0, "hangs": 0, "pages_leaked": None,
-           "seconds": seconds, "seed": seed, "path": "fast path" if srv.fast_path else "Python path"}
+           "seconds": seconds, "seed": seed, "path": "fast path" if srv.fast_path else "Python path",
+           "max_io": srv.max_io}
     try:
         bodies = templates(port, export)
         t_end = time.monotonic() + seconds
@@ -213,7 +218,8 @@ def run(seconds: float, seed: int, threads: int = 4, hang_timeout: float = 10.0,
         else:
             srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("fuzz: %(records)d records sent in %(seconds)g s (seed %(seed)d, %(path)s): %(replies)d reply reads, "
+    print("fuzz: %(records)d records sent in %(seconds)g s (seed %(seed)d, %(path)s, rtmax %(max_io)s): "
+          "%(replies)d reply reads, "
           "%(closed)d connections closed by the server; crashes %(crashes)d, hangs %(hangs)d, "
           "allocator pages leaked %(pages_leaked)s" % res, file=out, flush=True)
     return res
@@ -227,6 +233,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a NULL probe unanswered this long after a batch counts as a hang (default 10)")
     p.add_argument("--fast-path", choices=("on", "off"), default=None,
                    help="the server's request path: on (compiled, rpcsrv's default) or off (the Python path)")
+    p.add_argument("--max-block-size", metavar="SIZE", default=None,
+                   help="the server's --max-block-size, e.g. 4M (default: the server's 1M)")
 
 
 def main_args(a) -> int:
@@ -234,7 +242,7 @@ def main_args(a) -> int:
         print("loadgen fuzz: --seconds, --threads and --hang-timeout must be positive", file=sys.stderr)
         return 2
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
-    res = run(a.seconds, seed, a.threads, a.hang_timeout, fast_path=a.fast_path)
+    res = run(a.seconds, seed, a.threads, a.hang_timeout, fast_path=a.fast_path, max_block_size=a.max_block_size)
     return 0 if res["crashes"] == 0 and res["hangs"] == 0 and res["pages_leaked"] == 0 else 1
 
 

@@ -129,6 +129,7 @@ def svc_window(m0: dict, m1: dict, strategy: str) -> dict:
     calls = d(name + "_count", strategy=strategy)
     secs = d(name + "_sum", strategy=strategy)
     pages = d("nfsbulk_svc_alloc_arg_pages_sum", strategy=strategy)
+    scanned = d("nfsbulk_svc_alloc_arg_slots_scanned_sum", strategy=strategy)
     waits = d("nfsbulk_svc_alloc_arg_waits_total", strategy=strategy)
     b0 = dict(_buckets(m0, name, strategy=strategy))
     delta = [(le, c - b0.get(le, 0.0)) for le, c in _buckets(m1, name, strategy=strategy)]
@@ -138,6 +139,7 @@ def svc_window(m0: dict, m1: dict, strategy: str) -> dict:
         "svc_alloc_arg_seconds": secs,
         "svc_alloc_arg_us_per_call": secs / calls * 1e6 if calls else float("nan"),
         "pages_per_call": pages / calls if calls else float("nan"),
+        "slots_scanned_per_call": scanned / calls if calls else float("nan"),
         "waits": int(waits),
         "p50_us": quantile(0.5, delta) * 1e6,
         "p99_us": quantile(0.99, delta) * 1e6,
@@ -227,15 +229,17 @@ def _cpu_figures(cpu, ops, svc_seconds=None) -> dict:
     return out
 
 
-def strategy_run(strategy: str, export_root: str, opts: dict, announce=None) -> dict:
-    """One run of rpcsrv --strategy STRATEGY under the load; the run's figures (see the module).
-    `announce(text)` is told each phase: server up (with its pid), measuring, stopping."""
+def strategy_run(strategy: str, export_root: str, opts: dict, announce=None, block: int | None = None) -> dict:
+    """One run of rpcsrv --strategy STRATEGY (and --max-block-size BLOCK when given) under the load;
+    the run's figures (see the module). `announce(text)` is told each phase: server up (with its
+    pid), measuring, stopping."""
     export = tempfile.mkdtemp(prefix="%s-" % strategy, dir=export_root)
+    extra = ["--max-block-size", str(block)] if block else []
     try:
         try:
             srv = RpcsrvProcess(export, strategy=strategy, threads=opts["threads"], arena_mib=opts["arena_mib"],
                                 metrics=True, python=opts.get("python", sys.executable),
-                                fast_path=opts.get("fast_path"))
+                                fast_path=opts.get("fast_path"), extra=extra)
         except ServerError as e:
             raise BenchError(str(e)) from None
         if announce:
@@ -261,7 +265,10 @@ def strategy_run(strategy: str, export_root: str, opts: dict, announce=None) -> 
     out = svc_window(win.m["run"], win.m["end"], strategy)
     out.update(_load_figures(doc))
     out.update(_cpu_figures(win.cpu_seconds(), out["ops"], out["svc_alloc_arg_seconds"]))
-    out.update(pages_leaked=leaked_pages(err), server_pid=srv.pid, fast_path=srv.fast_path)
+    out.update(pages_leaked=leaked_pages(err), server_pid=srv.pid, fast_path=srv.fast_path,
+               max_block_size=block, max_io=srv.max_io, pages_per_worker=srv.pages_per_request,
+               # a worker's page array: the memory each nfsd thread holds for rq_pages
+               bytes_per_worker=srv.pages_per_request * 4096 if srv.pages_per_request else None)
     return out
 
 

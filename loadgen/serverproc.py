@@ -85,7 +85,8 @@ class RpcsrvProcess:
 
     Attributes once started: ``proc`` (Popen), ``pid``, ``url`` (libnfs URL with both ports),
     ``port`` (NFS), ``mount_port``, ``metrics_url`` (None unless ``metrics=True``), ``fast_path``
-    (bool), ``ready_line``, ``export``, ``argv``.
+    (bool), ``pages_per_request`` and ``max_io`` (the ready line's page-array size and rtmax), ``ready_line``,
+    ``export``, ``argv``.
     """
 
     def __init__(self, export, *, strategy: str | None = None, threads: int = 4, arena_mib: int = 128,
@@ -167,6 +168,10 @@ class RpcsrvProcess:
         self.mount_port = int(mp.group(1)) if mp else None
         self.fast_path = m.group("fast") == "on"
         self.metrics_url = m.group("metrics")
+        sl = re.search(r"pages/request=(\d+)", line)
+        io = re.search(r"rtmax/wtmax=(\d+)", line)
+        self.pages_per_request = int(sl.group(1)) if sl else None
+        self.max_io = int(io.group(1)) if io else None
 
     def _kill(self):
         if self.proc is not None and self.proc.poll() is None:

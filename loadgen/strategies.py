@@ -20,7 +20,7 @@ __all__ = ["load", "names", "label", "KERNEL_XDP", "StrategyError"]
 #: XDP-RX packets/s with page_pool's bulk refill (the seed's second table: mlx5 100G, veth redirect)
 KERNEL_XDP = {"single": 3771046, "list": 3940242, "array": 4249224}
 _LABELS = {"single": "Single page", "list": "Bulk list", "array": "Bulk array", "range": "Range",
-           "single-py": "Single (Py)"}
+           "nfree": "nfree", "single-py": "Single (Py)"}
 _cache: dict = {}
 
 
@@ -51,5 +51,7 @@ def names(python: str = sys.executable) -> list[str]:
 
 
 def label(name: str) -> str:
-    """A short human label for tables and plots (the name itself when none is known)."""
-    return _LABELS.get(name, name)
+    """A short human label for tables and plots (the name itself when none is known); a sweep's
+    STRATEGY@SIZE keeps its size."""
+    base, at, size = name.partition("@")
+    return _LABELS.get(base, base) + (" @" + size if at else "")

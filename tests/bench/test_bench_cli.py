@@ -210,3 +210,78 @@ def test_fast_path_off_runs_the_python_reference_path(tmp_path):
     assert all(run["calls"] > 0 for run in runs)
     bad = subprocess.run(BENCH + ["--fast-path", "maybe"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--fast-path" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_sweep_settings_and_bad_values():
+    """--max-block-size makes STRATEGY@SIZE entries; --profile rw with --io-size makes one generated
+    loadfile profile per size, each a valid loadfile of the NFS dialect with the size's calls; bad
+    lists are one-line usage errors."""
+    from loadgen import bench
+    from loadgen.__main__ import build_parser
+    from loadgen.loadfile import Loop, Op, Repeat, parse_text
+
+    def parse(*argv):
+        return bench._parse(build_parser().parse_args(["bench", *argv]))
+    s = parse("--profile", "rw,dbench", "--io-size", "4K,1M", "--max-block-size", "1M,4M",
+              "--strategies", "array,nfree", "--rw-file-size", str(8 << 20))
+    assert s["profiles"] == ["rw4k", "rw1m", "dbench"] and s["blocks"] == [1 << 20, 4 << 20]
+    assert s["entries"] == ["array@1M", "array@4M", "nfree@1M", "nfree@4M"]
+    for name, io in (("rw4k", 4096), ("rw1m", 1 << 20)):
+        prog = parse_text(s["generated_loadfiles"][name])
+        (loop,) = [it for it in prog.items if isinstance(it, Loop)]
+        calls = {"READ3": 0, "WRITE3": 0, "COMMIT3": 0}
+        for it in loop.body:
+            op, times = (it.op, it.count) if isinstance(it, Repeat) else (it, 1)
+            assert isinstance(op, Op)
+            calls[op.name] += times
+            if op.name in ("READ3", "WRITE3"):
+                assert op.params[1].value == io
+        assert calls == {"READ3": (8 << 20) // io, "WRITE3": (8 << 20) // io, "COMMIT3": 1}, (name, calls)
+    for argv, start in ((("--max-block-size", "3000"), "--max-block-size: 3000 must be a multiple of 4K"),
+                        (("--max-block-size", "8M"), "--max-block-size: 8M must be"),
+                        (("--max-block-size", "1M,1M"), "--max-block-size: 1M given twice"),
+                        (("--max-block-size", "x"), "--max-block-size: 'x' is not a size"),
+                        (("--profile", "rw"), "--profile rw needs --io-size"),
+                        (("--io-size", "4K"), "--io-size is for --profile rw"),
+                        (("--profile", "rw", "--io-size", "8M"), "--io-size: 8M must be")):
+        msg = parse(*argv)
+        assert isinstance(msg, str) and msg.startswith(start), (argv, msg)
+
+
+def test_sweep_comparisons_are_per_strategy_against_the_first_size():
+    from loadgen.bench import comparisons
+    runs = {n: [{"round": r, "ops_per_s": 100.0 * f, "svc_alloc_arg_us_per_call": 1.0 * f,
+                 "server_cpu_us_per_op": 10.0} for r in range(3)]
+            for n, f in (("array@1M", 1), ("array@4M", 3), ("nfree@1M", 1), ("nfree@4M", 1))}
+    c = comparisons(runs, {"blocks": [1 << 20, 4 << 20], "strategies": ["array", "nfree"], "baseline": "x"})
+    assert set(c) == {"array@4M", "nfree@4M"}
+    assert c["array@4M"]["against"] == "array@1M" and abs(c["array@4M"]["svc_alloc_arg_us_per_call"]["ratio"] - 3) < 1e-9
+    assert c["nfree@4M"]["against"] == "nfree@1M" and abs(c["nfree@4M"]["svc_alloc_arg_us_per_call"]["ratio"] - 1) < 1e-9
+
+
+def test_sweep_run(tmp_path):
+    """A real sweep (two strategies, 1M and 4M arrays, 4 KiB I/O, two rounds): the JSON has every
+    point's array size, memory per worker, pages and slots per call; array visits the whole array,
+    nfree only its holes; the verdicts compare each strategy with itself at 1M; both PNGs."""
+    out = tmp_path / "s.json"
+    r = subprocess.run(BENCH + ["--profile", "rw", "--io-size", "4K", "--max-block-size", "1M,4M",
+                                "--strategies", "array,nfree", "--rounds", "2", "--time", "1", "--warmup", "1",
+                                "--clients", "1", "--threads", "2", "--rw-file-size", str(1 << 20), "--seed", "5",
+                                "--json", str(out), "--plot", str(tmp_path / "s.png")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    st = doc["profiles"]["rw4k"]["strategies"]
+    for name, slots in (("array@1M", 260), ("array@4M", 1028), ("nfree@1M", 260), ("nfree@4M", 1028)):
+        v = st[name]
+        assert v["pages_per_worker"] == slots and v["bytes_per_worker"] == slots * 4096, name
+        assert v["pages_per_call"] > 0 and v["svc_alloc_arg_us_per_call"] > 0
+        if name.startswith("array"):
+            assert v["slots_scanned_per_call"] == slots
+        else:
+            assert v["slots_scanned_per_call"] < 8
+    c = doc["profiles"]["rw4k"]["comparisons"]
+    assert c["array@4M"]["against"] == "array@1M" and c["nfree@4M"]["against"] == "nfree@1M"
+    assert "== sweep: the page array against the maximum payload" in r.stdout
+    assert "verdict rw4k: array@4M vs array@1M:" in r.stdout
+    assert (tmp_path / "s.png").stat().st_size > 10000 and (tmp_path / "s-sweep.png").stat().st_size > 10000
