@@ -360,6 +360,19 @@ def loadgen_dashboard():
            [(rate("nfsbulk_loadgen_ops_total", "op, status", 'status!="ok"'), "{{op}} {{status}}")], w=6),
         ts("Clients", "short", "Client processes running (nfsbulk_loadgen_clients).",
            [("sum(nfsbulk_loadgen_clients%s)" % sel(), "clients")], w=6),
+        ts("Open-loop latency by op", "s",
+           "loadgen run --rate only: p50 and p99 of each operation's latency counted from its intended "
+           "start (corrected for coordinated omission: a server stall shows here, not only in one call); "
+           "the service time is the client latency panels' figure.",
+           quantiles("nfsbulk_loadgen_open_loop_latency_seconds", "op"), w=12),
+        ts("Schedule: offered, achieved and lag", "short",
+           "loadgen run --rate only: the rate asked for and the operations started per second, and the "
+           "schedule lag (how late operations started, p50 and p99, in seconds on the same axis). A lag "
+           "that keeps growing means the rate is above what the clients and the server sustain.",
+           [("sum(nfsbulk_loadgen_offered_rate_ops_per_second%s)" % sel(), "offered ops/s"),
+            (rate("nfsbulk_loadgen_schedule_lag_seconds_count", None), "started ops/s")]
+           + [(q, "lag " + leg + " (s)") for q, leg in quantiles("nfsbulk_loadgen_schedule_lag_seconds", "")],
+           w=12),
     ]
     return dashboard("loadgen", "nfsbulk / Load generator",
                      "loadgen: operations, client-side latency, throughput and status mismatches.",

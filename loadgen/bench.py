@@ -8,6 +8,10 @@ and 95 % CIs over rounds; per non-baseline entry: ratios to the baseline (`--bas
 single) with 95 % CIs and verdicts (loadgen/ci.py names the method). `--target-ci PCT` keeps
 adding rounds until every ratio's CI half-width is under PCT % or `--max-rounds` is reached.
 
+`--curve 10,25,...,110` measures latency against offered load instead (loadgen/curve.py): each
+entry's maximum closed loop, then open-loop runs at those percentages of it, in shuffled
+interleaved rounds, with the knee marked.
+
 The strategies are the server's own (`python -m rpcsrv --list-strategies`); the default is all
 of them. `--udp-pps` runs the page_pool table instead (loadgen/udpbench.py; this module calls
 down into it, it never imports this one).
@@ -28,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from . import ci, udpbench
+from . import ci, curve, udpbench
 from .benchreport import COMPARED, compare_all, format_profile, format_sweep, summarize, verdict_lines
 from .harness import BenchError, Interrupted, peer_run, strategy_run
 from .meta import SCHEMA_BENCH, build_meta
@@ -157,7 +161,15 @@ def add_arguments(p) -> None:
                    help="json: the JSON document on stdout and the human table on stderr (default text)")
     p.add_argument("--plot", metavar="FILE",
                    help="write a PNG: throughput and svc_alloc_arg us per call with CIs, the kernel's bars, "
-                        "latency distributions")
+                        "latency distributions (with --curve: latency against achieved ops/s, knees marked)")
+    p.add_argument("--curve", metavar="PCTS",
+                   help="latency against offered load: find every strategy's and peer's maximum rate closed "
+                        "loop, then run open loop (loadgen run --rate) at these percentages of it, e.g. "
+                        "10,25,50,75,90,100,110; per point offered and achieved ops/s, p50/p90/p99/p99.9 from "
+                        "the intended start, server CPU per op, with CIs over --rounds; the knee is marked")
+    p.add_argument("--arrival", choices=("fixed", "poisson"), default="poisson",
+                   help="with --curve: arrivals of the open-loop runs (default poisson, the load of many "
+                        "independent users; fixed spaces them evenly)")
     udpbench.add_arguments(p)
 
 
@@ -234,7 +246,14 @@ def _parse(args):
         blocks = _size_list("--max-block-size", args.max_block_size, 4096, 4 << 20, True)
         if isinstance(blocks, str):
             return blocks
-    if not blocks and args.baseline not in strategies and args.baseline not in peers:
+    points = None
+    if getattr(args, "curve", None):
+        points = curve.parse_points(args.curve)
+        if isinstance(points, str):
+            return points
+        if blocks or args.target_ci is not None:
+            return "--curve does not combine with --max-block-size or --target-ci (it has its own rounds)"
+    if not blocks and not points and args.baseline not in strategies and args.baseline not in peers:
         return "--baseline %s is neither among the strategies run (%s) nor a --peer" % (
             args.baseline, ",".join(strategies))
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
@@ -243,6 +262,7 @@ def _parse(args):
         "rounds": args.rounds, "target_ci_pct": args.target_ci,
         "max_rounds": args.max_rounds if args.target_ci is not None else args.rounds,
         "peers": peers, "peer_pids": pids, "blocks": blocks,
+        "curve": points, "arrival": getattr(args, "arrival", "poisson"),
         "entries": ["%s@%s" % (st, size_label(b)) for st in strategies for b in blocks] if blocks else strategies,
         "generated_loadfiles": generated,
         "server": {"threads": args.threads, "arena_mib": args.arena_mib, "fast_path": args.fast_path,
@@ -274,6 +294,9 @@ class Progress:
         self.window = settings["load"]["time"] + settings["load"]["warmup"]
         self.durations = {p: [] for p in settings["profiles"]}
         self.entries = len(settings.get("entries") or settings["strategies"]) + len(settings["peers"])
+        self.planned = None         # runs per profile, when not rounds x entries (--curve)
+        if settings.get("curve"):
+            self.planned = self.entries * (1 + settings["rounds"] * len(settings["curve"]))
 
     def _per_run(self, prof):
         d = self.durations[prof]
@@ -284,7 +307,7 @@ class Progress:
 
     def left(self):
         """Seconds left for the planned rounds (--rounds; --target-ci may add more)."""
-        planned = self.s["rounds"] * self.entries
+        planned = self.planned if self.planned is not None else self.s["rounds"] * self.entries
         return sum(max(0, planned - len(self.durations[p])) * self._per_run(p) for p in self.s["profiles"])
 
     def say(self, msg):
@@ -426,7 +449,10 @@ def main(args) -> int:
     state = {p: {} for p in settings["profiles"]}
     interrupted, failure = False, None
     try:
-        run_rounds(settings, opts, root, prog, state)
+        if settings["curve"]:
+            curve.run_curve(settings, opts, root, prog, state)
+        else:
+            run_rounds(settings, opts, root, prog, state)
     except (Interrupted, KeyboardInterrupt):
         interrupted = True
         prog.say("interrupted: the current run is dropped; writing the runs that finished")
@@ -440,6 +466,8 @@ def main(args) -> int:
             os.unlink(opts["loadfile"])
         for path in generated_paths:
             os.unlink(path)
+    if settings["curve"]:
+        return _curve_output(args, settings, state, outs, interrupted, failure)
     results = {p: profile_result(state[p], settings) for p in settings["profiles"] if state[p].get("runs")}
     for prof, res in results.items():
         outs.say(format_profile(prof, res, settings, settings["kernel"]))
@@ -478,4 +506,35 @@ def main(args) -> int:
     lines = [ln for prof, res in results.items() for ln in verdict_lines(prof, res, settings["baseline"])]
     if lines:                                      # the verdicts come last, where a reader looks
         outs.say("\n" + "\n".join(lines))
+    return code
+
+
+def _curve_output(args, settings, state, outs, interrupted, failure) -> int:
+    """Tables, JSON and plot of a --curve run (what finished, when interrupted)."""
+    curves = {p: curve.curve_result(state[p], settings) for p in settings["profiles"] if state[p].get("max")}
+    for prof, res in curves.items():
+        outs.say(curve.format_curve(prof, res, settings))
+    doc = {"schema": SCHEMA_BENCH, "meta": build_meta(),
+           "settings": {k: v for k, v in settings.items() if k != "kernel"}, "kernel": settings["kernel"],
+           "interrupted": interrupted, "error": failure, "curve": curves, "profiles": {}}
+    if interrupted:
+        outs.say("bench: interrupted; the points that finished are above and in the JSON")
+    for where in outs.write(doc):
+        if where != "stdout":
+            outs.say("JSON written to %s" % where)
+    code = 130 if interrupted else 1 if failure else 0
+    if args.plot and curves:
+        try:
+            from .benchplot import plot_curve
+            plot_curve(args.plot, doc)
+            outs.say("plot written to %s" % args.plot)
+        except ImportError:
+            print("loadgen bench: --plot needs matplotlib", file=sys.stderr)
+            code = code or 1
+    knees = ["%s: %s knee at %s" % (prof, name, "%d %% (%.0f ops/s achieved)" % (
+                 e["knee_pct"], e["points"][str(e["knee_pct"])]["achieved_ops_per_s"]["median"] or 0)
+             if e["knee_pct"] is not None else "none found")
+             for prof, res in curves.items() for name, e in res["entries"].items()]
+    if knees:
+        outs.say("\n" + "\n".join(knees))
     return code

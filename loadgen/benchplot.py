@@ -1,5 +1,7 @@
 """The PNG of `loadgen bench --plot`: what was run, throughput and svc_alloc_arg cost with CIs.
 
+`--curve` draws plot_curve instead: latency against achieved ops/s.
+
 One column per profile, three panels: ops/s per strategy and peer (median, 95 % CI error bars);
 svc_alloc_arg us per call (median, 95 % CI) beside the kernel's bars; the svc_alloc_arg latency
 distribution over all rounds (calls per bucket), its axis fitted to the buckets that hold 99.9 %
@@ -13,7 +15,7 @@ from __future__ import annotations
 from .benchreport import _size
 from .strategies import label
 
-__all__ = ["plot", "plot_sweep"]
+__all__ = ["plot", "plot_sweep", "plot_curve"]
 
 
 def _err(median, ci):
@@ -145,6 +147,72 @@ def plot_sweep(path: str, doc: dict) -> None:
             ax.grid(alpha=0.3)
             if row == 0 and col == 0:
                 ax.legend(fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_curve(path: str, doc: dict) -> None:
+    """The --curve figure: per profile one column; top, p99 latency from the intended start (log
+    axis, ms) against achieved ops/s, one line per strategy or peer, with 95 % CI bars, p50 dashed
+    in the same colour, the knee circled; bottom, server CPU us per op against achieved ops/s."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    st = doc["settings"]
+    curves = doc["curve"]
+    profiles = list(curves)
+    fig, axes = plt.subplots(2, len(profiles), figsize=(6.5 * len(profiles), 9.5), squeeze=False,
+                             gridspec_kw={"height_ratios": [2, 1]})
+    fig.suptitle("loadgen bench --curve %s: %d clients, open loop (%s arrivals)\n%g s per point after %g s "
+                 "warmup, %s; %s UTC%s" % (
+                     ",".join("%d%%" % p for p in st["curve"]), st["load"]["clients"], st["arrival"],
+                     st["load"]["time"], st["load"]["warmup"],
+                     ", ".join("%s %d rounds" % (p, curves[p]["rounds_done"]) for p in profiles),
+                     doc["meta"]["timestamp"][:16].replace("T", " "),
+                     " (interrupted)" if doc.get("interrupted") else ""), fontsize=10)
+    for col, prof in enumerate(profiles):
+        ax, cpu = axes[0][col], axes[1][col]
+        seen = []          # every median drawn: the axis fits them (a 2-round CI can span 10 decades)
+        for k, (name, e) in enumerate(curves[prof]["entries"].items()):
+            pts = sorted(e["points"].items(), key=lambda kv: int(kv[0]))
+            pts = [(p, f) for p, f in pts if f["achieved_ops_per_s"]["median"] and f["p99_seconds"]["median"]]
+            if not pts:
+                continue
+            colour = "C%d" % k
+            who = ("peer " + name) if e["peer"] else label(name)
+            xs = [f["achieved_ops_per_s"]["median"] for _, f in pts]
+            p99 = [f["p99_seconds"]["median"] * 1e3 for _, f in pts]
+            err = list(zip(*[_err(f["p99_seconds"]["median"] * 1e3,
+                                  [c * 1e3 for c in f["p99_seconds"]["ci95"]] if f["p99_seconds"]["ci95"] else None)
+                             for _, f in pts]))
+            ax.errorbar(xs, p99, yerr=err, marker="o", capsize=3, color=colour, label="%s p99" % who)
+            p50 = [f["p50_seconds"]["median"] * 1e3 for _, f in pts]
+            ax.plot(xs, p50, linestyle="--", marker=".", color=colour, alpha=0.7, label="%s p50" % who)
+            seen += p99 + [v for v in p50 if v > 0]
+            for (p, f), x, y in zip(pts, xs, p99):
+                ax.annotate("%s%%" % p, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                            color=colour)
+                if e["knee_pct"] is not None and int(p) == e["knee_pct"]:
+                    ax.plot([x], [y], marker="o", markersize=16, markerfacecolor="none", markeredgewidth=2,
+                            color=colour)
+            cx = [(f["achieved_ops_per_s"]["median"], f["server_cpu_us_per_op"]["median"]) for _, f in pts
+                  if f["server_cpu_us_per_op"]["median"]]
+            if cx:
+                cpu.plot([a for a, _ in cx], [b for _, b in cx], marker="o", color=colour, label=who)
+        ax.set_yscale("log")
+        if seen:
+            ax.set_ylim(min(seen) / 2, max(seen) * 3)
+        ax.set_title("%s: latency from the intended start (knee circled)" % prof, fontsize=10)
+        ax.set_xlabel("achieved ops/s")
+        ax.set_ylabel("ms (log)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+        cpu.set_title("%s: server CPU us per op" % prof, fontsize=10)
+        cpu.set_xlabel("achieved ops/s")
+        cpu.grid(alpha=0.3)
+        if cpu.lines:
+            cpu.legend(fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=90)
     plt.close(fig)

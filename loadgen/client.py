@@ -20,6 +20,13 @@ the parent owns Ctrl-C and tells children to stop.
 
 CPU: user+sys of this process during the run phase only (getrusage deltas),
 reported in "done" for the cost-per-op figure.
+
+Open loop (``cfg["rate"]``, this client's share of ``--rate``): the client
+builds a :class:`replay.Schedule` starting at t0, offset by cid/total rate so
+the clients' fixed-spaced starts interleave; "done" then carries
+``open_loop``: intended starts in the run window (``scheduled``), how many
+started, how many the end reached first (``unsent``) and the schedule lag at
+the end (``lag_end``).
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ import time
 import traceback
 
 from .loadfile import parse_file, parse_text
-from .replay import Recorder, Replay, Stop
+from .replay import Recorder, Replay, Schedule, Stop, fine_timer_slack
 
 __all__ = ["client_main", "build_workload", "FLUSH_INTERVAL"]
 
@@ -62,8 +69,16 @@ class _Loop:
         self.stop_reason = "time"
         self.strict_failure: str | None = None
         self.run_once = bool(cfg.get("run_once"))
+        self.schedule = None
+        if cfg.get("rate"):
+            total = cfg["rate"] * cfg.get("nclients", 1)
+            self.schedule = Schedule(cfg["rate"], cfg.get("arrival", "fixed"),
+                                     random.Random((cfg["seed"] << 16) + cid + 0x5EED), t0 + cid / total)
+            self.schedule.window = (warmup_end, run_end)
+            fine_timer_slack()
+        self.open_loop: dict | None = None
         self.replay = Replay(ex, honor_timestamps=not cfg["ignore_timestamps"],
-                             tick=self.tick, on_op=self.on_op)
+                             tick=self.tick, on_op=self.on_op, schedule=self.schedule)
 
     def flush(self):
         d = self.rec.take()
@@ -87,8 +102,8 @@ class _Loop:
                     self.stop_reason = "stopped"
                     raise Stop
 
-    def on_op(self, name, seconds, nbytes, status, message):
-        self.rec.record(name, seconds, status, message)
+    def on_op(self, name, seconds, nbytes, status, message, service=None):
+        self.rec.record(name, seconds, status, message, service)
         if message is not None and self.strict:
             self.strict_failure = message
             self.stop_reason = "strict"
@@ -99,6 +114,10 @@ class _Loop:
             self.stop_reason = "once"          # --run-once: one pass, whatever --time says
         if self.phase == "run" and self.cpu_start is not None:
             self.cpu_run = _cpu() - self.cpu_start
+        if self.schedule is not None:
+            lag = self.schedule.finish(min(time.monotonic(), self.run_end))
+            self.open_loop = {"scheduled": self.schedule.scheduled, "started": self.schedule.taken,
+                              "unsent": self.schedule.unsent, "lag_end": lag}
         self.flush()
 
 
@@ -153,7 +172,7 @@ def client_main(cid: int, nclients: int, cfg: dict, conn) -> None:
         if loop.strict_failure is not None:
             conn.send(("failed", cid, "strict", loop.strict_failure))
             raise SystemExit(1)
-        conn.send(("done", cid, {"cpu": loop.cpu_run, "reason": loop.stop_reason}))
+        conn.send(("done", cid, {"cpu": loop.cpu_run, "reason": loop.stop_reason, "open_loop": loop.open_loop}))
     except SystemExit:
         raise
     except (EOFError, BrokenPipeError):

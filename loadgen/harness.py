@@ -165,6 +165,8 @@ def run_load(url: str, opts: dict, on_phase=None) -> dict:
         "strict": False, "json": path, "metrics_port": None, "metrics_addr": "127.0.0.1",
         "ignore_timestamps": True, "seed": 0, "start_timeout": 120.0, "rpc_timeout": 30.0,
         "max_mismatches": 5, "on_phase": on_phase,
+        "rate": opts.get("rate"), "arrival": opts.get("arrival") if opts.get("rate") else None,
+        "say_behind": False,        # a --curve point above the maximum falls behind by design; its JSON says so
     }
     desc = opts["profile"] if opts["profile"] == "rw256k" else (opts.get("loadfile") or workloads.DEFAULT_CLIENT_TXT)
     sink = open(os.devnull, "w") if opts.get("quiet", True) else None
@@ -199,7 +201,23 @@ def _load_figures(doc: dict) -> dict:
         "op_latency": {op: {k: v[k] for k in ("count", "ok", "error", "unexpected", "sum_seconds", "max_seconds",
                                               "buckets", "fine_buckets")}
                        for op, v in doc["ops"].items()},
+        # open loop (--curve's points): the schedule and the corrected latencies, histograms dropped
+        "open_loop": _open_loop_figures(doc.get("open_loop")),
     }
+
+
+def _open_loop_figures(ol):
+    if not ol:
+        return None
+
+    def q(d):
+        return {k: d[k] for k in ("count", "p50_seconds", "p90_seconds", "p99_seconds", "p999_seconds",
+                                  "max_seconds")}
+    out = {k: ol[k] for k in ("rate", "arrival", "offered_ops_per_second", "achieved_ops_per_second", "scheduled",
+                              "unsent", "lag_end_seconds", "behind", "mean_service_seconds", "clients_needed")}
+    out.update(all=q(ol["all"]), service_all=q(ol["service_all"]), lag=q(ol["lag"]),
+               ops={op: q(v) for op, v in ol["ops"].items()})
+    return out
 
 
 class _Window:

@@ -8,15 +8,25 @@ phase's totals and per-op stats with the contract histogram (non-cumulative
 counts per upper bound in ``bucket_bounds_seconds`` plus a final +Inf count)
 so documents from several runs or hosts merge by adding ``buckets``; per op
 p50/p90/p99/p999_seconds from the fine histogram (``fine_buckets``, see stats.py).
+``ops`` is always the service time (send to reply); an open-loop run adds
+``open_loop`` (:func:`open_loop_doc`): the schedule and the latencies from
+the intended start, per op and over all ops.
 """
 from __future__ import annotations
 
 import json
+import math
 
 from .meta import SCHEMA_RUN, build_meta
 from .stats import BOUNDS, PhaseStats
 
-__all__ = ["second_line", "final_table", "build_json", "write_json", "MB"]
+__all__ = ["second_line", "final_table", "build_json", "write_json", "MB", "open_loop_doc", "open_loop_lines",
+           "BEHIND_LAG_SECONDS", "BEHIND_UNSENT_SHARE"]
+
+#: an open-loop schedule counts as fallen behind when, at the end, it lags by more than this ...
+BEHIND_LAG_SECONDS = 0.05
+#: ... or more than this share of its intended starts in the measured window never started
+BEHIND_UNSENT_SHARE = 0.01
 
 MB = 1e6
 
@@ -28,19 +38,27 @@ def second_line(clients: int, ops: int, nbytes: int, phase: str, secs: float, ma
 
 
 def second_report(clients: int, phases: dict, tick: float, t0: float, warmup_end: float, warmup: float,
-                  interval_max: list) -> tuple[str, dict]:
+                  interval_max: list, open_loop: bool = False) -> tuple[str, dict]:
     """The dbench-style line and the JSON row of the second ending at `tick` (monotonic), from the
     phases' running stats: ops counted as completed (failures apart, as the final table does),
-    bytes, and the largest latency since the last line (interval_max[0], reset here)."""
+    bytes, and the largest latency since the last line (interval_max[0], reset here). Open loop:
+    the latency is from the intended start, and the largest schedule lag (interval_max[1]) follows."""
     phase = "warmup" if tick <= warmup_end + 1e-9 and warmup > 0 else "run"
     st = phases[phase]
     secs = (tick - t0) if phase == "warmup" else (tick - warmup_end)
     lat = interval_max[0]
+    lag = interval_max[1] if len(interval_max) > 1 else 0.0
     interval_max[0] = 0.0
+    if len(interval_max) > 1:
+        interval_max[1] = 0.0
     nbytes = st.read_bytes + st.write_bytes
     line = second_line(clients, st.completed, nbytes, "warmup" if phase == "warmup" else "execute", secs, lat)
-    return line, {"t": round(tick - t0, 3), "phase": phase, "ops": st.completed, "bytes": nbytes,
-                  "max_latency_seconds": lat}
+    row = {"t": round(tick - t0, 3), "phase": phase, "ops": st.completed, "bytes": nbytes,
+           "max_latency_seconds": lat}
+    if open_loop:
+        line += f"  lag {lag * 1e3:.3f} ms"
+        row["max_lag_seconds"] = lag
+    return line, row
 
 
 def _ms(x: float) -> str:
@@ -66,22 +84,36 @@ def keep_mismatch(mismatches: list, line: str, limit: int, say) -> None:
         say("loadgen: further mismatches counted but not shown")
 
 
-def final_table(st: PhaseStats, elapsed: float, clients: int, phase: str = "run",
-                cpu_seconds: float | None = None, degraded: str | None = None) -> str:
-    """The per-operation table and the headline. Operations and ops/sec count what completed as
-    the workload expects; unexpected statuses are failures, reported beside them. `degraded`
-    (why the figures are not a clean run's) adds a DEGRADED line."""
-    lines = []
-    lines.append("")
-    lines.append(f" {'Operation':<24s}{'Count':>10s}{'Mean ms':>10s}{'p50 ms':>10s}{'p90 ms':>10s}"
-                 f"{'p99 ms':>10s}{'p99.9 ms':>10s}{'Max ms':>10s}{'Errors':>8s}{'Unexp':>7s}")
-    lines.append(" " + "-" * 108)
+def _op_rows(st: PhaseStats) -> list:
+    rows = []
     for name in sorted(st.ops):
         s = st.ops[name]
         n = s.count
         mean = s.sum / n if n else 0.0
-        lines.append(f" {name:<24s}{n:>10d} {_ms(mean)} {_ms(s.quantile(0.5))} {_ms(s.quantile(0.9))}"
-                     f" {_ms(s.quantile(0.99))} {_ms(s.quantile(0.999))} {_ms(s.max)}{s.error:>8d}{s.unexpected:>7d}")
+        rows.append(f" {name:<24s}{n:>10d} {_ms(mean)} {_ms(s.quantile(0.5))} {_ms(s.quantile(0.9))}"
+                    f" {_ms(s.quantile(0.99))} {_ms(s.quantile(0.999))} {_ms(s.max)}{s.error:>8d}{s.unexpected:>7d}")
+    return rows
+
+
+def final_table(st: PhaseStats, elapsed: float, clients: int, phase: str = "run",
+                cpu_seconds: float | None = None, degraded: str | None = None,
+                service: PhaseStats | None = None) -> str:
+    """The per-operation table and the headline. Operations and ops/sec count what completed as
+    the workload expects; unexpected statuses are failures, reported beside them. `degraded`
+    (why the figures are not a clean run's) adds a DEGRADED line. `service` (an open-loop run,
+    `st` then holding the latencies from the intended start): a second block of rows with the
+    service times."""
+    lines = []
+    lines.append("")
+    if service is not None:
+        lines.append(" Latency from the intended start (open loop, corrected for coordinated omission):")
+    lines.append(f" {'Operation':<24s}{'Count':>10s}{'Mean ms':>10s}{'p50 ms':>10s}{'p90 ms':>10s}"
+                 f"{'p99 ms':>10s}{'p99.9 ms':>10s}{'Max ms':>10s}{'Errors':>8s}{'Unexp':>7s}")
+    lines.append(" " + "-" * 108)
+    lines += _op_rows(st)
+    if service is not None:
+        lines.append(" Service time (start to reply, not corrected):")
+        lines += _op_rows(service)
     done = st.completed
     errors = sum(s.error for s in st.ops.values())
     unexpected = st.failed
@@ -111,7 +143,8 @@ def build_json(*, cfg: dict, workload: str, st: PhaseStats, elapsed: float, phas
         "schema": SCHEMA_RUN,
         "meta": build_meta(),
         "settings": {"load": {k: cfg.get(k) for k in ("clients", "time", "warmup", "profile", "loadfile", "rw_files",
-                                                      "rw_file_size", "seed", "ignore_timestamps", "rpc_timeout")}},
+                                                      "rw_file_size", "seed", "ignore_timestamps", "rpc_timeout",
+                                                      "rate", "arrival")}},
         "url": cfg["url"],
         "workload": workload,
         "clients": clients,
@@ -139,6 +172,53 @@ def build_json(*, cfg: dict, workload: str, st: PhaseStats, elapsed: float, phas
         "ops": {name: st.ops[name].to_json() for name in sorted(st.ops)},
         "per_second": per_second,
     }
+
+
+def open_loop_doc(cfg: dict, st: PhaseStats, elapsed: float, ends: list) -> dict:
+    """The ``open_loop`` section of an open-loop run: `st` the reported phase, `ends` the
+    clients' schedule figures at the end (client.py's "done")."""
+    scheduled = sum(e["scheduled"] for e in ends)
+    unsent = sum(e["unsent"] for e in ends)
+    lag_end = max((e["lag_end"] for e in ends), default=0.0)
+    achieved = st.completed / elapsed if elapsed > 0 else 0.0
+    service = st.all_ops("service")
+    mean_service = service.sum / service.count if service.count else None
+    behind = lag_end > BEHIND_LAG_SECONDS or (scheduled > 0 and unsent > BEHIND_UNSENT_SHARE * scheduled)
+    return {
+        "rate": cfg["rate"], "arrival": cfg.get("arrival") or "fixed", "clients": cfg["clients"],
+        "rate_per_client": cfg["rate"] / cfg["clients"],
+        "offered_ops_per_second": scheduled / elapsed if elapsed > 0 else 0.0,
+        "achieved_ops_per_second": achieved,
+        "scheduled": scheduled, "started": sum(e["started"] for e in ends), "unsent": unsent,
+        "lag_end_seconds": lag_end, "behind": behind,
+        "mean_service_seconds": mean_service,
+        # one call in flight per client: N clients offer at most N / (mean service time) ops/s
+        "clients_needed": math.ceil(cfg["rate"] * mean_service) if mean_service else None,
+        "lag": st.lag.to_json(),
+        "all": st.all_ops("intended").to_json(),
+        "service_all": service.to_json(),
+        "ops": {name: st.intended[name].to_json() for name in sorted(st.intended)},
+    }
+
+
+def open_loop_lines(ol: dict, clients: int) -> list:
+    """The schedule line of the table and, when the schedule fell behind, the plain statement
+    (for stderr) of what the rate would need."""
+    lag = ol["lag"]
+    out = [f"Open loop: offered {ol['offered_ops_per_second']:.1f} ops/s ({ol['arrival']} arrivals at "
+           f"{ol['rate']:g} ops/s), achieved {ol['achieved_ops_per_second']:.1f} ops/s; schedule lag "
+           f"p50 {lag['p50_seconds'] * 1e3:.3f} ms p99 {lag['p99_seconds'] * 1e3:.3f} ms max "
+           f"{lag['max_seconds'] * 1e3:.3f} ms, {ol['lag_end_seconds'] * 1e3:.1f} ms at the end; "
+           f"{ol['unsent']} of {ol['scheduled']} intended starts never started"]
+    if ol["behind"]:
+        need = ol["clients_needed"]
+        svc = ol["mean_service_seconds"]
+        out.append(f"loadgen: the schedule fell behind: {clients} client(s) achieved "
+                   f"{ol['achieved_ops_per_second']:.0f} of {ol['rate']:g} ops/s. Each client has one call in "
+                   f"flight, so at the measured mean service time of "
+                   + (f"{svc * 1e3:.3f} ms the rate needs at least {need} clients" if need else "(none measured)")
+                   + "; if more clients do not raise the achieved rate, the server is the limit")
+    return out
 
 
 def write_json(path: str, doc: dict) -> None:

@@ -23,6 +23,14 @@ are reported beside them.  When a client dies during the run, the figures
 cover the time until the clients were stopped and the run is marked
 DEGRADED (in the table and in the JSON).  --clients is bounded by
 MAX_CLIENTS (see there for why).
+
+Open loop (``cfg["rate"]``, total operations per second): each client gets an
+equal share and its own schedule (client.py); the table reports latency from
+the intended start, the service time beside it, and the schedule: offered
+against achieved ops/s, lag, operations the end reached before they started.
+When the schedule fell behind (open_loop_behind), a stderr line says so and
+how many clients the rate needs at the measured service time (each
+python-libnfs client has one call in flight).
 """
 from __future__ import annotations
 
@@ -35,7 +43,8 @@ from multiprocessing.connection import wait
 
 from .client import client_main
 from .metrics import Totals, serve
-from .report import build_json, final_table, keep_mismatch, reported_phase, second_report, write_json
+from .report import (build_json, final_table, keep_mismatch, open_loop_doc, open_loop_lines, reported_phase,
+                     second_report, write_json)
 from .stats import PhaseStats
 
 __all__ = ["run", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERRUPTED", "MAX_CLIENTS", "clients_problem"]
@@ -54,6 +63,7 @@ class _Client:
         self.mounted = False        # reported "mounted" (now setting up)
         self.info: dict = {}
         self.cpu = 0.0
+        self.open_loop: dict | None = None     # the schedule's end figures (open loop)
 
 
 #: Upper bound of --clients. Each client is a whole Python process (spawned: a few hundred ms of CPU
@@ -99,12 +109,13 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
         say(f"loadgen: {problem}", err)
         return EXIT_USAGE
     totals = Totals()
+    totals.rate = cfg.get("rate")
     phases = {"warmup": PhaseStats(), "run": PhaseStats()}
     mismatches: list[str] = []
     mismatch_count = 0
     failures: list[dict] = []
     per_second: list[dict] = []
-    interval_max = [0.0]      # max op latency reported since the last per-second line
+    interval_max = [0.0, 0.0]  # max op latency, max schedule lag, since the last per-second line
 
     http = None
     if cfg["metrics_port"] is not None:
@@ -138,6 +149,8 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
         child_cfg = {k: cfg[k] for k in ("url", "rpc_timeout", "strict", "ignore_timestamps", "seed",
                                          "profile", "loadfile", "rw_files", "rw_file_size")}
         child_cfg["run_once"] = bool(cfg.get("run_once"))
+        if cfg.get("rate"):
+            child_cfg.update(rate=cfg["rate"] / n, arrival=cfg.get("arrival") or "fixed", nclients=n)
         for cid in range(n):
             if sigints:             # Ctrl-C while spawning: start no more
                 break
@@ -188,6 +201,8 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                     phases[phase].merge(delta)
                     if delta.max_latency > interval_max[0]:
                         interval_max[0] = delta.max_latency
+                    if delta.lag.max > interval_max[1]:
+                        interval_max[1] = delta.lag.max
                     totals.merge(delta)
                     if mm and first_bad_at is None:
                         first_bad_at = time.monotonic()
@@ -202,6 +217,7 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                 elif kind == "done":
                     c.state = "done"
                     c.cpu = msg[2]["cpu"]
+                    c.open_loop = msg[2].get("open_loop")
                     update_gauge()
                 elif kind == "failed":
                     fail(c, msg[2], msg[3])
@@ -291,8 +307,10 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                 c.conn.send(("start", t0, warmup_end, run_end))
                 c.state = "running"
             length = "run once" if cfg.get("run_once") else f"run {cfg['time']:g} s"
+            pace = (f", open loop at {cfg['rate']:g} ops/s ({cfg.get('arrival') or 'fixed'} arrivals, "
+                    f"{cfg['rate'] / n:g} per client)" if cfg.get("rate") else "")
             say(f"loadgen: {n} clients, workload {workload_desc}, warmup {cfg['warmup']:g} s, "
-                f"{length}, server rtmax/wtmax {rmax}/{wmax}")
+                f"{length}{pace}, server rtmax/wtmax {rmax}/{wmax}")
             next_tick = t0 + 1.0
             on_phase = cfg.get("on_phase")      # bench: called with "run" at warmup end, "end" at run end
             phase_seen = "warmup"
@@ -324,7 +342,8 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                     phase_seen = "end"
                     on_phase("end")
                 if now >= next_tick:
-                    line, row = second_report(n, phases, next_tick, t0, warmup_end, cfg["warmup"], interval_max)
+                    line, row = second_report(n, phases, next_tick, t0, warmup_end, cfg["warmup"], interval_max,
+                                              open_loop=bool(cfg.get("rate")))
                     if next_tick <= run_end + 1e-9:
                         say(line)
                         per_second.append(row)
@@ -386,7 +405,16 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
     elif first_bad_at is not None and not cfg["strict"]:
         degraded = (f"unexpected statuses from {first_bad_at - t0:.1f} s after the start on; "
                     f"operations that failed are not counted")
-    say(final_table(st, elapsed, n, phase=phase, cpu_seconds=cpu, degraded=degraded))
+    ol = None
+    if cfg.get("rate"):
+        ol = open_loop_doc(cfg, st, elapsed, [c.open_loop for c in clients if c.open_loop])
+    say(final_table(st.view("intended") if ol else st, elapsed, n, phase=phase, cpu_seconds=cpu, degraded=degraded,
+                    service=st if ol else None))
+    if ol:
+        lines = open_loop_lines(ol, n)
+        say(lines[0])
+        for line in lines[1:] if cfg.get("say_behind", True) else ():
+            say(line, err)
     if failures:
         say(f"loadgen: {len(failures)} client(s) failed: " +
             "; ".join(f"client{f['client']} ({f['stage']})" for f in failures), err)
@@ -418,6 +446,7 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
         doc["warmup"] = {"ops_total": phases["warmup"].count,
                          "bytes": {"read": phases["warmup"].read_bytes, "write": phases["warmup"].write_bytes}}
         doc["run_once"] = bool(cfg.get("run_once"))
+        doc["open_loop"] = ol
         doc["exit_code"] = exit_code
         write_json(cfg["json"], doc)
     if http is not None:

@@ -15,6 +15,13 @@ Plain data, picklable, mergeable.  Two histograms per operation:
 ``max`` is exact; ``mean`` is sum/count.  A client records into a
 :class:`PhaseStats`, ships it to the parent, and starts a fresh one (deltas),
 so the parent's merge is a plain sum.
+
+Open-loop runs (``loadgen run --rate``) keep two more things per phase: for
+every operation the latency counted from its *intended* start
+(``PhaseStats.intended``, corrected for coordinated omission), and the
+schedule lag, actual start minus intended start (``PhaseStats.lag``).
+``PhaseStats.ops`` is the service time (send to reply) in both kinds of run,
+so it means the same thing whichever ran.
 """
 from __future__ import annotations
 
@@ -126,14 +133,21 @@ class OpStats:
 
 
 class PhaseStats:
-    """Everything one client did in one phase since its last report."""
-    __slots__ = ("ops", "read_bytes", "write_bytes", "max_latency")
+    """Everything one client did in one phase since its last report.
+
+    ``ops``: service time per operation. Open loop only: ``intended`` (latency from the
+    intended start per operation) and ``lag`` (start minus intended start, all operations;
+    ``lag.ok`` counts them). ``max_latency`` is the largest latency the run reports: the
+    corrected one in an open-loop run."""
+    __slots__ = ("ops", "read_bytes", "write_bytes", "max_latency", "intended", "lag")
 
     def __init__(self):
         self.ops: dict[str, OpStats] = {}
         self.read_bytes = 0
         self.write_bytes = 0
         self.max_latency = 0.0
+        self.intended: dict[str, OpStats] = {}
+        self.lag = OpStats()
 
     def op(self, name: str) -> OpStats:
         s = self.ops.get(name)
@@ -161,9 +175,38 @@ class PhaseStats:
     def ok(self) -> int:
         return sum(s.ok for s in self.ops.values())
 
+    def intended_op(self, name: str) -> OpStats:
+        s = self.intended.get(name)
+        if s is None:
+            s = self.intended[name] = OpStats()
+        return s
+
+    @property
+    def open_loop(self) -> bool:
+        """Whether any operation here was run against a schedule (``--rate``)."""
+        return bool(self.intended)
+
+    def view(self, which: str) -> "PhaseStats":
+        """The same phase with ``ops`` = the service times (``"service"``) or the latencies from
+        the intended start (``"intended"``): what the final table prints. Shares the OpStats."""
+        v = PhaseStats()
+        v.ops = self.intended if which == "intended" else self.ops
+        v.read_bytes, v.write_bytes, v.max_latency = self.read_bytes, self.write_bytes, self.max_latency
+        return v
+
+    def all_ops(self, which: str = "service") -> OpStats:
+        """Every operation's latencies merged into one OpStats (a new one)."""
+        out = OpStats()
+        for s in (self.intended if which == "intended" else self.ops).values():
+            out.merge(s)
+        return out
+
     def merge(self, other: "PhaseStats") -> None:
         for name, s in other.ops.items():
             self.op(name).merge(s)
+        for name, s in other.intended.items():
+            self.intended_op(name).merge(s)
+        self.lag.merge(other.lag)
         self.read_bytes += other.read_bytes
         self.write_bytes += other.write_bytes
         if other.max_latency > self.max_latency:
@@ -173,7 +216,8 @@ class PhaseStats:
         return not self.ops and not self.read_bytes and not self.write_bytes
 
     def __getstate__(self):
-        return (self.ops, self.read_bytes, self.write_bytes, self.max_latency)
+        return (self.ops, self.read_bytes, self.write_bytes, self.max_latency, self.intended, self.lag)
 
     def __setstate__(self, st):
-        self.ops, self.read_bytes, self.write_bytes, self.max_latency = st
+        self.ops, self.read_bytes, self.write_bytes, self.max_latency = st[:4]
+        self.intended, self.lag = (st[4], st[5]) if len(st) > 4 else ({}, OpStats())

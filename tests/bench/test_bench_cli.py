@@ -277,7 +277,9 @@ def test_sweep_run(tmp_path):
         assert v["pages_per_worker"] == slots and v["bytes_per_worker"] == slots * 4096, name
         assert v["pages_per_call"] > 0 and v["svc_alloc_arg_us_per_call"] > 0
         if name.startswith("array"):
-            assert v["slots_scanned_per_call"] == slots
+            # every call visits the whole array; the window's two scrapes read the call count and the
+            # slots histogram while calls go on, so a call or two at an edge may be in one and not the other
+            assert abs(v["slots_scanned_per_call"] - slots) * v["calls"] <= 2 * slots, (name, v["calls"])
         else:
             assert v["slots_scanned_per_call"] < 8
     c = doc["profiles"]["rw4k"]["comparisons"]

@@ -75,7 +75,7 @@ def stack(tmp_path_factory):
         with open(st.tmp / "loadgen.log", "wb") as log:
             st.procs["loadgen"] = subprocess.Popen(
                 [sys.executable, "-m", "loadgen", "run", st.url, "--clients", "2", "--time", "30",
-                 "--warmup", "1", "--metrics-port", "0"],
+                 "--warmup", "1", "--metrics-port", "0", "--rate", "400", "--arrival", "poisson"],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         st.loadgen_metrics_port = int(wait_for(
             "loadgen's metrics port", lambda: _announced_port(st.tmp / "loadgen.log"), deadline,
@@ -115,6 +115,8 @@ def stack(tmp_path_factory):
         # errors and cache hits, the pressure server's failures
         conditions = [
             'sum(rate(nfsbulk_loadgen_ops_total[30s])) > 0',
+            'sum(rate(nfsbulk_loadgen_open_loop_latency_seconds_count[30s])) > 0',
+            'sum(nfsbulk_loadgen_offered_rate_ops_per_second) == 400',
             'sum(rate(nfsbulk_loadgen_bytes_total{direction="read"}[30s])) > 0',
             'sum(rate(nfsbulk_loadgen_bytes_total{direction="write"}[30s])) > 0',
             'sum(rate(nfsbulk_rpc_requests_total{program="nfs"}[30s])) > 0',
