@@ -66,10 +66,12 @@ def _f(med, offered=None, achieved=None):
 
 
 def test_knee_rule():
-    # p99 within 3x of the lightest point, achieved within 95 % of offered
-    pts = {10: _f(0.001, 100, 100), 50: _f(0.0025, 500, 499), 90: _f(0.0031, 900, 890), 100: _f(0.002, 1000, 940)}
-    assert curve.knee(pts) == 50                 # 90 %: p99 3.1x; the knee is the point before
-    pts[90] = _f(0.0029, 900, 890)
+    # p99 within KNEE_P99_FACTOR x the lightest point's, achieved within 95 % of offered
+    k = curve.KNEE_P99_FACTOR
+    pts = {10: _f(0.001, 100, 100), 50: _f(0.0025, 500, 499), 90: _f(0.001 * k * 1.01, 900, 890),
+           100: _f(0.002, 1000, 940)}
+    assert curve.knee(pts) == 50                 # 90 %: p99 just over the factor; the knee is the point before
+    pts[90] = _f(0.001 * k * 0.99, 900, 890)
     assert curve.knee(pts) == 90                 # 100 %: 94 % achieved
     assert curve.knee({10: _f(None)}) is None
 
