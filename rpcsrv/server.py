@@ -254,7 +254,8 @@ class Server:
             self.listener = TcpListener(cfg.host, cfg.port, max_record=cfg.max_record, allocator=self.allocator,
                                         allow=cfg.allow, max_connections=cfg.max_connections,
                                         partial_budget=self.partial_budget, on_close=metrics.closed,
-                                        on_connections=metrics.connections.inc)
+                                        on_connections=metrics.connections.inc,
+                                        on_accept_error=metrics.accept_error)
         except OSError as e:
             raise StartupError("--listen %s:%d: cannot listen: %s" % (cfg.host, cfg.port, _why(e))) from e
         self.host, self.port = self.listener.host, self.listener.port

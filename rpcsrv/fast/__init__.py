@@ -32,7 +32,7 @@ from rpcsrv.proto.nfs3const import NFSSTAT3_NAMES, NfsProc3
 from rpcsrv.proto.xdr import Packer
 from rpcsrv.svc.rqst import SvcRqst
 from rpcsrv.svc.svc import ReplyCache, Request
-from rpcsrv.xprt.tcp import TcpPayloadIO, accept_ready, close_connections, send_reply
+from rpcsrv.xprt.tcp import AcceptBackoff, TcpPayloadIO, accept_ready, close_connections, send_reply
 
 from . import _fast
 from ._fast import EVENTS, FastConn, FastServer, FastWorker, STATUS_VALUES
@@ -127,6 +127,10 @@ class FastPath:
         self._lock = threading.Lock()
         self.listener = None
         self.workers = []
+        # accept() out of descriptors: the listener stays disarmed; the sweep (once a second)
+        # re-arms it when the rest is over, so a rest here lasts up to a second longer
+        self.backoff = AcceptBackoff(server.metrics.accept_error)
+        self._listener_resting = False
 
     def _publish(self, fh, dev, ino):
         """The Python path opened (and proved) a handle: the fast path's fd cache may keep it."""
@@ -257,7 +261,7 @@ class FastPath:
         metrics = self.server.metrics
         try:
             for sock, peer in accept_ready(self.listener, cfg.allow, cfg.max_connections, lambda: len(self.conns),
-                                           metrics.closed):
+                                           metrics.closed, self.backoff):
                 sock.setblocking(False)
                 try:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -269,7 +273,10 @@ class FastPath:
                 metrics.connections.inc()
                 self.srv.add_conn(conn)
         finally:
-            self.srv.rearm_listener(self.listener.fileno())
+            if self.backoff.resting():          # out of descriptors: the sweep re-arms it after the rest
+                self._listener_resting = True
+            else:
+                self.srv.rearm_listener(self.listener.fileno())
 
     def _close(self, conn) -> None:
         if conn is None:
@@ -298,3 +305,6 @@ class FastPath:
             elif c.idle_for(now) > cfg.idle_timeout:
                 c.doom("idle_timeout")
         self.srv.sweep_caches()
+        if self._listener_resting and not self.backoff.resting(now):
+            self._listener_resting = False
+            self.srv.rearm_listener(self.listener.fileno())

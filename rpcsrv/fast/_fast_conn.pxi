@@ -7,6 +7,7 @@ ctypedef struct fconn_t:
     uint32_t record_len            # body bytes of the current record received
     uint32_t frag_left             # body bytes of the current fragment still to come
     int last                       # the current fragment is the record's last
+    int empty                      # empty fragments of the current record
     uint32_t max_record
     int32_t *saved                 # pages of a parked partial record (slots 0..saved_slots-1)
     int saved_slots
@@ -306,6 +307,7 @@ cdef class FastConn:
         self.c.frag_left = 0
         self.c.have = 0
         self.c.last = 0
+        self.c.empty = 0
 
     def rearm(self):
         """Back into the epoll set, one-shot (the worker is done with it)."""

@@ -239,8 +239,16 @@ cdef class FastWorker:
                        (<uint32_t>c.marker[2] << 8) | c.marker[3]
                 c.last = word >> 31
                 c.frag_left = word & 0x7FFFFFFF
-                if c.frag_left == 0:
-                    return self._fail(c, R_ZERO_FRAGMENT, 0)
+                if c.frag_left == 0:               # empty fragments are legal (RFC 5531), a few
+                    c.empty += 1
+                    if c.empty > FP_MAX_EMPTY_FRAGMENTS:
+                        return self._fail(c, R_ZERO_FRAGMENT, 0)
+                    if not c.last:
+                        continue
+                    if c.record_len == 0:
+                        return self._fail(c, R_EMPTY_RECORD, 0)
+                    c.record_started = 0
+                    return RX_RECORD
                 if <uint64_t>c.record_len + c.frag_left > c.max_record:
                     return self._fail(c, R_TOO_LARGE, 0)
             cnt = 0                                # the body, straight into the pages
@@ -471,6 +479,7 @@ cdef class FastWorker:
         c.frag_left = 0
         c.have = 0
         c.last = 0
+        c.empty = 0
 
     def stats(self):
         """This worker's counters as plain Python values (rpcsrv.svc.metrics reads them)."""

@@ -356,7 +356,7 @@ static int fp_write(fp_req *q, xr_t *r) {
         return FP_SERVED;
     }
     length = dlen > q->conf->wtmax ? q->conf->wtmax : dlen;
-    if (offset + length > FP_MAXFILESIZE) {
+    if (offset > FP_MAXFILESIZE || length > FP_MAXFILESIZE - offset) {   /* offset + length, unwrapped */
         fp_begin_reply(q, NFS3ERR_FBIG);
         xw_wcc(&q->w, &pre, fp_fstat_ok(fd, &post) ? &post : NULL, q->conf->fsid);
         fp_release(q, &o);

@@ -26,8 +26,15 @@ Invariants
 * record_len = body bytes stored so far for the current record; it never
   exceeds max_record, because every marker is checked against the bound
   *before* any of its body is read (a peer cannot make us buffer an oversized
-  record).  A fragment of length 0 is rejected (it carries nothing and only a
-  misbehaving peer would send an endless stream of them).
+  record).
+* Empty fragments are legal (RFC 5531 section 11 puts no lower bound on a
+  fragment): an empty last fragment after data completes the record
+  (feed_header returns True, want() is then (DONE, 0)). Two things are not: a
+  record of no bytes at all (``empty_record``: it cannot hold a call), and
+  more than MAX_EMPTY_FRAGMENTS empty fragments in one record
+  (``zero_fragment``: they never bring the record closer to its end or its
+  size bound, so without a cap a peer streaming 4-byte markers would hold
+  the reader for ever).
 * Errors are sticky: after a RecordError the stream is out of sync, every
   later call raises the same error, and the caller must close the connection.
   RecordError (a ValueError) is the peer's fault and has a .reason for
@@ -41,7 +48,7 @@ import struct
 
 __all__ = [
     "HEADER", "BODY", "DONE",
-    "LAST_FRAGMENT", "MAX_FRAGMENT",
+    "LAST_FRAGMENT", "MAX_FRAGMENT", "MAX_EMPTY_FRAGMENTS",
     "RecordError", "RecordDecoder", "RecordBuffer",
     "encode_record", "encode_fragment_header", "frame",
 ]
@@ -52,12 +59,14 @@ DONE = "done"
 
 LAST_FRAGMENT = 0x80000000
 MAX_FRAGMENT = 0x7FFFFFFF
+#: empty fragments one record may carry (the C twin: FP_MAX_EMPTY_FRAGMENTS in _fast_decl.pxi)
+MAX_EMPTY_FRAGMENTS = 64
 
 _U32 = struct.Struct(">I")
 
 
 class RecordError(ValueError):
-    """The peer broke record marking; .reason is "zero_fragment" or "record_too_large"."""
+    """The peer broke record marking; .reason is "zero_fragment", "empty_record" or "record_too_large"."""
 
     def __init__(self, reason, message):
         super().__init__(message)
@@ -71,6 +80,7 @@ class RecordDecoder:
         "max_record",   # bound on a record's total body length
         "record_len",   # body bytes of the current record received so far
         "fragments",    # fragment markers completed for the current record
+        "empty",        # of them, empty ones
         "last",         # the current fragment is the record's last one
         "_hdr",         # partial marker bytes (bytearray, len < 4)
         "_left",        # body bytes of the current fragment still to come
@@ -92,6 +102,7 @@ class RecordDecoder:
             raise self._error
         self.record_len = 0
         self.fragments = 0
+        self.empty = 0
         self.last = False
         del self._hdr[:]
         self._left = 0
@@ -112,7 +123,8 @@ class RecordDecoder:
         return bool(self._hdr) or self.fragments > 0
 
     def feed_header(self, data):
-        """Give 1..n bytes of the fragment marker, n from want() == (HEADER, n)."""
+        """Give 1..n bytes of the fragment marker, n from want() == (HEADER, n). Returns True
+        exactly when the marker completes the record (an empty last fragment after data)."""
         if self._error is not None:
             raise self._error
         if self._left or self._done:
@@ -124,15 +136,25 @@ class RecordDecoder:
             raise ValueError(f"feed_header() takes 1..{need} bytes, got {k}")
         hdr += data
         if k < need:
-            return
+            return False
         word = _U32.unpack(hdr)[0]
         del hdr[:]
         flen = word & MAX_FRAGMENT
         self.last = bool(word & LAST_FRAGMENT)
         self.fragments += 1
         if flen == 0:
-            self._error = RecordError("zero_fragment", "RPC record fragment of length 0")
-            raise self._error
+            self.empty += 1
+            if self.empty > MAX_EMPTY_FRAGMENTS:
+                self._error = RecordError("zero_fragment", "more than %d empty fragments in one RPC record"
+                                          % MAX_EMPTY_FRAGMENTS)
+                raise self._error
+            if not self.last:
+                return False
+            if self.record_len == 0:
+                self._error = RecordError("empty_record", "RPC record of 0 bytes")
+                raise self._error
+            self._done = True
+            return True
         total = self.record_len + flen
         if total > self.max_record:
             self._error = RecordError(
@@ -140,6 +162,7 @@ class RecordDecoder:
                 f"RPC record of at least {total} bytes exceeds the maximum {self.max_record}")
             raise self._error
         self._left = flen
+        return False
 
     def body_received(self, n):
         """n body bytes were stored at record offset record_len.
@@ -187,7 +210,10 @@ class RecordBuffer:
             if k > want:
                 k = want
             if kind is HEADER:
-                dec.feed_header(mv[i:i + k])
+                if dec.feed_header(mv[i:i + k]):        # an empty last fragment ended the record
+                    out.append(bytes(rec))
+                    del rec[:]
+                    dec.next_record()
             else:  # BODY
                 rec += mv[i:i + k]
                 if dec.body_received(k):

@@ -104,6 +104,7 @@ class ServerMetrics:
         self._durations = {}         # (program, procedure) -> _Hist
         self._errors = {}            # reason -> count
         self._disconnects = {label: 0 for label in DISCONNECTS.values()}
+        self._accept_errors = {}     # errno label -> count (both paths accept through xprt.tcp)
         self.alloc_seconds = _Hist(ALLOC_BUCKETS)
         self.alloc_pages = _Hist(PAGE_BUCKETS)
         self.alloc_scanned = _Hist(PAGE_BUCKETS)
@@ -156,6 +157,14 @@ class ServerMetrics:
             return
         with self._lock:
             self._disconnects[label] += 1
+
+    def accept_error(self, label: str) -> None:
+        """accept() failed with errno `label` (e.g. "emfile"): xprt.tcp.AcceptBackoff, both paths."""
+        with self._lock:
+            self._accept_errors[label] = self._accept_errors.get(label, 0) + 1
+
+    def accept_error_count(self, label: str) -> int:
+        return self._accept_errors.get(label, 0)
 
     def disconnect_count(self, label: str) -> int:
         """Disconnects of one label (eof, reset, idle, limit) so far (tests)."""
@@ -288,6 +297,14 @@ class ServerMetrics:
         with self._lock:
             disconnects = dict(self._disconnects)
         for k, v in sorted(disconnects.items()):
+            fam.add_metric([k], v)
+        yield fam
+        fam = CounterMetricFamily("nfsbulk_rpc_accept_errors", "accept() failures by errno (emfile, enfile, "
+                                  "enobufs, enomem: the listener rests, doubling from 50 ms to 1 s).",
+                                  labels=["errno"])
+        with self._lock:
+            accept_errors = dict(self._accept_errors)
+        for k, v in sorted(accept_errors.items()):
             fam.add_metric([k], v)
         yield fam
         fam = GaugeMetricFamily("nfsbulk_rpc_in_flight", "Requests being processed.")

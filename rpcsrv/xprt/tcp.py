@@ -25,6 +25,14 @@ it only when that worker is done), so its state needs no lock:
   request; the next worker that serves the connection frees its own pages
   in those slots and moves the saved ones in (svc_tcp_restore_pages).
 
+accept() errors go through AcceptBackoff: when accept runs out of a resource
+(EMFILE, ENFILE, ENOBUFS, ENOMEM) the listener is disarmed for an interval
+that doubles from BACKOFF_FIRST to BACKOFF_MAX while the errors go on (the
+waiting connections stay in the kernel's queue), one log line per
+BACKOFF_LOG_EVERY seconds says how many failed, and every failure is counted
+(nfsbulk_rpc_accept_errors_total{errno}). Re-arming at once would spin: the
+queue stays readable while no descriptor is free.
+
 A reply goes out with one sendmsg of the header page(s) and payload pages
 (send_reply), after which the reply pages are freed: the next call's holes.
 A client that does not read its replies for `send_timeout` seconds is
@@ -120,7 +128,9 @@ class Connection:
                 if not self.record_started:
                     self.record_started = time.monotonic()
                 try:
-                    dec.feed_header(bytes(self.marker_view[4 - n:4 - n + r]))
+                    if dec.feed_header(bytes(self.marker_view[4 - n:4 - n + r])):
+                        self.record_started = 0.0           # an empty last fragment ended it
+                        return RECORD
                 except RecordError as e:
                     return self._fail(e.reason)
             elif kind == BODY:
@@ -227,13 +237,60 @@ def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
     return s
 
 
-def accept_ready(listener: socket.socket, allow, max_connections: int, count, refused):
+#: accept() errors meaning "out of a resource": the listener rests (AcceptBackoff)
+ACCEPT_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+#: the first rest after such an error, and the longest (the interval doubles while errors go on)
+BACKOFF_FIRST, BACKOFF_MAX = 0.05, 1.0
+#: at most one log line about accept errors per this many seconds
+BACKOFF_LOG_EVERY = 10.0
+
+
+class AcceptBackoff:
+    """When the listener rests after accept() failed (see the module doc), and the failures'
+    accounting: on_error(label) per failure (label: the errno's name, lower case, e.g. "emfile").
+    Used by the one thread that accepts at a time (the poller, or the fast path's worker that
+    holds the one-shot listener)."""
+
+    def __init__(self, on_error=None, clock=time.monotonic):
+        self.on_error = on_error or (lambda label: None)
+        self.clock = clock
+        self.delay = 0.0            # the current rest; 0 after an accept that worked
+        self.resume_at = 0.0        # the listener is disarmed until then
+        self._since_log = 0
+        self._last_log = float("-inf")
+
+    def failed(self, e: OSError) -> None:
+        label = errno.errorcode.get(e.errno, "error").lower()
+        self.on_error(label)
+        now = self.clock()
+        if e.errno in ACCEPT_RESOURCE_ERRNOS:
+            self.delay = min(BACKOFF_MAX, self.delay * 2 if self.delay else BACKOFF_FIRST)
+            self.resume_at = now + self.delay
+        self._since_log += 1
+        if now - self._last_log >= BACKOFF_LOG_EVERY:
+            log.warning("accept failed %d time(s) since the last report (last: %s)%s", self._since_log,
+                        os.strerror(e.errno) if e.errno else e,
+                        "; the listener rests %.2f s at a time until a descriptor is free" % self.delay
+                        if e.errno in ACCEPT_RESOURCE_ERRNOS else "")
+            self._since_log = 0
+            self._last_log = now
+
+    def accepted(self) -> None:
+        self.delay = 0.0
+
+    def resting(self, now: float | None = None) -> bool:
+        """Whether the listener must stay disarmed now."""
+        return (self.clock() if now is None else now) < self.resume_at
+
+
+def accept_ready(listener: socket.socket, allow, max_connections: int, count, refused, backoff=None):
     """Yield (sock, peer) for each connection waiting on the non-blocking `listener` until none is left.
 
     A peer outside `allow` (networks; empty: everyone) or beyond `max_connections` (count() is the
     number open, read after the caller has taken the previous one) is closed at once and reported
     as refused("not_allowed" | "too_many_connections"). An accept error other than "none left"
-    is logged and ends the round (the listener stays armed).
+    ends the round and goes to `backoff` (AcceptBackoff: counted, logged at most once per
+    interval, and for a lack of resources a rest the caller honours), or is logged without one.
     """
     while True:
         try:
@@ -241,8 +298,13 @@ def accept_ready(listener: socket.socket, allow, max_connections: int, count, re
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
-            log.warning("accept failed: %s", e)
+            if backoff is not None:
+                backoff.failed(e)
+            else:
+                log.warning("accept failed: %s", e)
             return
+        if backoff is not None:
+            backoff.accepted()
         if allow and not any(ipaddress.ip_address(peer[0].split("%")[0]) in net for net in allow):
             reason = "not_allowed"
         elif count() >= max_connections:
@@ -327,7 +389,7 @@ class TcpListener:
 
     def __init__(self, host: str, port: int, *, max_record: int, allocator, allow=(),
                  max_connections: int = 1024, partial_budget: int = 0, on_close=None,
-                 on_connections=None):
+                 on_connections=None, on_accept_error=None):
         self.sock = listen(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         self.max_record = max_record
@@ -345,11 +407,22 @@ class TcpListener:
         os.set_blocking(self._wake_r, False)
         self.epoll.register(self.sock.fileno(), select.EPOLLIN)
         self.epoll.register(self._wake_r, select.EPOLLIN)
+        self.backoff = AcceptBackoff(on_accept_error)
+        self._listener_armed = True
 
     # -- the poller's side
     def poll(self, timeout: float):
         """Wait for events; accept new connections; return the connections with data ready,
         taken out of the epoll set until rearm(). Raises OSError when the set is closed."""
+        if not self._listener_armed:                # resting after accept() ran out of descriptors
+            if self.backoff.resting():
+                timeout = min(timeout, max(0.0, self.backoff.resume_at - time.monotonic()))
+            else:
+                try:
+                    self.epoll.modify(self.sock.fileno(), select.EPOLLIN)
+                    self._listener_armed = True
+                except (OSError, ValueError):
+                    pass
         try:
             events = self.epoll.poll(timeout)
         except InterruptedError:
@@ -378,12 +451,18 @@ class TcpListener:
 
     def _accept(self) -> None:
         for sock, peer in accept_ready(self.sock, self.allow, self.max_connections, lambda: len(self._conns),
-                                       self._on_close):
+                                       self._on_close, self.backoff):
             conn = Connection(sock, peer, self.max_record, self.allocator)
             with self._lock:
                 self._conns[conn.fd] = conn
             self._on_connections(1)
             self.epoll.register(conn.fd, _ARM)
+        if self.backoff.resting():
+            try:
+                self.epoll.modify(self.sock.fileno(), 0)     # disarmed: poll() re-arms it when the rest ends
+                self._listener_armed = False
+            except (OSError, ValueError):
+                pass
 
     def sweep(self, now: float, idle_timeout: float, record_timeout: float) -> None:
         """Close connections idle too long, or with a record that began too long ago."""

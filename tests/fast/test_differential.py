@@ -114,6 +114,21 @@ class Run:
         self.replies.append((label, prog, proc, rec))
         return rec
 
+    def call_fragments(self, prog, proc, args, label, cuts):
+        """A call sent as fragments: the body cut at `cuts` (record offsets), each cut an empty
+        fragment as well as a boundary, and an empty last fragment after the data."""
+        self.xid += 1
+        body = self.rpc.call_bytes(self.xid, prog, 3, proc, args, ROOT)[4:]
+        out, prev = b"", 0
+        for cut in list(cuts) + [len(body)]:
+            out += struct.pack(">I", cut - prev) + body[prev:cut] + struct.pack(">I", 0)
+            prev = cut
+        self.rpc.send_raw(out + struct.pack(">I", 0x80000000))
+        rec = self.rpc.recv_record()
+        assert rec is not None, label
+        self.replies.append((label, prog, proc, rec))
+        return rec
+
     def close(self):
         self.rpc.close()
         self.server.stop()
@@ -300,6 +315,15 @@ def script(r):
         c(NFS, 7, opq(h["data.bin"]) + u64(0) + u32(n) + u32(2) + opq(big[:n]), label="write %d" % n)
     for off, n in ((0, r.block), (0, r.block + 4096), (4096, r.block)):
         c(NFS, 6, opq(h["data.bin"]) + u64(off) + u32(n), label="read %d+%d" % (off, n))
+    # -- offsets at the top of the range: offset + count must not wrap (NFS3ERR_FBIG on both paths)
+    for off in (2 ** 64 - 1, 2 ** 64 - 10, 2 ** 63 - 1, 2 ** 63):
+        c(NFS, 7, opq(h["data.bin"]) + u64(off) + u32(10) + u32(0) + opq(b"x" * 10), label="write 10 at %d" % off)
+        c(NFS, 6, opq(h["data.bin"]) + u64(off) + u32(10), label="read 10 at %d" % off)
+    c(NFS, 7, opq(h["data.bin"]) + u64(2 ** 64 - 1) + u32(0) + u32(0) + opq(b""), label="write 0 at 2^64-1")
+    # -- record marking: empty fragments (RFC 5531 allows them) around and after the data
+    r.call_fragments(NFS, 1, opq(h["root"]), "getattr in fragments with empty ones", (0, 12, 40))
+    r.call_fragments(NFS, 7, opq(h["data.bin"]) + u64(0) + u32(5000) + u32(0) + opq(big[:5000]),
+                     "write in fragments with empty ones", (4, 4096, 4100))
 
 
 class Normalizer:

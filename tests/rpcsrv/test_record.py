@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from rpcsrv.proto.record import (
-    BODY, DONE, HEADER, LAST_FRAGMENT, MAX_FRAGMENT, RecordBuffer, RecordDecoder, RecordError,
+    BODY, DONE, HEADER, LAST_FRAGMENT, MAX_EMPTY_FRAGMENTS, MAX_FRAGMENT, RecordBuffer, RecordDecoder, RecordError,
     encode_fragment_header, encode_record, frame,
 )
 from rpcsrv.proto.xdr import Unpacker
@@ -90,20 +90,40 @@ def test_random_splits(records, max_fragment, data):
 
 # -- errors: zero fragments and the size bound ----------------------------------------
 
-def test_zero_fragment_rejected_and_sticky():
-    for last in (True, False):
+def test_empty_fragments_are_legal():
+    """RFC 5531 puts no lower bound on a fragment: empty ones anywhere in a record, an empty last
+    fragment after data ending it, with byte-by-byte splits too."""
+    rec = b"abcdefgh"
+    stream = (marker(0, False) + marker(3, False) + rec[:3] + marker(0, False) + marker(5, False) + rec[3:]
+              + marker(0, True)) + frame(b"next")
+    assert RecordBuffer(64).feed(stream) == [rec, b"next"]
+    rb = RecordBuffer(64)
+    out = []
+    for i in range(len(stream)):
+        out += rb.feed(stream[i:i + 1])
+    assert out == [rec, b"next"] and not rb.in_record
+    dec = RecordDecoder(64)
+    dec.feed_header(marker(2, False))
+    dec.body_received(2)
+    assert dec.feed_header(marker(0, True)) is True and dec.want() == (DONE, 0) and dec.record_len == 2
+
+
+def test_empty_record_and_endless_empty_fragments_rejected_and_sticky():
+    for stream, reason in ((marker(0, True), "empty_record"),
+                           (marker(0, False) * 3 + marker(0, True), "empty_record"),
+                           (marker(0, False) * (MAX_EMPTY_FRAGMENTS + 1), "zero_fragment"),
+                           (marker(1, False) + b"x" + marker(0, False) * MAX_EMPTY_FRAGMENTS + marker(0, True),
+                            "zero_fragment")):
         rb = RecordBuffer(64)
         with pytest.raises(RecordError) as ei:
-            rb.feed(marker(0, last))
-        assert ei.value.reason == "zero_fragment"
+            rb.feed(stream)
+        assert ei.value.reason == reason
         assert isinstance(ei.value, ValueError)
         with pytest.raises(RecordError):         # sticky: the stream is out of sync
             rb.feed(frame(b"ok"))
-    # a zero-length last fragment after a good one is rejected too
-    rb = RecordBuffer(64)
-    with pytest.raises(RecordError) as ei:
-        rb.feed(marker(2, False) + b"ab" + marker(0, True))
-    assert ei.value.reason == "zero_fragment"
+    # exactly the cap is still a record
+    assert RecordBuffer(64).feed(marker(0, False) * (MAX_EMPTY_FRAGMENTS - 1) + marker(2, False) + b"ok"
+                                 + marker(0, True)) == [b"ok"]
 
 
 @pytest.mark.parametrize("max_record", [1, 4, 100])

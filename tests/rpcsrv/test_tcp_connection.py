@@ -105,6 +105,21 @@ def test_over_the_parking_budget_the_worker_keeps_the_connection(allocator, pair
     r.release_all()
 
 
+def test_empty_fragments_and_an_empty_last_fragment(allocator, pair):
+    """RFC 5531 allows empty fragments: one before, one between and an empty last fragment after
+    the data; the record is the data, and the next record follows on the same connection."""
+    conn, client = pair
+    r = rqst_for(allocator)
+    body = bytes(range(256)) * 20
+    client.sendall(marker(0, False) + marker(1000, False) + body[:1000] + marker(0, False)
+                   + marker(len(body) - 1000, False) + body[1000:] + marker(0, True) + marker(3) + b"abc")
+    assert conn.receive(r) == RECORD
+    assert conn.decoder.record_len == len(body) and body_in_pages(r, len(body)) == body
+    conn.record_done()
+    assert conn.receive(r) == RECORD and body_in_pages(r, 3) == b"abc"
+    r.release_all()
+
+
 def test_a_record_not_completed_in_time_closes(allocator, pair):
     conn, client = pair
     r = rqst_for(allocator)
@@ -117,7 +132,8 @@ def test_a_record_not_completed_in_time_closes(allocator, pair):
 @pytest.mark.parametrize("data, reason", [
     (b"", "eof"),                                          # EOF between records: a disconnect
     (marker(100) + b"z" * 10, "truncated_record"),         # EOF inside a record
-    (marker(0), "zero_fragment"),
+    (marker(0), "empty_record"),                          # a record of no bytes cannot be a call
+    (marker(0, False) * 65, "zero_fragment"),              # more empty fragments than a record may carry
     (marker(64 * PAGE + 1), "record_too_large"),
 ])
 def test_eof_and_bad_markers(allocator, pair, data, reason):

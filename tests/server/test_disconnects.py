@@ -61,3 +61,26 @@ def test_max_connections_is_a_limit_disconnect(tmp_path, fast_path):
         _wait_for(lambda: srv.metrics.disconnect_count("limit") == 1, "the limit disconnect")
         assert srv.metrics.error_count("too_many_connections") == 0
         rpc.close()
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "python"])
+def test_empty_fragments_served_empty_records_refused(tmp_path, fast_path):
+    """RFC 5531 allows empty fragments: a NULL call cut by empty ones and ended by an empty last
+    fragment is answered. A record of no bytes, and more empty fragments than a record may carry
+    (rpcsrv/proto/record.py MAX_EMPTY_FRAGMENTS), close the connection, each counted by reason."""
+    with in_process_server(tmp_path, fast_path=fast_path) as srv:
+        assert (srv.fast is not None) == fast_path
+        m = srv.metrics
+        rpc = RpcClient(srv.port)
+        body = rpc.call_bytes(7, 100003, 3, 0)[4:]
+        frag = lambda n, last=False: struct.pack(">I", (0x80000000 if last else 0) | n)  # noqa: E731
+        rpc.send_raw(frag(0) + frag(8) + body[:8] + frag(0) + frag(len(body) - 8) + body[8:] + frag(0, True))
+        rec = rpc.recv_record()
+        assert rec is not None and struct.unpack_from(">II", rec) == (7, 1)      # the reply to xid 7
+        _null(srv.port).close()
+        for stream, reason in ((frag(0, True), "empty_record"), (frag(0) * 65, "zero_fragment")):
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                s.sendall(stream)
+                assert s.recv(1) == b""                                         # closed, no reply
+            _wait_for(lambda reason=reason: m.error_count(reason) == 1, reason)
+        rpc.close()
