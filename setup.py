@@ -26,7 +26,7 @@ extensions = [
               extra_compile_args=CFLAGS + ["-D_GNU_SOURCE"],
               depends=["rpcsrv/fast/%s" % h for h in ("blake2.h", "fp_core.h", "fp_fh.h", "fp_drc.h",
                                                        "fp_ops.h", "fp_dirops.h", "fp_readdir.h",
-                                                       "fp_stats.h", "fp_proof.h")]),
+                                                       "fp_stats.h", "fp_proof.h", "fp_listing.h")]),
 ]
 
 setup(

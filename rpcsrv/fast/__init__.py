@@ -114,7 +114,7 @@ class FastPath:
             fsinfo_xdr=_FSINFO.pack(fi.rtmax, fi.rtpref, fi.rtmult, fi.wtmax, fi.wtpref, fi.wtmult, fi.dtpref,
                                     fi.maxfilesize, fi.time_delta[0], fi.time_delta[1], fi.properties),
             fd_ttl=export.fd_ttl, send_timeout=cfg.send_timeout, proof_cache=export.contain.max_entries,
-            whole_fs=export.contain.whole_fs)
+            whole_fs=export.contain.whole_fs, listing_ttl=export.listings.ttl)
         self.srv.insert_root(os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=export.root_fd),
                              rst.st_dev, rst.st_ino)
         export.on_opened = self._publish

@@ -26,6 +26,7 @@ cdef class FastServer:
     cdef fp_fhcache fhc
     cdef fp_drc drc
     cdef fp_proofs pf
+    cdef fp_lcache lc
     cdef bint pf_ready
     cdef int epfd, wake_r, wake_w
     cdef pthread_mutex_t park_lock
@@ -56,6 +57,7 @@ cdef class FastServer:
             raise MemoryError("fast path caches")
         pthread_mutex_init(&self.park_lock, NULL)
         pthread_mutex_init(&self.sweep_lock, NULL)
+        fp_lcache_init(&self.lc, 1.0)
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
         if self.epfd < 0 or pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0:
             raise OSError(errno, "epoll/pipe")
@@ -66,7 +68,8 @@ cdef class FastServer:
     def configure(self, *, bytes mac_key, bytes name_key, bytes verf_key, bytes export_id, fsid, int root_fd,
                   root_dev, root_ino, int mount_id, bytes root_fh, bint read_only, bint root_squash,
                   anon_uid, anon_gid, bytes write_verf, rtmax, wtmax, dirmax, bytes fsinfo_xdr,
-                  double fd_ttl, double send_timeout, int proof_cache=16384, bint whole_fs=False):
+                  double fd_ttl, double send_timeout, int proof_cache=16384, bint whole_fs=False,
+                  double listing_ttl=1.0):
         """Fill fp_conf (the Export's keys and identity, the server's policy, the TCP limits) and
         set up the containment proofs (fp_proof.h: at most proof_cache watched objects; whole_fs:
         the root is a whole file system's mount point, nothing to prove)."""
@@ -91,6 +94,7 @@ cdef class FastServer:
         self.conf.dirmax = dirmax
         memcpy(self.conf.fsinfo_xdr, <const char *>fsinfo_xdr, 48)
         self.conf.fd_ttl = fd_ttl
+        self.lc.ttl = listing_ttl        # READDIRPLUS continuation pages: Export.listings.ttl
         self.conf.send_timeout_ms = <uint32_t>(send_timeout * 1000)
         if self.pf_ready:
             fp_pf_destroy(&self.pf)
@@ -165,7 +169,7 @@ cdef class FastServer:
     def cache_stats(self):
         return {"handles": self.fhc.count, "hits": self.fhc.hits, "misses": self.fhc.misses,
                 "expired": self.fhc.expired, "inserts": self.fhc.inserts, "evictions": self.fhc.evictions,
-                "drc_entries": self.drc.count}
+                "drc_entries": self.drc.count, "listing_hits": self.lc.hits, "listing_misses": self.lc.misses}
 
     def drc_begin(self, bytes addr, uint32_t xid, uint32_t prog, uint32_t vers, uint32_t proc, uint32_t length,
                   uint32_t crc):
@@ -230,6 +234,7 @@ cdef class FastServer:
             close(self.wake_r)
             close(self.wake_w)
             fp_fhc_clear(&self.fhc)
+            fp_lcache_clear(&self.lc)
         if self.pf_ready:
             fp_pf_destroy(&self.pf)
 

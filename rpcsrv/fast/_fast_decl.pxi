@@ -34,6 +34,9 @@ cdef extern from "fp_dirops.h" nogil:
         uint32_t addrlen, xid, prog, vers, proc, len, crc
     ctypedef struct fp_drc:
         uint32_t count
+    ctypedef struct fp_lcache:
+        double ttl
+        uint64_t hits, misses
     ctypedef struct xw_t:
         char *arena
         const int32_t *slots
@@ -48,6 +51,7 @@ cdef extern from "fp_dirops.h" nogil:
         fp_fhcache *fhc
         fp_drc *drc
         fp_proofs *pf
+        fp_lcache *lc
         char *arena
         int32_t *slots
         int nslots
@@ -88,6 +92,8 @@ cdef extern from "fp_dirops.h" nogil:
     int fp_pf_init(fp_proofs *P, uint32_t max, int root_fd, uint64_t root_dev, uint64_t root_ino, int mount_id,
                    int whole_fs)
     void fp_pf_destroy(fp_proofs *P)
+    void fp_lcache_init(fp_lcache *c, double ttl)
+    void fp_lcache_clear(fp_lcache *c)
     void fp_pf_stats(fp_proofs *P, uint64_t *out)
     enum:
         FP_PF_NSTATS

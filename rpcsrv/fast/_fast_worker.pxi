@@ -354,6 +354,7 @@ cdef class FastWorker:
         q.fhc = &self.srv.fhc
         q.drc = &self.srv.drc
         q.pf = &self.srv.pf
+        q.lc = &self.srv.lc
         q.arena = self.srv.alloc.page_address(0)
         q.slots = self.pages.slots
         q.nslots = <int>self.nslots

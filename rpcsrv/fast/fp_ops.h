@@ -17,6 +17,7 @@
 
 #include "fp_drc.h"
 #include "fp_fh.h"
+#include "fp_listing.h"
 #include "fp_proof.h"
 
 enum { FP_SERVED = 0, FP_FALLBACK = 1 };
@@ -30,6 +31,7 @@ typedef struct {
     fp_fhcache *fhc;
     fp_drc *drc;
     fp_proofs *pf;                   /* the containment proofs (fp_proof.h) */
+    fp_lcache *lc;                   /* READDIRPLUS listings (fp_listing.h) */
     int reading;                     /* a read procedure: proofs in `txn`, checked before the reply goes */
     fp_txn txn;
     char *arena;                     /* the allocator's arena: page p is at arena + (p << 12) */

@@ -3,8 +3,9 @@
  * Cookies and the verifier are rpcsrv.export.readdir's: a name's cookie is the 63-bit keyed
  * BLAKE2b-64 of the name with the top bit set, "." and ".." are 1 and 2, entries come in cookie
  * order and a page resumes after the client's cookie; the verifier is the keyed BLAKE2s-64 of the
- * directory's inode number. The listing is always read afresh (the Python path may reuse a listing
- * of an unchanged directory for continuation pages: the same entries in the same order). The
+ * directory's inode number. A page from cookie 0 reads the listing afresh; a continuation page
+ * reuses a listing of the unchanged directory at most a ttl old (fp_listing.h), as the Python
+ * path does. The
  * reply's bytes are counted as nfs3res.DirBudget counts them. Included by fp_dirops.h. */
 #ifndef NFSBULK_FP_READDIR_H
 #define NFSBULK_FP_READDIR_H
@@ -12,22 +13,10 @@
 #include <dirent.h>
 #include <sys/syscall.h>
 
-typedef struct {
-    uint64_t cookie, ino;
-    uint32_t off, len;               /* the name in the names buffer */
-} fp_dent;
-
-typedef struct {
-    fp_dent *v;
-    uint32_t n, cap;
-    char *names;
-    uint32_t nlen, ncap;
-} fp_listing;
-
-static const char *fp_sort_names;
-
-static int fp_dent_cmp(const void *a, const void *b) {
+/* qsort_r's comparison (the names buffer as its context: workers sort at once, so no global) */
+static int fp_dent_cmp(const void *a, const void *b, void *names) {
     const fp_dent *x = (const fp_dent *)a, *y = (const fp_dent *)b;
+    const char *fp_sort_names = (const char *)names;
     uint32_t m;
     int c;
     if (x->cookie != y->cookie) return x->cookie < y->cookie ? -1 : 1;
@@ -42,11 +31,6 @@ static uint64_t fp_name_cookie(const fp_conf *c, const uint8_t *name, uint32_t n
     uint8_t h[8];
     nb_blake2b(h, 8, c->name_key, 32, name, n);
     return fp_be64(h) | (1ull << 63);
-}
-
-static void fp_listing_free(fp_listing *l) {
-    free(l->v);
-    free(l->names);
 }
 
 /* the directory's entries but "." and "..", sorted by cookie; 0 or -errno */
@@ -90,8 +74,7 @@ static int fp_list(const fp_conf *c, int dir_opath, fp_listing *l) {
         }
     }
     close(fd);
-    fp_sort_names = l->names;                             /* qsort has no context argument */
-    if (l->n > 1) qsort(l->v, l->n, sizeof *l->v, fp_dent_cmp);
+    if (l->n > 1) qsort_r(l->v, l->n, sizeof *l->v, fp_dent_cmp, l->names);
     return 0;
 }
 
@@ -150,7 +133,7 @@ static int fp_readdirplus(fp_req *q, xr_t *r) {
     uint64_t cookie;
     uint8_t verf[8], ino_be[8];
     fp_dir d;
-    fp_listing l = {0};
+    fp_listing *lp = NULL;
     fp_budget b;
     uint32_t i, start = 0, eof = 1, nout = 0;
     cookie = xr_u64(r);
@@ -170,8 +153,21 @@ static int fp_readdirplus(fp_req *q, xr_t *r) {
         }
     }
     if (st_ == NFS3_OK) {
-        int e = fp_list(q->conf, d.o.e->fd, &l);
-        if (e) st_ = fp_nfsstat(-e);
+        double now = fp_now();
+        if (cookie != 0) lp = fp_lcache_get(q->lc, &d.o.st, now);
+        if (!lp) {
+            int e = -ENOMEM;
+            lp = (fp_listing *)calloc(1, sizeof *lp);
+            if (lp) e = fp_list(q->conf, d.o.e->fd, lp);
+            if (e) {
+                free(lp);
+                lp = NULL;
+                st_ = fp_nfsstat(-e);
+            } else {
+                lp->refs = 1;                               /* ours; the cache takes its own */
+                fp_lcache_put(q->lc, &d.o.st, now, lp);
+            }
+        }
     }
     if (st_ != NFS3_OK) {
         fp_begin_reply(q, st_);
@@ -207,16 +203,16 @@ static int fp_readdirplus(fp_req *q, xr_t *r) {
         nout++;
     }
     if (eof && cookie > 2) {                                  /* the first entry after the cookie */
-        uint32_t lo = 0, hi = l.n;
+        uint32_t lo = 0, hi = lp->n;
         while (lo < hi) {
             uint32_t mid = (lo + hi) / 2;
-            if (l.v[mid].cookie <= cookie) lo = mid + 1; else hi = mid;
+            if (lp->v[mid].cookie <= cookie) lo = mid + 1; else hi = mid;
         }
         start = lo;
     }
-    for (i = start; eof && i < l.n; i++) {
-        const uint8_t *name = (const uint8_t *)l.names + l.v[i].off;
-        uint32_t nlen = l.v[i].len, fhlen = 0, s;
+    for (i = start; eof && i < lp->n; i++) {
+        const uint8_t *name = (const uint8_t *)lp->names + lp->v[i].off;
+        uint32_t nlen = lp->v[i].len, fhlen = 0, s;
         uint8_t fh[FP_FHSIZE];
         struct stat st;
         int fd;
@@ -233,11 +229,11 @@ static int fp_readdirplus(fp_req *q, xr_t *r) {
             eof = 0;
             break;
         }
-        fp_entry(q, (uint64_t)st.st_ino, name, nlen, l.v[i].cookie, &st, s == 0 ? fh : NULL, fhlen);
+        fp_entry(q, (uint64_t)st.st_ino, name, nlen, lp->v[i].cookie, &st, s == 0 ? fh : NULL, fhlen);
         if (s == 0) fp_remember(q, fh, fhlen, fd, &st);
         nout++;
     }
-    fp_listing_free(&l);
+    fp_listing_unref(q->lc, lp);
     if (nout == 0 && !eof) {                                /* not even one entry fits */
         q->w.off = 4;
         fp_begin_reply(q, NFS3ERR_TOOSMALL);
