@@ -150,12 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="map AUTH_SYS uid 0 to nobody (default: on unless listening on loopback)")
     p.add_argument("--no-root-squash", dest="root_squash", action="store_false", help="trust AUTH_SYS uid 0")
     p.add_argument("--max-connections", type=_positive, default=1024,
-                   help="open client connections at most; more are closed on accept (default 1024)")
+                   help="open client connections at most; at the limit a newcomer is let in and the least "
+                        "recently active connection not being served is closed (as knfsd does); refused only "
+                        "when all are being served (default 1024)")
     p.add_argument("--idle-timeout", type=float, default=300.0, metavar="SECONDS",
                    help="close connections silent for this long (default 300)")
     p.add_argument("--record-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="drop a connection whose RPC record is not complete this long after it began "
                         "(a client dribbling a record; default 60)")
+    p.add_argument("--record-stall", type=float, default=10.0, metavar="SECONDS",
+                   help="drop a connection whose RPC record in progress received nothing for this long "
+                        "(a client that sent part of a record and stopped; 0 = off; default 10)")
+    p.add_argument("--min-record-rate", type=float, default=16384.0, metavar="BYTES_PER_S",
+                   help="drop a connection whose record in progress averages fewer bytes per second once "
+                        "it is 5 s old (a slow drip; 0 = off; default 16384)")
     p.add_argument("--send-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="drop a client that does not read its replies for this long (default 10)")
     p.add_argument("--allow", action="append", default=[], metavar="CIDR", type=_network,
@@ -318,6 +326,10 @@ def main(argv=None) -> int:
         if getattr(args, name) <= 0:
             print("rpcsrv: --%s must be positive" % name.replace("_", "-"), file=sys.stderr)
             return 2
+    for name in ("record_stall", "min_record_rate"):
+        if getattr(args, name) < 0:
+            print("rpcsrv: --%s must be 0 (off) or positive" % name.replace("_", "-"), file=sys.stderr)
+            return 2
     loopback = host in ("localhost", "::1") or host.startswith("127.")
     root_squash = (not loopback) if args.root_squash is None else args.root_squash
 
@@ -326,6 +338,7 @@ def main(argv=None) -> int:
                        arena_mib=args.arena_mib, read_only=args.read_only, root_squash=root_squash,
                        state_dir=state_dir, max_connections=args.max_connections,
                        idle_timeout=args.idle_timeout, record_timeout=args.record_timeout,
+                       record_stall=args.record_stall, min_record_rate=args.min_record_rate,
                        send_timeout=args.send_timeout, allow=tuple(args.allow),
                        secure_ports=args.secure_ports, pages_per_request=args.pages_per_request,
                        max_block_size=args.max_block_size, fast_path=args.fast_path == "on")

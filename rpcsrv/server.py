@@ -95,7 +95,9 @@ class ServerConfig:
     send_timeout: float = 10.0      # a reply not drained by the client in this time drops it
     idle_timeout: float = 300.0     # connections silent this long are closed
     record_timeout: float = 60.0    # a record must complete this long after it began
-    max_connections: int = 1024     # more are accepted and closed at once
+    record_stall: float = 10.0      # a record in progress that received nothing this long is dropped
+    min_record_rate: float = 16384.0    # bytes/s a record in progress must average once 5 s old
+    max_connections: int = 1024     # at the limit the least recently active connection makes room
     allow: tuple = ()               # ip_network objects; empty: everyone
     secure_ports: bool = False      # require source ports below 1024 (knfsd "secure")
     pages_per_request: int = 0      # 0: sized from the arena (see Server._size_requests)
@@ -337,7 +339,7 @@ class Server:
         for w in self._threads:
             w.join(max(0.1, deadline - time.monotonic()))
         self._fast_sock.close()
-        self.fast.close_all()
+        self.fast.close_all(workers_gone=not any(w.is_alive() for w in self._threads))
         if self.export is not None:
             self.export.close()
         self.allocator.drain_all()
@@ -358,7 +360,7 @@ class Server:
                 break
             now = time.monotonic()
             if now >= next_sweep:
-                listener.sweep(now, cfg.idle_timeout, cfg.record_timeout)
+                listener.sweep(now, cfg.idle_timeout, cfg.record_timeout, cfg.record_stall, cfg.min_record_rate)
                 next_sweep = now + 1.0
             if ready:
                 with self._cond:

@@ -32,7 +32,8 @@ from rpcsrv.proto.nfs3const import NFSSTAT3_NAMES, NfsProc3
 from rpcsrv.proto.xdr import Packer
 from rpcsrv.svc.rqst import SvcRqst
 from rpcsrv.svc.svc import ReplyCache, Request
-from rpcsrv.xprt.tcp import AcceptBackoff, TcpPayloadIO, accept_ready, close_connections, send_reply
+from rpcsrv.xprt.tcp import (PARK_EVICT_IDLE, AcceptBackoff, TcpPayloadIO, accept_ready, close_connections,
+                              send_reply, stalled_reason)
 
 from . import _fast
 from ._fast import EVENTS, FastConn, FastServer, FastWorker, STATUS_VALUES
@@ -55,6 +56,18 @@ def usable(export) -> str | None:
     if export.mode != "kernel":
         return "the export is in inode handle mode (the fast path serves kernel handles)"
     return None
+
+
+class _Progress:
+    """A FastConn seen as xprt.tcp.stalled_reason reads a connection (monotonic times)."""
+
+    __slots__ = ("record_started", "last_active", "record_len")
+
+    def __init__(self, c, now):
+        age = c.record_age(now)
+        self.record_started = now - age if age else 0.0
+        self.last_active = now - c.idle_for(now)
+        self.record_len = c.record_len
 
 
 def _addr_bytes(host: str) -> bytes:
@@ -144,9 +157,12 @@ class FastPath:
     def stop(self) -> None:
         self.srv.stop()
 
-    def close_all(self) -> None:
-        """After the workers are joined: close every connection."""
+    def close_all(self, workers_gone: bool = True) -> None:
+        """After the workers are joined: close every connection, and (when every worker is gone)
+        the descriptors the handle cache holds, so a stopped server keeps none."""
         self.server.metrics.connections.dec(close_connections(self._lock, self.conns))
+        if workers_gone:
+            self.srv.release_caches()
 
     def metrics_snapshot(self):
         """The workers' counters, added up and labelled as rpcsrv.svc.metrics exposes them."""
@@ -261,7 +277,7 @@ class FastPath:
         metrics = self.server.metrics
         try:
             for sock, peer in accept_ready(self.listener, cfg.allow, cfg.max_connections, lambda: len(self.conns),
-                                           metrics.closed, self.backoff):
+                                           metrics.closed, self.backoff, self._evict):
                 sock.setblocking(False)
                 try:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -277,6 +293,19 @@ class FastPath:
                 self._listener_resting = True
             else:
                 self.srv.rearm_listener(self.listener.fileno())
+
+    def _evict(self) -> bool:
+        """At the limit: doom the least recently active connection no worker holds (one with no
+        record in progress first); the worker that gets it closes it. True when one was doomed."""
+        now = time.monotonic()
+        with self._lock:
+            idle = [c for c in self.conns.values() if not c.busy and not c.closed and c.error_reason is None]
+        if not idle:
+            return False
+        quiet = [c for c in idle if not c.record_age(now)]
+        victim = max(quiet or idle, key=lambda c: c.idle_for(now))
+        victim.doom("evicted")
+        return True
 
     def _close(self, conn) -> None:
         if conn is None:
@@ -297,13 +326,20 @@ class FastPath:
         now = time.monotonic()
         with self._lock:
             conns = list(self.conns.values())
+        short, self.srv.park_short = self.srv.park_short, 0
         for c in conns:
-            if c.busy or c.closed:
+            if c.busy or c.closed or c.error_reason is not None:
                 continue
             if c.record_age(now) > cfg.record_timeout:
                 c.doom("record_timeout")
             elif c.idle_for(now) > cfg.idle_timeout:
                 c.doom("idle_timeout")
+            else:
+                why = stalled_reason(_Progress(c, now), now, cfg.record_stall, cfg.min_record_rate)
+                if why is None and short and c.saved_slots and c.idle_for(now) >= PARK_EVICT_IDLE:
+                    why = "parking_evicted"
+                if why is not None:
+                    c.doom(why)
         self.srv.sweep_caches()
         if self._listener_resting and not self.backoff.resting(now):
             self._listener_resting = False

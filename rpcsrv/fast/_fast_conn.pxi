@@ -31,6 +31,7 @@ cdef class FastServer:
     cdef int epfd, wake_r, wake_w
     cdef pthread_mutex_t park_lock
     cdef int64_t partial_pages, partial_budget
+    cdef public int park_short          # a record could not be parked since the sweep last looked
     cdef volatile int stopping
     cdef pthread_mutex_t sweep_lock
     cdef double next_sweep
@@ -166,6 +167,11 @@ cdef class FastServer:
         d["keep"] = bool(self.pf.keep)
         return d
 
+    def release_caches(self):
+        """Close every cached descriptor and free the listings: only once no worker runs."""
+        fp_fhc_clear(&self.fhc)
+        fp_lcache_clear(&self.lc)
+
     def cache_stats(self):
         return {"handles": self.fhc.count, "hits": self.fhc.hits, "misses": self.fhc.misses,
                 "expired": self.fhc.expired, "inserts": self.fhc.inserts, "evictions": self.fhc.evictions,
@@ -211,6 +217,8 @@ cdef class FastServer:
         ok = self.partial_pages + n <= self.partial_budget
         if ok:
             self.partial_pages += n
+        else:
+            self.park_short = 1          # the sweep then closes parked records that went idle
         pthread_mutex_unlock(&self.park_lock)
         return ok
 

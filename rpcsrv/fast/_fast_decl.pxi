@@ -209,10 +209,13 @@ cdef enum:
     R_EOF = 10              # the client closed between records: a disconnect, not an error
     R_RESET = 11            # the client reset the connection between records: likewise
     R_EMPTY_RECORD = 12     # a record of 0 bytes (empty fragments only)
+    R_PARKING_FULL = 13     # over the parking budget and the rest did not come within FP_PARK_WAIT_MS
 
 #: empty fragments one record may carry (rpcsrv/proto/record.py MAX_EMPTY_FRAGMENTS, the same)
 cdef enum:
     FP_MAX_EMPTY_FRAGMENTS = 64
+    FP_PARK_WAIT_MS = 200       # rpcsrv/xprt/tcp.py PARK_WAIT, the same
 
 REASONS = (None, "truncated_record", "zero_fragment", "record_too_large", "record_timeout",
-           "idle_timeout", "send_timeout", "recv", "send", "server_bug", "eof", "reset", "empty_record")
+           "idle_timeout", "send_timeout", "recv", "send", "server_bug", "eof", "reset", "empty_record",
+           "parking_full")

@@ -181,7 +181,7 @@ cdef class FastWorker:
         return RX_CLOSED
 
     cdef int _park_or_wait(self, fconn_t *c) noexcept nogil:
-        """No data now: park the partial record in the connection, or (over budget) wait for it."""
+        """No data now: park the partial record in the connection, or (over budget) wait briefly."""
         cdef int n = (c.record_len + PAGE_SIZE - 1) // PAGE_SIZE, i
         cdef pollfd p
         cdef double left
@@ -192,12 +192,13 @@ cdef class FastWorker:
             c.saved_slots = n
             self._taken(n)
             return RX_PARTIAL
+        # over the budget: wait a little for the rest, never --record-timeout (xprt/tcp.py's doc)
         left = (c.record_started if c.record_started else fp_now()) + self.srv.record_timeout - fp_now()
         if left <= 0:
             return self._fail(c, R_RECORD_TIMEOUT, 0)
         p.fd, p.events, p.revents = c.fd, POLLIN, 0
-        if poll(&p, 1, <int>(left * 1000) + 1) <= 0:
-            return self._fail(c, R_RECORD_TIMEOUT, 0)
+        if poll(&p, 1, FP_PARK_WAIT_MS if left * 1000 > FP_PARK_WAIT_MS else <int>(left * 1000) + 1) <= 0:
+            return self._fail(c, R_PARKING_FULL if left * 1000 > FP_PARK_WAIT_MS else R_RECORD_TIMEOUT, 0)
         return -1                                  # data came: go on reading
 
     cdef int _receive(self, fconn_t *c) noexcept nogil:

@@ -35,7 +35,8 @@ PAGE_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 
 #: connection-end reasons (as rpcsrv.xprt.tcp and rpcsrv.fast name them) that are disconnects, not
 #: errors, and their label in nfsbulk_rpc_disconnects_total
-DISCONNECTS = {"eof": "eof", "reset": "reset", "idle_timeout": "idle", "too_many_connections": "limit"}
+DISCONNECTS = {"eof": "eof", "reset": "reset", "idle_timeout": "idle", "too_many_connections": "limit",
+               "evicted": "evicted"}
 
 
 class _Value:
@@ -292,7 +293,8 @@ class ServerMetrics:
         yield fam
         fam = CounterMetricFamily("nfsbulk_rpc_disconnects", "Client connections that ended, by reason: eof and "
                                   "reset (the client went away between records), idle (closed after "
-                                  "--idle-timeout), limit (refused: --max-connections). Not errors.",
+                                  "--idle-timeout), limit (refused: --max-connections, all being served), "
+                                  "evicted (closed at the limit to let a newcomer in). Not errors.",
                                   labels=["reason"])
         with self._lock:
             disconnects = dict(self._disconnects)

@@ -33,6 +33,20 @@ BACKOFF_LOG_EVERY seconds says how many failed, and every failure is counted
 (nfsbulk_rpc_accept_errors_total{errno}). Re-arming at once would spin: the
 queue stays readable while no descriptor is free.
 
+Connection abuse (a client must not deny service to the others):
+- a record that cannot be parked (the budget is spent) waits at most
+  PARK_WAIT for its rest, then the connection is closed (parking_full): a
+  worker is never held for --record-timeout by one connection; and the sweep
+  after such a shortage closes parked records idle PARK_EVICT_IDLE or more,
+  oldest first (parking_evicted), so the budget goes to senders that send;
+- the sweep closes a record that stopped: nothing received for
+  --record-stall (record_stalled), or less than --min-record-rate bytes per
+  second on average once it is SLOW_GRACE old (slow_sender);
+- at --max-connections a newcomer is let in and the least recently active
+  connection not being served is closed instead (evicted), one with no record
+  in progress first, as knfsd's svc_check_conn_limits does; only when every
+  connection is being served is the newcomer refused.
+
 A reply goes out with one sendmsg of the header page(s) and payload pages
 (send_reply), after which the reply pages are freed: the next call's holes.
 A client that does not read its replies for `send_timeout` seconds is
@@ -161,15 +175,15 @@ class Connection:
         if n == 0 or park is None or park(n):
             self._partial(rqst)
             return True
-        # over the parking budget: hold the connection in this worker until the record completes
+        # over the parking budget: wait a little for the rest, never --record-timeout (module doc)
         deadline = (self.record_started or time.monotonic()) + record_timeout
         left = deadline - time.monotonic()
         if left <= 0:
             self._fail("record_timeout")
             return False
-        r, _, _ = select.select([self.fd], [], [], left)
+        r, _, _ = select.select([self.fd], [], [], min(left, PARK_WAIT))
         if not r:
-            self._fail("record_timeout")
+            self._fail("parking_full" if left > PARK_WAIT else "record_timeout")
         return False
 
     def _partial(self, rqst) -> str:
@@ -193,11 +207,26 @@ class Connection:
         self.saved_slots = 0
 
     def _fail(self, reason) -> str:
-        self.error_reason = reason
+        if not self.error_reason:           # a connection doomed by the sweep keeps its reason
+            self.error_reason = reason
         return CLOSED
+
+    def doom(self, reason: str) -> None:
+        """End the connection from outside its worker: the reason is kept, and the shutdown makes
+        the socket readable, so whoever serves it next sees the end and closes it."""
+        self.error_reason = reason
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def record_done(self) -> None:
         self.decoder.next_record()
+
+    @property
+    def record_len(self) -> int:
+        """Body bytes of the record in progress received so far."""
+        return self.decoder.record_len
 
     # -- send ------------------------------------------------------------------
     def send(self, rqst, slot1: int, len1: int, slot2: int, len2: int, timeout: float) -> bool:
@@ -236,6 +265,13 @@ def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
     s.setblocking(False)
     return s
 
+
+#: over the parking budget, a partial record waits at most this long for its rest
+PARK_WAIT = 0.2
+#: after a parking shortage, the sweep closes parked records idle at least this long
+PARK_EVICT_IDLE = 1.0
+#: the average-rate rule (--min-record-rate) applies to records at least this old
+SLOW_GRACE = 5.0
 
 #: accept() errors meaning "out of a resource": the listener rests (AcceptBackoff)
 ACCEPT_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -283,7 +319,8 @@ class AcceptBackoff:
         return (self.clock() if now is None else now) < self.resume_at
 
 
-def accept_ready(listener: socket.socket, allow, max_connections: int, count, refused, backoff=None):
+def accept_ready(listener: socket.socket, allow, max_connections: int, count, refused, backoff=None,
+                 evict=None):
     """Yield (sock, peer) for each connection waiting on the non-blocking `listener` until none is left.
 
     A peer outside `allow` (networks; empty: everyone) or beyond `max_connections` (count() is the
@@ -307,13 +344,36 @@ def accept_ready(listener: socket.socket, allow, max_connections: int, count, re
             backoff.accepted()
         if allow and not any(ipaddress.ip_address(peer[0].split("%")[0]) in net for net in allow):
             reason = "not_allowed"
-        elif count() >= max_connections:
+        elif count() >= max_connections and not (evict is not None and evict()):
             reason = "too_many_connections"
         else:
             yield sock, peer
             continue
         refused(reason)
         sock.close()
+
+
+def eviction_victim(conns, now: float):
+    """At the connection limit: the connection to end for a newcomer, or None. Not one being
+    served; the least recently active of those with no record in progress, else of the rest."""
+    idle = [c for c in conns if not c.busy and not c.closed]
+    if not idle:
+        return None
+    quiet = [c for c in idle if not c.record_started]
+    return min(quiet or idle, key=lambda c: c.last_active)
+
+
+def stalled_reason(c, now: float, record_stall: float, min_rate: float):
+    """Why the sweep ends connection `c`'s record in progress (record_stalled, slow_sender), or None.
+    `c` has record_started, last_active (monotonic) and record_len (body bytes received)."""
+    if not c.record_started:
+        return None
+    if record_stall > 0 and now - c.last_active > record_stall and now - c.record_started > record_stall:
+        return "record_stalled"
+    age = now - c.record_started
+    if min_rate > 0 and age >= SLOW_GRACE and c.record_len < min_rate * age:
+        return "slow_sender"
+    return None
 
 
 def close_connections(lock: threading.Lock, conns: dict) -> int:
@@ -402,6 +462,7 @@ class TcpListener:
         self._conns = {}
         self._lock = threading.Lock()
         self._partial_pages = 0                 # pages parked in connections (under _lock)
+        self._park_short = False                # a record could not be parked since the last sweep
         self.epoll = select.epoll()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -449,9 +510,22 @@ class TcpListener:
         """Make a poll() in progress return at once."""
         os.write(self._wake_w, b"x")
 
+    def _evict(self) -> bool:
+        """At the limit: close the least recently active connection not being served (poller
+        thread, as the sweep)."""
+        with self._lock:
+            victim = eviction_victim(list(self._conns.values()), time.monotonic())
+            if victim is not None:
+                victim.busy = True              # ours now: no worker gets it
+        if victim is None:
+            return False
+        victim.error_reason = "evicted"
+        self.close(victim)
+        return True
+
     def _accept(self) -> None:
         for sock, peer in accept_ready(self.sock, self.allow, self.max_connections, lambda: len(self._conns),
-                                       self._on_close, self.backoff):
+                                       self._on_close, self.backoff, self._evict):
             conn = Connection(sock, peer, self.max_record, self.allocator)
             with self._lock:
                 self._conns[conn.fd] = conn
@@ -464,15 +538,29 @@ class TcpListener:
             except (OSError, ValueError):
                 pass
 
-    def sweep(self, now: float, idle_timeout: float, record_timeout: float) -> None:
-        """Close connections idle too long, or with a record that began too long ago."""
+    def sweep(self, now: float, idle_timeout: float, record_timeout: float, record_stall: float = 0.0,
+              min_rate: float = 0.0) -> None:
+        """Close connections idle too long, with a record that began too long ago, stopped or
+        crawls (stalled_reason), and after a parking shortage parked records idle PARK_EVICT_IDLE."""
         with self._lock:
-            victims = [c for c in self._conns.values() if not c.busy and (
-                now - c.last_active > idle_timeout or
-                (c.record_started and now - c.record_started > record_timeout))]
-        for c in victims:
-            c.error_reason = "record_timeout" if c.record_started and \
-                now - c.record_started > record_timeout else "idle_timeout"
+            short, self._park_short = self._park_short, False
+            victims = []
+            for c in self._conns.values():
+                if c.busy:
+                    continue
+                if c.record_started and now - c.record_started > record_timeout:
+                    why = "record_timeout"
+                elif now - c.last_active > idle_timeout:
+                    why = "idle_timeout"
+                else:
+                    why = stalled_reason(c, now, record_stall, min_rate)
+                    if why is None and short and c.saved_slots and now - c.last_active >= PARK_EVICT_IDLE:
+                        why = "parking_evicted"
+                if why is not None:
+                    c.busy = True               # ours now: no worker gets it
+                    victims.append((c, why))
+        for c, why in victims:
+            c.error_reason = why
             self.close(c)
 
     # -- the workers' side
@@ -480,6 +568,7 @@ class TcpListener:
         """May n more pages be parked in a connection with a partial record?"""
         with self._lock:
             if self._partial_pages + n > self.partial_budget:
+                self._park_short = True
                 return False
             self._partial_pages += n
             return True

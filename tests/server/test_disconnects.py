@@ -52,14 +52,15 @@ def test_disconnects_are_not_errors(tmp_path, fast_path):
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "python"])
-def test_max_connections_is_a_limit_disconnect(tmp_path, fast_path):
+def test_an_eviction_at_the_limit_is_a_disconnect(tmp_path, fast_path):
     with in_process_server(tmp_path, max_connections=1, fast_path=fast_path) as srv:
         assert (srv.fast is not None) == fast_path
         rpc = _null(srv.port)
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s2:
-            assert s2.recv(1) == b""                              # closed at accept
-        _wait_for(lambda: srv.metrics.disconnect_count("limit") == 1, "the limit disconnect")
+        _null(srv.port).close()                                   # the newcomer is served ...
+        assert rpc.recv_record() is None                          # ... and the idle one was closed
+        _wait_for(lambda: srv.metrics.disconnect_count("evicted") == 1, "the evicted disconnect")
         assert srv.metrics.error_count("too_many_connections") == 0
+        assert srv.metrics.disconnect_count("limit") == 0
         rpc.close()
 
 
