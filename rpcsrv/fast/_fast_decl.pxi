@@ -214,7 +214,7 @@ cdef enum:
 #: empty fragments one record may carry (rpcsrv/proto/record.py MAX_EMPTY_FRAGMENTS, the same)
 cdef enum:
     FP_MAX_EMPTY_FRAGMENTS = 64
-    FP_PARK_WAIT_MS = 200       # rpcsrv/xprt/tcp.py PARK_WAIT, the same
+    FP_PARK_WAIT_MS = 20        # rpcsrv/xprt/tcp.py PARK_WAIT, the same
 
 REASONS = (None, "truncated_record", "zero_fragment", "record_too_large", "record_timeout",
            "idle_timeout", "send_timeout", "recv", "send", "server_bug", "eof", "reset", "empty_record",

@@ -267,7 +267,7 @@ def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
 
 
 #: over the parking budget, a partial record waits at most this long for its rest
-PARK_WAIT = 0.2
+PARK_WAIT = 0.02
 #: after a parking shortage, the sweep closes parked records idle at least this long
 PARK_EVICT_IDLE = 1.0
 #: the average-rate rule (--min-record-rate) applies to records at least this old
