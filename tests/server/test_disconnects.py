@@ -57,7 +57,10 @@ def test_an_eviction_at_the_limit_is_a_disconnect(tmp_path, fast_path):
         assert (srv.fast is not None) == fast_path
         rpc = _null(srv.port)
         _null(srv.port).close()                                   # the newcomer is served ...
-        assert rpc.recv_record() is None                          # ... and the idle one was closed
+        try:                                                      # ... and the idle one was closed
+            assert rpc.recv_record() is None                      # (a FIN, or a reset when the
+        except ConnectionResetError:                              # compiled path's shutdown races)
+            pass
         _wait_for(lambda: srv.metrics.disconnect_count("evicted") == 1, "the evicted disconnect")
         assert srv.metrics.error_count("too_many_connections") == 0
         assert srv.metrics.disconnect_count("limit") == 0
