@@ -485,14 +485,8 @@ def main(args) -> int:
         if where != "stdout":
             outs.say("JSON written to %s" % where)
     code = 130 if interrupted else 1 if failure else 0
-    if args.plot and results:
-        try:
-            from .benchplot import plot
-            plot(args.plot, doc)
-            outs.say("plot written to %s" % args.plot)
-        except ImportError:
-            print("loadgen bench: --plot needs matplotlib", file=sys.stderr)
-            code = code or 1
+    if args.plot and results and not _write_plot("plot", args.plot, doc, outs):
+        code = code or 1
     if settings.get("blocks") and results:
         outs.say(format_sweep(results, settings))
         if args.plot:
@@ -509,6 +503,22 @@ def main(args) -> int:
     return code
 
 
+def _write_plot(fn: str, path: str, doc: dict, outs) -> bool:
+    """benchplot.`fn`(path, doc) and say where it went; False (said on stderr) without matplotlib."""
+    try:
+        from . import benchplot
+    except ImportError:
+        print("loadgen bench: --plot needs matplotlib", file=sys.stderr)
+        return False
+    try:
+        getattr(benchplot, fn)(path, doc)
+    except ImportError:
+        print("loadgen bench: --plot needs matplotlib", file=sys.stderr)
+        return False
+    outs.say("plot written to %s" % path)
+    return True
+
+
 def _curve_output(args, settings, state, outs, interrupted, failure) -> int:
     """Tables, JSON and plot of a --curve run (what finished, when interrupted)."""
     curves = {p: curve.curve_result(state[p], settings) for p in settings["profiles"] if state[p].get("max")}
@@ -523,14 +533,8 @@ def _curve_output(args, settings, state, outs, interrupted, failure) -> int:
         if where != "stdout":
             outs.say("JSON written to %s" % where)
     code = 130 if interrupted else 1 if failure else 0
-    if args.plot and curves:
-        try:
-            from .benchplot import plot_curve
-            plot_curve(args.plot, doc)
-            outs.say("plot written to %s" % args.plot)
-        except ImportError:
-            print("loadgen bench: --plot needs matplotlib", file=sys.stderr)
-            code = code or 1
+    if args.plot and curves and not _write_plot("plot_curve", args.plot, doc, outs):
+        code = code or 1
     knees = ["%s: %s knee at %s" % (prof, name, "%d %% (%.0f ops/s achieved)" % (
                  e["knee_pct"], e["points"][str(e["knee_pct"])]["achieved_ops_per_s"]["median"] or 0)
              if e["knee_pct"] is not None else "none found")

@@ -135,3 +135,17 @@ def kernel_handles_work(path) -> bool:
             return True
     except OSError:
         return False
+
+
+def open_fds(pid: int) -> int:
+    """How many descriptors process `pid` holds."""
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def wait_fds_back(pid: int, base: int, timeout: float = 15.0, slack: int = 2) -> None:
+    """Wait (polling, with a deadline) until `pid` holds at most base + slack descriptors; assert it."""
+    import time
+    deadline = time.monotonic() + timeout
+    while open_fds(pid) > base + slack and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert open_fds(pid) <= base + slack, (base, open_fds(pid))

@@ -16,13 +16,9 @@ import time
 import pytest
 
 from loadgen.nfsctx import NfsContext
-from nfsbulk_testlib import ServerProcess, leaked_pages
+from nfsbulk_testlib import ServerProcess, leaked_pages, open_fds, wait_fds_back
 
 pytestmark = pytest.mark.parametrize("fast_path", ["on", "off"])
-
-
-def _fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def _hostile(port):
@@ -48,7 +44,7 @@ def test_a_good_client_is_served_while_hostile_connections_are_held(tmp_path, fa
                         extra=["--max-connections", "48", "--record-stall", "3"])
     socks = []
     try:
-        base = _fds(srv.pid)
+        base = open_fds(srv.pid)
         socks = _hostile(srv.port)
         data = os.urandom(256 << 10)
         t0 = time.monotonic()
@@ -70,10 +66,7 @@ def test_a_good_client_is_served_while_hostile_connections_are_held(tmp_path, fa
         for s in socks:
             s.close()
         socks = []
-        deadline = time.monotonic() + 15
-        while _fds(srv.pid) > base + 2 and time.monotonic() < deadline:
-            time.sleep(0.05)                 # polling a condition with a deadline
-        assert _fds(srv.pid) <= base + 2, (base, _fds(srv.pid))
+        wait_fds_back(srv.pid, base, 15)
     finally:
         for s in socks:
             s.close()

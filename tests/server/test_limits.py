@@ -14,7 +14,8 @@ import urllib.request
 
 import pytest
 
-from nfsbulk_testlib import ROOT, RpcClient, ServerProcess, in_process_server, leaked_pages, lookup_fh, read_call
+from nfsbulk_testlib import (ROOT, RpcClient, ServerProcess, in_process_server, leaked_pages, lookup_fh, open_fds,
+                             read_call, wait_fds_back)
 from rpcsrv.proto import rpcmsg
 
 NFS = 100003
@@ -166,10 +167,6 @@ def test_memory_pressure_waits_and_recovers(tmp_path, fast_path):
     assert leaked_pages(err) == 0
 
 
-def _fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
 def test_out_of_descriptors_the_listener_rests(tmp_path, fast_path):
     """accept() failing with EMFILE must not spin: with its descriptor limit lowered to 64 and 120
     connections waiting, the server uses under 10 % of a core over 2 s, logs at most two lines
@@ -179,15 +176,15 @@ def test_out_of_descriptors_the_listener_rests(tmp_path, fast_path):
     srv = ServerProcess(tmp_path, threads=2, fast_path=fast_path)
     socks = []
     try:
-        base = _fds(srv.pid)
+        base = open_fds(srv.pid)
         resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (64, 64))
         for _ in range(120):
             socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
         # the server takes connections until it is out of descriptors, then rests
         deadline = time.monotonic() + 20
-        while _fds(srv.pid) < 64 and time.monotonic() < deadline:
+        while open_fds(srv.pid) < 64 and time.monotonic() < deadline:
             time.sleep(0.05)                      # polling a condition with a deadline
-        assert _fds(srv.pid) >= 63, _fds(srv.pid)
+        assert open_fds(srv.pid) >= 63, open_fds(srv.pid)
         cpu0, t0 = srv.cpu_seconds(), time.monotonic()
         time.sleep(2.0)                            # the window the CPU is measured over
         share = (srv.cpu_seconds() - cpu0) / (time.monotonic() - t0)
@@ -204,10 +201,7 @@ def test_out_of_descriptors_the_listener_rests(tmp_path, fast_path):
                 pass
             assert time.monotonic() < deadline, "no NULL reply after the hostile connections went"
             time.sleep(0.05)
-        deadline = time.monotonic() + 10
-        while _fds(srv.pid) > base + 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _fds(srv.pid) <= base + 2, (base, _fds(srv.pid))
+        wait_fds_back(srv.pid, base, 10)
     finally:
         for s in socks:
             s.close()
