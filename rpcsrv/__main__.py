@@ -373,12 +373,15 @@ def main(argv=None) -> int:
         print("rpcsrv: cannot start: %s" % (e.strerror or e), file=sys.stderr)
         return 1
     metrics_note = ""
+    httpd = None
     if args.metrics_port is not None:
-        from prometheus_client import disable_created_metrics, start_http_server
+        from prometheus_client import disable_created_metrics
+        from rpcsrv.xprt.metrics_http import serve_metrics
         disable_created_metrics()           # no _created series from any collector in this process
         maddr = args.metrics_addr or host
         try:
-            httpd, _thread = start_http_server(args.metrics_port, addr=maddr)
+            httpd, _thread = serve_metrics(args.metrics_port, addr=maddr, registry=server.registry,
+                                           on_accept_error=server.metrics.metrics_accept_error)
             mport = httpd.server_address[1]
             mhost = "[%s]" % maddr if ":" in maddr else maddr
             metrics_note = " metrics http://%s:%d/metrics" % (mhost, mport)
@@ -410,6 +413,8 @@ def main(argv=None) -> int:
             snapshots.pop()
             _dump_snapshot(args.tracemalloc_dir)
     print("rpcsrv: stopping", file=sys.stderr, flush=True)
+    if httpd is not None:
+        httpd.stop()
     server.stop()
     st = server.allocator.stats()
     left = server.still_running()

@@ -105,7 +105,7 @@ class ServerMetrics:
         self._durations = {}         # (program, procedure) -> _Hist
         self._errors = {}            # reason -> count
         self._disconnects = {label: 0 for label in DISCONNECTS.values()}
-        self._accept_errors = {}     # errno label -> count (both paths accept through xprt.tcp)
+        self._accept_errors = {}     # (listener, errno label) -> count (every listener: xprt.tcp.AcceptBackoff)
         self.alloc_seconds = _Hist(ALLOC_BUCKETS)
         self.alloc_pages = _Hist(PAGE_BUCKETS)
         self.alloc_scanned = _Hist(PAGE_BUCKETS)
@@ -159,13 +159,19 @@ class ServerMetrics:
         with self._lock:
             self._disconnects[label] += 1
 
-    def accept_error(self, label: str) -> None:
-        """accept() failed with errno `label` (e.g. "emfile"): xprt.tcp.AcceptBackoff, both paths."""
+    def accept_error(self, label: str, listener: str = "rpc") -> None:
+        """accept() failed with errno `label` (e.g. "emfile") on `listener` ("rpc": NFS and MOUNT,
+        both paths; "metrics": the /metrics endpoint); xprt.tcp.AcceptBackoff."""
+        key = (listener, label)
         with self._lock:
-            self._accept_errors[label] = self._accept_errors.get(label, 0) + 1
+            self._accept_errors[key] = self._accept_errors.get(key, 0) + 1
 
-    def accept_error_count(self, label: str) -> int:
-        return self._accept_errors.get(label, 0)
+    def metrics_accept_error(self, label: str) -> None:
+        """accept_error for the /metrics listener (xprt.metrics_http)."""
+        self.accept_error(label, "metrics")
+
+    def accept_error_count(self, label: str, listener: str = "rpc") -> int:
+        return self._accept_errors.get((listener, label), 0)
 
     def disconnect_count(self, label: str) -> int:
         """Disconnects of one label (eof, reset, idle, limit) so far (tests)."""
@@ -302,12 +308,13 @@ class ServerMetrics:
             fam.add_metric([k], v)
         yield fam
         fam = CounterMetricFamily("nfsbulk_rpc_accept_errors", "accept() failures by errno (emfile, enfile, "
-                                  "enobufs, enomem: the listener rests, doubling from 50 ms to 1 s).",
-                                  labels=["errno"])
+                                  "enobufs, enomem: the listener rests, doubling from 50 ms to 1 s) and "
+                                  "listener (rpc: NFS and MOUNT; metrics: this endpoint).",
+                                  labels=["listener", "errno"])
         with self._lock:
             accept_errors = dict(self._accept_errors)
-        for k, v in sorted(accept_errors.items()):
-            fam.add_metric([k], v)
+        for (listener, label), v in sorted(accept_errors.items()):
+            fam.add_metric([listener, label], v)
         yield fam
         fam = GaugeMetricFamily("nfsbulk_rpc_in_flight", "Requests being processed.")
         fam.add_metric([], self.in_flight.get() + sum(sn["in_flight"] for sn in snaps))

@@ -287,8 +287,9 @@ class AcceptBackoff:
     Used by the one thread that accepts at a time (the poller, or the fast path's worker that
     holds the one-shot listener)."""
 
-    def __init__(self, on_error=None, clock=time.monotonic):
+    def __init__(self, on_error=None, clock=time.monotonic, what: str = ""):
         self.on_error = on_error or (lambda label: None)
+        self.what = what            # the log line's prefix, e.g. "metrics: " (the RPC listener: "")
         self.clock = clock
         self.delay = 0.0            # the current rest; 0 after an accept that worked
         self.resume_at = 0.0        # the listener is disarmed until then
@@ -304,7 +305,7 @@ class AcceptBackoff:
             self.resume_at = now + self.delay
         self._since_log += 1
         if now - self._last_log >= BACKOFF_LOG_EVERY:
-            log.warning("accept failed %d time(s) since the last report (last: %s)%s", self._since_log,
+            log.warning("%saccept failed %d time(s) since the last report (last: %s)%s", self.what, self._since_log,
                         os.strerror(e.errno) if e.errno else e,
                         "; the listener rests %.2f s at a time until a descriptor is free" % self.delay
                         if e.errno in ACCEPT_RESOURCE_ERRNOS else "")

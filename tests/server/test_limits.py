@@ -167,24 +167,33 @@ def test_memory_pressure_waits_and_recovers(tmp_path, fast_path):
     assert leaked_pages(err) == 0
 
 
-def test_out_of_descriptors_the_listener_rests(tmp_path, fast_path):
-    """accept() failing with EMFILE must not spin: with its descriptor limit lowered to 64 and 120
-    connections waiting, the server uses under 10 % of a core over 2 s, logs at most two lines
-    about it, counts the failures; when the connections go, a new client is served at once and
-    no descriptor is left behind."""
+@pytest.mark.parametrize("limit,hostile", [(64, 120), (1024, 1100)], ids=["64fds", "1024fds"])
+def test_out_of_descriptors_the_listeners_rest(tmp_path, fast_path, limit, hostile):
+    """accept() failing with EMFILE must not spin, on the NFS listener nor on /metrics: with the
+    descriptor limit lowered to `limit`, `hostile` connections waiting and four scrapers
+    connecting to /metrics, the server uses under 10 % of a core over 2 s and logs at most one
+    line per listener per 10 s (plus one); when the connections go, a new client is served at
+    once, the waiting scrapers get their metrics, which count the failures of both listeners
+    (nfsbulk_rpc_accept_errors_total{listener, errno}), and no descriptor is left behind."""
     import resource
-    srv = ServerProcess(tmp_path, threads=2, fast_path=fast_path)
-    socks = []
+    srv = ServerProcess(tmp_path, threads=2, fast_path=fast_path, metrics=True)
+    mhost, mport = re.match(r"http://([^:/]+):(\d+)/", srv.metrics_url).groups()
+    socks, scrapers = [], []
     try:
         base = open_fds(srv.pid)
-        resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (64, 64))
-        for _ in range(120):
+        resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (limit, limit))
+        t_exhausted = time.monotonic()
+        for _ in range(hostile):
             socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
         # the server takes connections until it is out of descriptors, then rests
-        deadline = time.monotonic() + 20
-        while open_fds(srv.pid) < 64 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while open_fds(srv.pid) < limit and time.monotonic() < deadline:
             time.sleep(0.05)                      # polling a condition with a deadline
-        assert open_fds(srv.pid) >= 63, open_fds(srv.pid)
+        assert open_fds(srv.pid) >= limit - 1, open_fds(srv.pid)
+        for _ in range(4):
+            s = socket.create_connection((mhost, int(mport)), timeout=10)
+            s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            scrapers.append(s)
         cpu0, t0 = srv.cpu_seconds(), time.monotonic()
         time.sleep(2.0)                            # the window the CPU is measured over
         share = (srv.cpu_seconds() - cpu0) / (time.monotonic() - t0)
@@ -201,12 +210,30 @@ def test_out_of_descriptors_the_listener_rests(tmp_path, fast_path):
                 pass
             assert time.monotonic() < deadline, "no NULL reply after the hostile connections went"
             time.sleep(0.05)
+        for s in scrapers:                         # each waiting scrape is answered, in full
+            body = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+            assert body.startswith(b"HTTP/1.0 200"), body[:200]
+        from prometheus_client.parser import text_string_to_metric_families
+        header_end = body.index(b"\r\n\r\n") + 4
+        errors = {(smp.labels["listener"], smp.labels["errno"]): smp.value
+                  for fam in text_string_to_metric_families(body[header_end:].decode())
+                  if fam.name == "nfsbulk_rpc_accept_errors" for smp in fam.samples}
+        assert errors.get(("rpc", "emfile"), 0) >= 1 and errors.get(("metrics", "emfile"), 0) >= 1, errors
         wait_fds_back(srv.pid, base, 10)
     finally:
-        for s in socks:
+        for s in socks + scrapers:
             s.close()
         code, err = srv.stop()
+    elapsed = time.monotonic() - t_exhausted
     assert code == 0, err[-2000:]
-    lines = [ln for ln in err.splitlines() if "accept failed" in ln]
-    assert 1 <= len(lines) <= 2, lines
-    assert "Too many open files" in lines[0] and "rests" in lines[0]
+    bound = 1 + int(elapsed // 10) + 1
+    for prefix in ("", "metrics: "):
+        lines = [ln for ln in err.splitlines() if re.search(r"\b%saccept failed" % prefix, ln)
+                 and (prefix or "metrics: accept" not in ln)]
+        assert 1 <= len(lines) <= bound, (prefix, bound, lines)
+        assert "Too many open files" in lines[0] and "rests" in lines[0]
