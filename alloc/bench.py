@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import statistics
 import sys
 import time
 
 import alloc
+import clikit
 from alloc.benchmeta import host_meta
 from alloc.strategies import STRATEGIES as SVC_STRATEGIES
 from alloc.strategies import Holes
@@ -113,9 +113,38 @@ def _holes_for(holes_list, nslots):
     return out
 
 
+def _round(r, points, frees, pas, strategies, refills, clock, free_samples, samples, scanned, null_samples):
+    """One round: every (slots, holes) point, every strategy once, the first rotating with r."""
+    for n, h in points:
+        release = frees[(n, h)]
+        arrs = pas[n]
+        k = len(strategies)
+        for i in range(k):
+            s = strategies[(i + r) % k]
+            refill = refills[(s, n, h)]
+            t0 = clock()
+            release(arrs)
+            t1 = clock()
+            v = refill(arrs)
+            t2 = clock()
+            _null(arrs)
+            t3 = clock()
+            free_samples[(n, h)].append(t1 - t0)
+            samples[(s, n, h)].append(t2 - t1)
+            scanned[(s, n, h)] = v
+            null_samples.append(t3 - t2)
+        for arr in arrs:
+            if arr.count_empty():
+                raise AssertionError("a refill left holes")
+
+
 def run(rounds: int = 1000, arrays: int = 1, arena_mib: int = 1024, holes_list=HOLES,
         strategies=STRATEGIES, progress=None, slots_list=(NSLOTS,)) -> dict:
-    """Run the benchmark; returns the JSON-ready result dict (results[slots][strategy][holes])."""
+    """Run the benchmark; returns the JSON-ready result dict (results[slots][strategy][holes]).
+
+    An interrupt (SIGINT, or SIGTERM through clikit) ends it after the last whole round: the
+    result covers the rounds that finished (config.rounds_done) and is marked interrupted; with
+    none finished, KeyboardInterrupt goes on up."""
     allocator = alloc.Allocator(arena_mib, debug=False)
     pas = {n: [allocator.page_array(n) for _ in range(arrays)] for n in slots_list}
     for n, arrs in pas.items():
@@ -132,31 +161,22 @@ def run(rounds: int = 1000, arrays: int = 1, arena_mib: int = 1024, holes_list=H
     clock = time.perf_counter_ns
     gc_was = gc.isenabled()
     gc.disable()
+    done, interrupted = 0, False
     try:
         for r in range(rounds):
-            for n, h in points:
-                release = frees[(n, h)]
-                arrs = pas[n]
-                k = len(strategies)
-                for i in range(k):
-                    s = strategies[(i + r) % k]
-                    refill = refills[(s, n, h)]
-                    t0 = clock()
-                    release(arrs)
-                    t1 = clock()
-                    v = refill(arrs)
-                    t2 = clock()
-                    _null(arrs)
-                    t3 = clock()
-                    free_samples[(n, h)].append(t1 - t0)
-                    samples[(s, n, h)].append(t2 - t1)
-                    scanned[(s, n, h)] = v
-                    null_samples.append(t3 - t2)
-                for arr in arrs:
-                    if arr.count_empty():
-                        raise AssertionError("a refill left holes")
-            if progress and (r + 1) % max(1, rounds // 10) == 0:
-                progress(r + 1, rounds)
+            _round(r, points, frees, pas, strategies, refills, clock, free_samples, samples, scanned, null_samples)
+            done = r + 1
+            if progress and (r == 0 or (r + 1) % max(1, rounds // 10) == 0):
+                progress(r + 1, rounds)         # the first round too: the run is under way
+    except KeyboardInterrupt:
+        # a round cut short is dropped whole: every round appends one sample per key
+        interrupted = True
+        k = len(strategies)
+        for key in samples:
+            del samples[key][done:]
+        for key in free_samples:
+            del free_samples[key][done * k:]
+        del null_samples[done * k * len(points):]
     finally:
         if gc_was:
             gc.enable()
@@ -164,6 +184,8 @@ def run(rounds: int = 1000, arrays: int = 1, arena_mib: int = 1024, holes_list=H
     for arrs in pas.values():
         for arr in arrs:
             allocator.free_pages_bulk(arr)
+    if not done:
+        raise KeyboardInterrupt
     overhead = statistics.median(null_samples)
 
     def per_call(xs):
@@ -184,7 +206,8 @@ def run(rounds: int = 1000, arrays: int = 1, arena_mib: int = 1024, holes_list=H
         "free": {str(n): {str(h): {"ns_per_call": round(per_call(free_samples[(n, h)]), 1)}
                           for m, h in points if m == n} for n in slots_list},
         "timer_overhead_ns": overhead,
-        "config": {"rounds": rounds, "arrays_per_sample": arrays, "arena_mib": arena_mib,
+        "interrupted": interrupted,
+        "config": {"rounds": rounds, "rounds_done": done, "arrays_per_sample": arrays, "arena_mib": arena_mib,
                    "slots": list(slots_list), "implementation": alloc.IMPLEMENTATION,
                    "python": sys.version.split()[0], "machine": platform.machine(),
                    "zones": {z: {k: v[k] for k in ("pages", "batch", "high", "watermarks")}
@@ -269,13 +292,15 @@ def main(argv=None) -> int:
         prog="python -m alloc.bench",
         description="Time refilling the holes of page arrays of several sizes with each allocation strategy "
                     "(single, list, array, range, nfree compiled; single-py through the Python API); print a "
-                    "table and optionally write JSON.")
-    p.add_argument("--rounds", type=int, default=1000,
+                    "table and optionally write JSON. SIGINT or SIGTERM ends it after the last whole round; "
+                    "what finished is printed and written, marked interrupted (exit 130).")
+    clikit.add_version(p, "alloc.bench")
+    p.add_argument("--rounds", type=clikit.int_arg(1, 10**9, "rounds"), default=1000,
                    help="interleaved rounds; medians over them (default 1000)")
-    p.add_argument("--arrays", type=int, default=1,
+    p.add_argument("--arrays", type=clikit.int_arg(1, 4096, "arrays"), default=1,
                    help="page arrays cycled per timed sample, time divided by this (default 1: one "
                         "thread's steady state; more spills pages from the per-thread list)")
-    p.add_argument("--arena-mib", type=int, default=1024,
+    p.add_argument("--arena-mib", type=clikit.int_arg(1, 1 << 20, "MiB"), default=1024,
                    help="allocator arena size in MiB (default 1024: batch 63, high 378 as the kernel's)")
     p.add_argument("--slots", default=",".join(map(str, SLOTS)),
                    help="comma-separated page-array sizes, each 8..%d (default %s: the seed's 259, and "
@@ -286,8 +311,11 @@ def main(argv=None) -> int:
                         "counts larger than an array are skipped for it")
     p.add_argument("--strategies", default=",".join(STRATEGIES),
                    help="comma-separated subset of %s" % ",".join(STRATEGIES))
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE (checked before the run)")
     a = p.parse_args(argv)
+    err = clikit.probe_output("--json", a.json)
+    if err:
+        p.error(err)
     try:
         slots = tuple(int(x) for x in a.slots.split(","))
     except ValueError:
@@ -311,8 +339,6 @@ def main(argv=None) -> int:
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad:
         p.error("--strategies: unknown %s (choose from %s)" % (",".join(bad), ",".join(STRATEGIES)))
-    if a.rounds < 1 or a.arrays < 1:
-        p.error("--rounds and --arrays must be positive")
     if a.arena_mib * 256 < a.arrays * sum(slots) * 2:
         p.error("--arena-mib too small for %d arrays of each size (%s pages)" % (a.arrays, ",".join(map(str, slots))))
 
@@ -325,12 +351,14 @@ def main(argv=None) -> int:
     res = run(a.rounds, a.arrays, a.arena_mib, tuple(holes), strategies, progress, slots)
     print(format_table(res))
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=2)
-            f.write("\n")
+        clikit.write_json(a.json, res)
         print("\nJSON written to %s" % a.json)
+    if res["interrupted"]:
+        print("alloc.bench: interrupted after %d of %d rounds; the figures above cover those"
+              % (res["config"]["rounds_done"], a.rounds), file=sys.stderr)
+        return clikit.EXIT_INTERRUPTED
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(clikit.run_main("alloc.bench", main))

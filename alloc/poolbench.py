@@ -18,6 +18,7 @@ import json
 import statistics
 import sys
 
+import clikit
 from alloc import Allocator
 from alloc._pool import STRATEGIES, PagePool
 from alloc.benchmeta import host_meta
@@ -69,8 +70,11 @@ def format_table(doc: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m alloc.poolbench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pages", type=int, default=1_000_000, help="pages timed per strategy, mode and round")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the figure is the median (default 5)")
+    clikit.add_version(p, "alloc.poolbench")
+    p.add_argument("--pages", type=clikit.int_arg(1, 10**9, "pages"), default=1_000_000,
+                   help="pages timed per strategy, mode and round (default 1,000,000)")
+    p.add_argument("--rounds", type=clikit.int_arg(1, 10**6, "rounds"), default=5,
+                   help="interleaved rounds; the figure is the median (default 5)")
     p.add_argument("--clock", choices=("thread", "wall"), default="thread",
                    help="thread: the thread's CPU time (default; robust on a busy machine); wall: CLOCK_MONOTONIC")
     p.add_argument("--json", action="store_true", help="print the JSON document instead of the table")
@@ -81,4 +85,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(clikit.run_main("alloc.poolbench", main))

@@ -9,6 +9,8 @@ import argparse
 import os
 import sys
 
+import clikit
+
 __all__ = ["main", "build_parser"]
 
 _DESCRIPTION = """\
@@ -119,7 +121,7 @@ def _add_run(sub) -> None:
     p.add_argument("--clients", type=_positive_int, default=1, metavar="N",
                    help="number of client processes, each with its own connection (default 1, at most 256: "
                         "each client is a whole Python process)")
-    p.add_argument("--time", type=_nonneg, default=60.0, metavar="SECONDS",
+    p.add_argument("--time", type=clikit.seconds_arg(), default=60.0, metavar="SECONDS",
                    help="length of the measured phase after warmup (default 60)")
     p.add_argument("--warmup", type=_nonneg, default=5.0, metavar="SECONDS",
                    help="warmup before measuring; its counts are discarded (default 5)")
@@ -405,6 +407,7 @@ SUBCOMMANDS = (_add_run, _add_bench, _add_compare, _add_soak, _add_fuzz, _add_ca
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loadgen", description=_DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    clikit.add_version(parser, "loadgen")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in SUBCOMMANDS:
@@ -413,12 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Parse and run one subcommand. SIGTERM is SIGINT (clikit): the table and JSON of what finished
+    are still written; no traceback reaches the user (clikit.run_main)."""
+    clikit.sigterm_as_sigint()       # before parsing: a run stopped at any moment ends as Ctrl-C would
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:        # outside the parts that handle Ctrl-C themselves: no traceback
-        print("loadgen: interrupted", file=sys.stderr)
-        return 130
+    return clikit.run_main("loadgen", args.func, args)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+import clikit
+
 from . import ci, curve, udpbench
 from .benchreport import COMPARED, compare_all, format_profile, format_sweep, summarize, verdict_lines
 from .harness import BenchError, Interrupted, peer_run, strategy_run
@@ -125,19 +127,23 @@ def add_arguments(p) -> None:
                         "(the default dbench workload: client.txt, see --dbench-lines) and any loadfile "
                         "as NAME=PATH or PATH (named after the file), e.g. nfs3=/path/to/nfs_3.load "
                         "(default: rw256k,dbench)")
-    p.add_argument("--clients", type=int, default=4, help="client processes per run (default 4)")
-    p.add_argument("--time", type=float, default=10.0, help="measured seconds per run (default 10)")
-    p.add_argument("--warmup", type=float, default=2.0, help="warmup seconds per run (default 2)")
-    p.add_argument("--rounds", type=int, default=3,
+    p.add_argument("--clients", type=clikit.int_arg(1, 256, "clients"), default=4,
+                   help="client processes per run (default 4)")
+    p.add_argument("--time", type=clikit.seconds_arg(), default=10.0, metavar="SECONDS",
+                   help="measured seconds per run (default 10)")
+    p.add_argument("--warmup", type=clikit.seconds_arg(positive=False), default=2.0, metavar="SECONDS",
+                   help="warmup seconds per run (default 2)")
+    p.add_argument("--rounds", type=clikit.int_arg(1, 1000, "rounds"), default=3,
                    help="rounds; each runs every strategy and peer once in a shuffled order (default 3)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the shuffled orders (default: a random one, printed and kept in the JSON)")
     p.add_argument("--target-ci", type=float, default=None, metavar="PCT",
                    help="after --rounds, keep adding rounds until every ratio's 95%% CI half-width is under "
                         "PCT %% of the ratio, or --max-rounds is reached; the output says which")
-    p.add_argument("--max-rounds", type=int, default=10, metavar="N",
+    p.add_argument("--max-rounds", type=clikit.int_arg(1, 1000, "rounds"), default=10, metavar="N",
                    help="the cap on rounds with --target-ci (default 10)")
-    p.add_argument("--threads", type=int, default=8, help="rpcsrv worker threads (default 8)")
+    p.add_argument("--threads", type=clikit.int_arg(1, 4096, "threads"), default=8,
+                   help="rpcsrv worker threads (default 8)")
     p.add_argument("--arena-mib", type=int, default=256, help="rpcsrv allocator arena (default 256)")
     p.add_argument("--fast-path", choices=("on", "off"), default="on",
                    help="rpcsrv's request path: on, the compiled one (the default), or off, the Python "
@@ -411,12 +417,42 @@ def profile_result(out: dict, settings: dict) -> dict:
     return res
 
 
+#: how long the check of a --peer may take (a mount through libnfs, in a child process)
+PEER_CHECK_TIMEOUT = 15.0
+
+
+def peer_problem(url: str, timeout: float = PEER_CHECK_TIMEOUT) -> str | None:
+    """None when `url` can be mounted; else why not, in one line. The mount runs in a child
+    process: libnfs holds the GIL and a mount that hangs cannot be interrupted."""
+    import subprocess
+    code = ("import sys\n"
+            "from loadgen.nfsctx import NfsContext, MountError\n"
+            "try:\n"
+            "    NfsContext(sys.argv[1], rpc_timeout=5).destroy()\n"
+            "except MountError as e:\n"
+            "    print(e); sys.exit(1)\n")
+    try:
+        r = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=timeout,
+                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    except subprocess.TimeoutExpired:
+        return "no mount of %s within %g s" % (url, timeout)
+    if r.returncode != 0:
+        lines = (r.stdout + r.stderr).strip().splitlines()
+        return lines[-1] if lines else "mount check failed with status %d" % r.returncode
+    return None
+
+
 def main(args) -> int:
     if getattr(args, "udp_pps", False):          # the page_pool table: RPC calls/s over UDP (udpbench.py)
         return udpbench.main(args)
     settings = _parse(args)
     if isinstance(settings, str):
         return _usage(settings)
+    for name, url in settings["peers"].items():   # before any run: a peer's turn may come last
+        why = peer_problem(url)
+        if why:
+            print("loadgen bench: --peer %s: %s" % (name, why), file=sys.stderr)
+            return clikit.EXIT_FAIL
     outs = Outputs(args.json, args.output_format)
     opts = dict(settings["load"], threads=settings["server"]["threads"], arena_mib=settings["server"]["arena_mib"],
                 fast_path=settings["server"]["fast_path"])

@@ -36,7 +36,7 @@ import signal
 import time
 import traceback
 
-from .loadfile import parse_file, parse_text
+from .loadfile import LoadfileError, parse_file, parse_text
 from .replay import Recorder, Replay, Schedule, Stop, fine_timer_slack
 
 __all__ = ["client_main", "build_workload", "FLUSH_INTERVAL"]
@@ -179,7 +179,9 @@ def client_main(cid: int, nclients: int, cfg: dict, conn) -> None:
         raise SystemExit(1)       # parent went away
     except Exception as e:     # our bug or a setup error: report it, never hang
         try:
-            detail = str(e) if stage == "setup" and isinstance(e, (RuntimeError, ValueError)) else traceback.format_exc()
+            # a loadfile value out of bounds (LoadfileError) is the user's, not a bug: one line
+            plain = isinstance(e, LoadfileError) or (stage == "setup" and isinstance(e, (RuntimeError, ValueError)))
+            detail = str(e) if plain else traceback.format_exc()
             conn.send(("failed", cid, stage, detail))
         except Exception:
             pass

@@ -28,6 +28,8 @@ import sys
 import tempfile
 import time
 
+import clikit
+
 from .serverproc import RpcsrvProcess, ServerError, leaked_pages
 from .rpcwire import MOUNT_PROGRAM as MOUNT, NFS_PROGRAM as NFS, RpcWireError, TcpRpcClient, auth_sys, frame, \
     opaque, pack_call, u32, u64
@@ -226,10 +228,12 @@ def run(seconds: float, seed: int, threads: int = 4, hang_timeout: float = 10.0,
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seconds", type=float, default=60.0, help="how long to send (default 60)")
+    p.add_argument("--time", "--seconds", dest="seconds", type=clikit.seconds_arg(), default=60.0,
+                   metavar="SECONDS", help="how long to send (default 60; --seconds is the old spelling)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
-    p.add_argument("--threads", type=int, default=4, help="server worker threads (default 4)")
-    p.add_argument("--hang-timeout", type=float, default=10.0,
+    p.add_argument("--threads", type=clikit.int_arg(1, 4096, "threads"), default=4,
+                   help="server worker threads (default 4)")
+    p.add_argument("--hang-timeout", type=clikit.seconds_arg(), default=10.0, metavar="SECONDS",
                    help="a NULL probe unanswered this long after a batch counts as a hang (default 10)")
     p.add_argument("--fast-path", choices=("on", "off"), default=None,
                    help="the server's request path: on (compiled, rpcsrv's default) or off (the Python path)")
@@ -238,9 +242,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main_args(a) -> int:
-    if a.seconds <= 0 or a.threads < 1 or a.hang_timeout <= 0:
-        print("loadgen fuzz: --seconds, --threads and --hang-timeout must be positive", file=sys.stderr)
-        return 2
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     res = run(a.seconds, seed, a.threads, a.hang_timeout, fast_path=a.fast_path, max_block_size=a.max_block_size)
     return 0 if res["crashes"] == 0 and res["hangs"] == 0 and res["pages_leaked"] == 0 else 1

@@ -53,6 +53,7 @@ from typing import NamedTuple
 __all__ = [
     "LoadfileError", "Expr", "Op", "Repeat", "Loop", "Sleep", "WritePattern",
     "RandomString", "Program", "parse_text", "parse_file", "OP_SPECS", "NFS_OPS", "SMB_OPS",
+    "MAX_IO_BYTES", "FIELD_LIMITS", "field_error",
 ]
 
 
@@ -86,6 +87,29 @@ SMB_OPS: dict[str, str] = {
 }
 # Deltree is in both dialects.
 OP_SPECS: dict[str, str] = {**NFS_OPS, **SMB_OPS, "Deltree": "P"}
+
+#: the largest READ or WRITE one loadfile line may ask for (a buffer of that size is allocated):
+#: 64 MiB, far above any server's rtmax/wtmax (libnfs splits it into RPCs of at most 1 MiB)
+MAX_IO_BYTES = 64 << 20
+#: numeric fields with a bound, (operation, index among its numbers) -> (name, largest value, unit).
+#: Constants are checked when the loadfile is read; a random or relative value when it is used.
+FIELD_LIMITS: dict[tuple[str, int], tuple[str, int, str]] = {
+    ("READ3", 0): ("offset", (1 << 64) - 1, "bytes"), ("READ3", 1): ("length", MAX_IO_BYTES, "bytes"),
+    ("WRITE3", 0): ("offset", (1 << 64) - 1, "bytes"), ("WRITE3", 1): ("length", MAX_IO_BYTES, "bytes"),
+    ("WRITE3", 2): ("stable flag", 2, ""),
+    ("ReadX", 1): ("offset", (1 << 64) - 1, "bytes"), ("ReadX", 2): ("length", MAX_IO_BYTES, "bytes"),
+    ("WriteX", 1): ("offset", (1 << 64) - 1, "bytes"), ("WriteX", 2): ("length", MAX_IO_BYTES, "bytes"),
+}
+
+
+def field_error(name: str, index: int, value: int) -> str | None:
+    """Why `value` cannot be field `index` (among the numbers) of operation `name`, or None."""
+    limit = FIELD_LIMITS.get((name, index))
+    if limit is None or 0 <= value <= limit[1]:
+        return None
+    what, top, unit = limit
+    unit = " " + unit if unit else ""
+    return f"{name} {what} {value:,}{unit}: must be 0 to {top:,}{unit}"
 _OP_BY_LOWER = {k.lower(): k for k in OP_SPECS}
 
 
@@ -389,7 +413,12 @@ def parse_text(text: str, source: str = "<loadfile>") -> Program:
                     raise LoadfileError(lineno, f"{name}: bad variable {tok!r}", source)
                 paths.append(tok)
             else:
-                params.append(parse_expr(tok, lineno, source))
+                e = parse_expr(tok, lineno, source)
+                if e.kind == "const":
+                    bad = field_error(name, len(params), e.value)
+                    if bad:
+                        raise LoadfileError(lineno, bad, source)
+                params.append(e)
         if name in SMB_OPS:
             dialects.add("smb")
         elif name in NFS_OPS:

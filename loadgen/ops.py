@@ -85,6 +85,7 @@ from __future__ import annotations
 import errno
 import os
 
+from .loadfile import LoadfileError, field_error
 from .nfsctx import NF3DIR, S_IFDIR
 
 __all__ = ["Executor", "nfs3_status", "nt_status", "NFS3_NAMES"]
@@ -202,12 +203,18 @@ class Executor:
         return raw.replace("client1", self.cname)
 
     def values(self, op) -> list[int]:
+        """The operation's numbers for this call. A random or relative value out of its field's
+        bound (loadfile.FIELD_LIMITS) raises LoadfileError naming the line; constants were
+        checked when the loadfile was read."""
         out = []
         for i, e in enumerate(op.params):
             if e.kind == "const":
                 v = e.value
             else:
                 v = e.evaluate(self.rng, self.last.get((op.name, i)), self.cid, self.nclients)
+                bad = field_error(op.name, i, v)
+                if bad:
+                    raise LoadfileError(op.lineno, bad + " (as evaluated)")
             self.last[(op.name, i)] = v
             out.append(v)
         return out

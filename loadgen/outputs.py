@@ -12,65 +12,17 @@ to stderr, so stdout stays parseable. No threads.
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import sys
-import tempfile
+
+from clikit import dumps, probe_output, write_json
 
 __all__ = ["check_path", "Outputs", "write_json", "dumps"]
 
 
 def check_path(flag: str, path: str | None, allow_stdout: bool = False) -> str | None:
-    """None when `path` can be written later; else a one-line message naming the flag."""
-    if path is None or (allow_stdout and path == "-"):
-        return None
-    if path == "":
-        return "%s: empty path" % flag
-    if os.path.isdir(path):
-        return "%s %s: is a directory" % (flag, path)
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        return "%s %s: directory %s does not exist" % (flag, path, d)
-    if not os.access(d, os.W_OK | os.X_OK):
-        return "%s %s: directory %s is not writable" % (flag, path, d)
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        return "%s %s: file is not writable" % (flag, path)
-    return None
-
-
-def _clean(x):
-    """JSON has no NaN or infinity: they become null."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
-def dumps(doc: dict) -> str:
-    return json.dumps(_clean(doc), indent=1, allow_nan=False) + "\n"
-
-
-def write_json(path: str, doc: dict) -> None:
-    """Write `doc` to `path` whole (temporary file + rename), or to stdout when path is "-"."""
-    text = dumps(doc)
-    if path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=d)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """None when `path` can be written later; else a one-line message naming the flag
+    (clikit.probe_output: a file is really created there and removed)."""
+    return probe_output(flag, path, allow_stdout)
 
 
 class Outputs:

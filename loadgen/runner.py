@@ -13,7 +13,15 @@ non-zero exit.  SIGINT (Ctrl-C) is turned into a wake-up byte
 the table for what ran, a second one kills them at once.  During start-up
 (spawning, mounting, setting up) it stops spawning and terminates every
 started client at once: all are gone within about STARTUP_STOP + 0.2 s.
+SIGTERM does what SIGINT does (clikit forwards it to the handler installed here).
 A start-up slower than PROGRESS_AFTER prints progress lines on stderr.
+
+A server that goes away: a second in which no operation succeeded is printed as
+STALLED (not as the last averages again) and the parent tries a TCP connection to
+the URL's nfsport (probe_server). If nothing accepts it, the run ends with what it
+has: one line names the server, the cause and the time, clients get
+SERVER_GONE_GRACE to report, and the verdict is FAILED (exit 1), the JSON's
+server_gone saying why.
 
 The verdict: exit 1 when any client failed, any status was unexpected, or
 every operation failed, with one last stderr line "loadgen: FAILED: ...;
@@ -51,6 +59,8 @@ __all__ = ["run", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERRUPTED", "MAX
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 GRACE = 10.0
+#: after the server is seen gone, clients get this long to report before they are terminated
+SERVER_GONE_GRACE = 3.0
 RUN_ONCE_HORIZON = 365 * 86400.0    # --run-once: the clock never ends the run
 
 
@@ -75,6 +85,32 @@ MAX_CLIENTS = 256
 PROGRESS_AFTER = 1.0
 #: after Ctrl-C during start-up, clients still setting up get this long to go before SIGKILL
 STARTUP_STOP = 1.0
+
+
+
+def server_address(url: str) -> tuple[str, int]:
+    """(host, port) a liveness probe connects to: the URL's nfsport, else the portmapper (111)."""
+    from urllib.parse import parse_qs, urlsplit
+    u = urlsplit(url)
+    q = parse_qs(u.query)
+    try:
+        port = int(q.get("nfsport", ["111"])[0])
+    except ValueError:
+        port = 111
+    return (u.hostname or "127.0.0.1"), port
+
+
+def probe_server(addr: tuple[str, int], timeout: float = 1.0) -> str | None:
+    """None when something accepts a TCP connection at addr; else why not, in a few words."""
+    try:
+        socket.create_connection(addr, timeout=timeout).close()
+        return None
+    except ConnectionRefusedError:
+        return "refused the connection"
+    except socket.timeout:
+        return f"did not answer a connection within {timeout:g} s"
+    except OSError as e:
+        return (e.strerror or str(e)).lower()
 
 
 def clients_problem(n: int) -> str | None:
@@ -145,6 +181,8 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
     stop_requested_at = None
     first_bad_at = None         # when the first failure (client or unexpected status) was seen
     interrupted = False
+    server_gone = None          # why the run ended early: the server stopped answering (a message)
+    probe_addr = server_address(cfg["url"])
     try:
         child_cfg = {k: cfg[k] for k in ("url", "rpc_timeout", "strict", "ignore_timestamps", "seed",
                                          "profile", "loadfile", "rw_files", "rw_file_size")}
@@ -168,7 +206,7 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
             totals.set_clients(sum(1 for c in clients if c.state not in ("done", "failed")
                                    and c.proc.exitcode is None))
 
-        def fail(c: _Client, stage: str, message: str):
+        def fail(c: _Client, stage: str, message: str, quiet: bool = False):
             nonlocal first_bad_at
             c.state = "failed"
             update_gauge()
@@ -176,7 +214,8 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                              "at": round(time.monotonic() - t0, 3) if t0 is not None else None})
             if first_bad_at is None and t0 is not None:
                 first_bad_at = time.monotonic()
-            say(f"loadgen: client{c.cid} failed ({stage}): {message}", err)
+            if not quiet:
+                say(f"loadgen: client{c.cid} failed ({stage}): {message}", err)
 
         def stop_all():
             for c in clients:
@@ -315,6 +354,7 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
             on_phase = cfg.get("on_phase")      # bench: called with "run" at warmup end, "end" at run end
             phase_seen = "warmup"
             hard_deadline = run_end + GRACE + cfg["rpc_timeout"]
+            done_before, stalled = 0, 0
             while any(c.state == "running" for c in clients):
                 now = time.monotonic()
                 if sigints and stop_requested_at is None:
@@ -331,9 +371,15 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                     stop_all()
                     hard_deadline = min(hard_deadline, now + GRACE + cfg["rpc_timeout"])
                 if now >= hard_deadline:
-                    for c in clients:
-                        if c.state == "running":
+                    left = [c for c in clients if c.state == "running"]
+                    for c in left:
+                        if server_gone:         # one line for all of them, below
+                            fail(c, "server", "terminated: " + server_gone, quiet=True)
+                        else:
                             fail(c, "hung", "did not stop within the grace period; terminated")
+                    if server_gone and left:
+                        say(f"loadgen: {len(left)} client(s) still waiting on the server after "
+                            f"{SERVER_GONE_GRACE:g} s: terminated", err)
                     break
                 if on_phase is not None and phase_seen == "warmup" and now >= warmup_end:
                     phase_seen = "run"
@@ -344,6 +390,25 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
                 if now >= next_tick:
                     line, row = second_report(n, phases, next_tick, t0, warmup_end, cfg["warmup"], interval_max,
                                               open_loop=bool(cfg.get("rate")))
+                    done_now = phases["warmup"].ok + phases["run"].ok     # errors are no sign of life
+                    if done_now == done_before and stop_requested_at is None:
+                        # nothing completed for a second: say so rather than repeat the averages, and
+                        # find out whether the server is still there
+                        stalled += 1
+                        line += f"  STALLED {stalled} s: no operation succeeded"
+                        row["stalled"] = True
+                        # soak restarts its server on purpose (cfg["server_restarts"]): no probe there
+                        why = None if cfg.get("server_restarts") else probe_server(probe_addr)
+                        if why and server_gone is None:
+                            server_gone = (f"the server at {probe_addr[0]}:{probe_addr[1]} {why} "
+                                           f"at t={now - t0:.1f} s")
+                            say(f"loadgen: {server_gone}; the run ends with what it has", err)
+                            stop_requested_at = now
+                            stop_all()
+                            hard_deadline = min(hard_deadline, now + SERVER_GONE_GRACE)
+                    else:
+                        stalled = 0
+                    done_before = done_now
                     if next_tick <= run_end + 1e-9:
                         say(line)
                         per_second.append(row)
@@ -421,12 +486,17 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
     # the verdict: one line naming the first cause (operation, path, status) when the run failed
     first_failure = None
     everything = phases["warmup"].count + phases["run"].count
-    if mismatches:
+    if server_gone:
+        first_failure = server_gone
+    elif mismatches:
         first_failure = mismatches[0]
     elif failures:
         f = failures[0]
         first_failure = f"client{f['client']} ({f['stage']}): {_one_line(f['message'])}"
-    if mismatch_count:
+    if server_gone:
+        exit_code = EXIT_FAIL
+        say(f"loadgen: FAILED: {server_gone}; {everything} operations before it", err)
+    elif mismatch_count:
         exit_code = EXIT_FAIL
         say(f"loadgen: FAILED: {mismatch_count} unexpected status{'es' if mismatch_count != 1 else ''} "
             f"in {everything} operations" + (f"; first: {first_failure}" if first_failure else ""), err)
@@ -446,6 +516,7 @@ def run(cfg: dict, workload_desc: str, out=None, err=None) -> int:
         doc["warmup"] = {"ops_total": phases["warmup"].count,
                          "bytes": {"read": phases["warmup"].read_bytes, "write": phases["warmup"].write_bytes}}
         doc["run_once"] = bool(cfg.get("run_once"))
+        doc["server_gone"] = server_gone      # why the run ended early, or None
         doc["open_loop"] = ol
         doc["exit_code"] = exit_code
         write_json(cfg["json"], doc)

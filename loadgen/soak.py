@@ -27,6 +27,8 @@ import tempfile
 import threading
 import time
 
+import clikit
+
 from .harness import BenchError, Interrupted
 from .serverproc import RpcsrvProcess, ServerError, free_port, leaked_pages
 
@@ -93,9 +95,12 @@ class Server:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--clients", type=int, default=64, help="client processes (default 64)")
-    p.add_argument("--time", type=float, default=600.0, help="measured seconds (default 600)")
-    p.add_argument("--warmup", type=float, default=5.0, help="warmup seconds (default 5)")
+    p.add_argument("--clients", type=clikit.int_arg(1, 256, "clients"), default=64,
+                   help="client processes (default 64)")
+    p.add_argument("--time", type=clikit.seconds_arg(), default=600.0, metavar="SECONDS",
+                   help="measured seconds (default 600)")
+    p.add_argument("--warmup", type=clikit.seconds_arg(positive=False), default=5.0, metavar="SECONDS",
+                   help="warmup seconds (default 5)")
     p.add_argument("--restart-at", type=float, default=None, metavar="SECONDS",
                    help="restart the server this long after the start (default: the middle of the run; "
                         "0 disables)")
@@ -114,6 +119,7 @@ def _load(url: str, opts: dict, path: str):
     cfg = {"url": url, "clients": opts["clients"], "time": opts["time"], "warmup": opts["warmup"],
            "loadfile": opts["loadfile"], "profile": None, "rw_files": 4, "rw_file_size": 8 << 20,
            "strict": False, "json": path, "metrics_port": None, "metrics_addr": "127.0.0.1",
+           "server_restarts": True,     # the restart in the middle is the point: no liveness probe
            "ignore_timestamps": True, "seed": 0, "start_timeout": 120.0, "rpc_timeout": 30.0,
            "max_mismatches": 5}
     code = run(cfg, opts["loadfile"])
@@ -135,6 +141,7 @@ def main(args) -> int:
     if args.clients < 1 or args.time <= 0 or args.warmup < 0 or args.sample <= 0:
         print("loadgen soak: --clients >= 1, --time > 0, --warmup >= 0, --sample > 0", file=sys.stderr)
         return 2
+    clikit.check_outputs(("--json", args.json))       # before the run: a bad path loses no result
     tmp = tempfile.mkdtemp(prefix="nfsbulk-soak-")
     export = os.path.join(tmp, "export")
     os.mkdir(export)
@@ -227,7 +234,5 @@ def main(args) -> int:
         print("soak: %s" % (load_error or side_error), file=sys.stderr)
     report["ok"] = ok
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-            f.write("\n")
+        clikit.write_json(args.json, report)
     return 0 if ok else 1

@@ -18,9 +18,10 @@ import sys
 import tempfile
 import time
 
+import clikit
 from alloc.strategies import STRATEGIES
 
-__version__ = "0.1.0"
+__version__ = clikit.VERSION
 
 
 def _hostport(text: str):
@@ -106,12 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the chosen svc_alloc_arg strategy from nfsbulk's page allocator.",
         epilog="Clients: nfs-ls/nfs-cat/nfs-cp or python-libnfs with the URL the server prints, e.g. "
                "nfs://127.0.0.1/EXPORT?nfsport=PORT&mountport=PORT. Metrics: http://HOST:METRICS_PORT/metrics.")
+    clikit.add_version(p, "rpcsrv")
     p.add_argument("--export", metavar="DIR",
                    help="directory to export (default: a fresh temporary directory, announced at start "
                         "and removed at exit)")
     p.add_argument("--listen", metavar="HOST:PORT", type=_hostport, default=("127.0.0.1", 2049),
                    help="address to serve on (default 127.0.0.1:2049; port 0 picks a free one)")
-    p.add_argument("--threads", type=_positive, default=8, help="worker threads (nfsd threads; default 8)")
+    p.add_argument("--threads", type=clikit.int_arg(1, 4096, "threads"), default=8, help="worker threads (nfsd threads; default 8)")
     p.add_argument("--strategy", choices=list(STRATEGIES), default="array",
                    help="svc_alloc_arg strategy: " + "; ".join(
                        "%s (%s)" % (s.name, s.summary) for s in STRATEGIES.values())
@@ -125,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "waiting on the sockets themselves, and hands everything else to the Python path; "
                         "off: the Python path alone (the reference implementation). Exports in inode handle "
                         "mode (not root) always use the Python path")
-    p.add_argument("--arena-mib", type=_positive, default=256,
+    p.add_argument("--arena-mib", type=clikit.int_arg(1, None, "MiB"), default=256,
                    help="page allocator arena in MiB (default 256)")
     p.add_argument("--max-block-size", type=_block_size, default=1 << 20, metavar="SIZE",
                    help="largest READ and WRITE payload, as knfsd's /proc/fs/nfsd/max_block_size (Linux "
@@ -149,22 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root-squash", dest="root_squash", action="store_true", default=None,
                    help="map AUTH_SYS uid 0 to nobody (default: on unless listening on loopback)")
     p.add_argument("--no-root-squash", dest="root_squash", action="store_false", help="trust AUTH_SYS uid 0")
-    p.add_argument("--max-connections", type=_positive, default=1024,
+    p.add_argument("--max-connections", type=clikit.int_arg(1, 1 << 20, "connections"), default=1024,
                    help="open client connections at most; at the limit a newcomer is let in and the least "
                         "recently active connection not being served is closed (as knfsd does); refused only "
                         "when all are being served (default 1024)")
-    p.add_argument("--idle-timeout", type=float, default=300.0, metavar="SECONDS",
+    p.add_argument("--idle-timeout", type=clikit.seconds_arg(), default=300.0, metavar="SECONDS",
                    help="close connections silent for this long (default 300)")
-    p.add_argument("--record-timeout", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--record-timeout", type=clikit.seconds_arg(), default=60.0, metavar="SECONDS",
                    help="drop a connection whose RPC record is not complete this long after it began "
                         "(a client dribbling a record; default 60)")
-    p.add_argument("--record-stall", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--record-stall", type=clikit.seconds_arg(positive=False), default=10.0, metavar="SECONDS",
                    help="drop a connection whose RPC record in progress received nothing for this long "
                         "(a client that sent part of a record and stopped; 0 = off; default 10)")
-    p.add_argument("--min-record-rate", type=float, default=16384.0, metavar="BYTES_PER_S",
+    p.add_argument("--min-record-rate", type=clikit.number_arg(0, None, "bytes/s"), default=16384.0, metavar="BYTES_PER_S",
                    help="drop a connection whose record in progress averages fewer bytes per second once "
                         "it is 5 s old (a slow drip; 0 = off; default 16384)")
-    p.add_argument("--send-timeout", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--send-timeout", type=clikit.seconds_arg(), default=10.0, metavar="SECONDS",
                    help="drop a client that does not read its replies for this long (default 10)")
     p.add_argument("--allow", action="append", default=[], metavar="CIDR", type=_network,
                    help="accept clients only from this network (repeatable; default: everyone who can "

@@ -102,9 +102,11 @@ class Shortened:
                     cmd = cmd.replace(readme_port, str(port))
         if re.search(r"loadgen run \S+", cmd) and "--metrics-port" not in cmd and "--master" not in cmd:
             cmd += " --metrics-port 0"
-        cmd = re.sub(r"--time \d+", "--time 1 --warmup 0", cmd)
+        if " fuzz " in cmd:                             # fuzz has no warmup
+            cmd = re.sub(r"--time \d+", "--time 2", cmd)
+        else:
+            cmd = re.sub(r"--time \d+", "--time 1 --warmup 0", cmd)
         cmd = re.sub(r"--clients \d+", "--clients 1", cmd)
-        cmd = re.sub(r"--seconds \d+", "--seconds 2", cmd)
         if "--profile rw256k" in cmd and " run " in cmd:
             cmd += " --rw-files 1 --rw-file-size 1M"
         for out in ("run.json", "alloc.json"):

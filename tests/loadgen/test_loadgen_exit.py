@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -216,3 +217,43 @@ def test_metrics_port_zero_picks_a_free_port(tmp_path):
             p.communicate()
         srv.stop()
     assert p.returncode == 0
+
+
+def test_a_server_killed_mid_run_is_named_and_the_run_ends_with_what_it_has(tmp_path):
+    """SIGKILL on the server during the run: the per-second lines say STALLED instead of repeating
+    the averages, one line names the server, the cause and the time, the run ends within 10 s of
+    the kill with its table and JSON, and the verdict is FAILED (exit 1)."""
+    export = tmp_path / "export"
+    export.mkdir()
+    out = tmp_path / "run.json"
+    with ServerProcess(export, threads=2, arena_mib=64) as srv:
+        p = subprocess.Popen([sys.executable, "-m", "loadgen", "run", srv.url, "--loadfile", "mixed-rw",
+                              "--clients", "2", "--time", "120", "--warmup", "0", "--no-metrics", "--json", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:                                  # the first per-second line of the run
+                assert time.monotonic() < deadline
+                line = p.stdout.readline()
+                assert line, p.stderr.read()
+                if " execute " in line:
+                    break
+            srv.proc.kill()
+            killed = time.monotonic()
+            stdout, stderr = p.communicate(timeout=60)
+            took = time.monotonic() - killed
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert p.returncode == 1, stderr
+    assert took < 10, took
+    assert "STALLED 1 s: no operation succeeded" in stdout, stdout
+    assert "Throughput" in stdout
+    last = stderr.strip().splitlines()[-1]
+    assert re.match(r"loadgen: FAILED: the server at 127\.0\.0\.1:%d refused the connection at t=\d+\.\d s; "
+                    r"\d+ operations before it$" % srv.port, last), stderr
+    assert "Traceback" not in stderr
+    doc = json.loads(out.read_text())
+    assert "refused the connection" in doc["server_gone"] and doc["ops_total"] > 0
+    assert any(row.get("stalled") for row in doc["per_second"])
