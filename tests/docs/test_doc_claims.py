@@ -1,0 +1,67 @@
+"""What the documentation says about the code is what the code does: every metric named with
+labels in README.md or grafana/README.md has those labels in docs/metrics.md, every metric named
+anywhere in them is in docs/metrics.md, and grafana/README.md lists exactly the dashboards that
+exist (file, uid and their number in words)."""
+import json
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+#: names of the nfsbulk_ form that are not metrics (a JSON field of the bench's meta block)
+NOT_METRICS = {"nfsbulk_version"}
+NUMBERS = {2: "Two", 3: "Three", 4: "Four", 5: "Five", 6: "Six", 7: "Seven", 8: "Eight"}
+
+
+def _read(rel):
+    with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
+        return f.read()
+
+
+def _documented():
+    """{metric name: set of label names} from docs/metrics.md's tables."""
+    out = {}
+    for line in _read("docs/metrics.md").splitlines():
+        m = re.match(r"\|\s*`(nfsbulk_\w+)`\s*\|[^|]*\|([^|]*)\|", line)
+        if m:
+            labels = set(re.findall(r"(?:^|[,(]\s*|\s)([a-z_]+)(?=\s*(?:\(|,|$))", m.group(2).strip()))
+            out[m.group(1)] = labels | set(re.findall(r"\b([a-z_]+)\s*\(", m.group(2)))
+    return out
+
+
+def _base(name):
+    for suffix in ("_total", "_bucket", "_count", "_sum"):
+        if name.endswith(suffix) and name[: -len(suffix)] not in ("",):
+            return name[: -len(suffix)], name
+    return name, name
+
+
+def test_metric_names_and_labels_in_the_readmes_are_documented():
+    doc = _documented()
+    assert len(doc) > 30, "docs/metrics.md not parsed"
+    bad = []
+    for rel in ("README.md", "grafana/README.md"):
+        for m in re.finditer(r"`(nfsbulk_\w+)(?:\{([^}`]*)\})?", _read(rel)):
+            name, labels = m.group(1), m.group(2)
+            if name in NOT_METRICS:
+                continue
+            base, full = _base(name)
+            known = doc.get(full) or doc.get(base + "_total") or doc.get(base) or doc.get(name)
+            if known is None and not any(k.startswith(name) for k in doc):
+                bad.append("%s: %s not in docs/metrics.md" % (rel, name))
+                continue
+            for part in (labels or "").split(","):
+                label = part.split("=")[0].strip()
+                if label and known is not None and label not in known:
+                    bad.append("%s: %s has no label %r (docs/metrics.md: %s)" % (rel, name, label, sorted(known)))
+    assert bad == []
+
+
+def test_grafana_readme_lists_every_dashboard():
+    text = _read("grafana/README.md")
+    files = sorted(f for f in os.listdir(os.path.join(ROOT, "grafana", "dashboards")) if f.endswith(".json"))
+    for f in files:
+        uid = json.loads(_read("grafana/dashboards/" + f))["uid"]
+        assert "| `dashboards/%s` | `%s` |" % (f, uid) in text, f
+    listed = re.findall(r"^\| `dashboards/([\w.]+)`", text, re.M)
+    assert sorted(listed) == files
+    assert text.split("\n", 3)[2].startswith("%s Grafana dashboards" % NUMBERS[len(files)])
