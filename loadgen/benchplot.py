@@ -2,10 +2,14 @@
 
 `--curve` draws plot_curve instead: latency against achieved ops/s.
 
-One column per profile, three panels: ops/s per strategy and peer (median, 95 % CI error bars);
-svc_alloc_arg us per call (median, 95 % CI) beside the kernel's bars; the svc_alloc_arg latency
-distribution over all rounds (calls per bucket), its axis fitted to the buckets that hold 99.9 %
-of the calls (a handful of calls stalled by a busy machine would stretch it a thousandfold).
+One column per profile, five panels: ops/s per strategy and peer (median, 95 % CI error bars);
+server CPU us per op, the steadier figure (median, 95 % CI); svc_alloc_arg us per call (median,
+95 % CI) beside the kernel's bars on a log axis (the kernel's 25 us would flatten the live
+sub-microsecond bars on a linear one); the paired ratios against the baseline with their 95 %
+CIs, the verdicts of the table (a forest plot: a CI that crosses 1 is no significant
+difference); the svc_alloc_arg latency distribution over all rounds (calls per bucket), its axis
+fitted to the buckets that hold 99.9 % of the calls (a handful of calls stalled by a busy
+machine would stretch it a thousandfold).
 The title names the profile(s), clients, window, rounds and date. Reads the bench JSON document
 only (so a saved file can be plotted again); matplotlib with the Agg backend, no display.
 """
@@ -38,6 +42,36 @@ def _hist(rounds):
     return sorted((le * 1e6, n) for le, n in acc.items())
 
 
+#: the ratios the forest plot shows, with their colours (the table's verdict columns)
+_FOREST = (("ops_per_s", "ops/s", "C0"), ("server_cpu_us_per_op", "server CPU per op", "C1"),
+           ("svc_alloc_arg_us_per_call", "svc_alloc_arg µs per call", "C3"))
+
+
+def _forest(ax, comparisons: dict, baseline, prof: str) -> None:
+    """Paired ratios against the baseline with 95 % CIs, one row per (entry, figure)."""
+    rows = []
+    for name, figs in comparisons.items():
+        for key, what, colour in _FOREST:
+            c = figs.get(key) or {}
+            if c.get("ratio") is not None:
+                rows.append(("%s: %s" % (label(name), what), c["ratio"], c.get("ci95"), colour))
+    if not rows:
+        ax.text(0.5, 0.5, "no paired ratios (one entry, or too few rounds)", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    ys = list(range(len(rows)))[::-1]
+    for y, (_, ratio, ci, colour) in zip(ys, rows):
+        lo, hi = _err(ratio, ci)
+        ax.errorbar([ratio], [y], xerr=[[lo], [hi]], fmt="o", color=colour, capsize=4)
+    ax.axvline(1.0, color="0.4", lw=1, ls="--")
+    ax.set_xscale("log")
+    ax.set_yticks(ys, [r[0] for r in rows], fontsize=8)
+    ax.set_xlabel("ratio to %s (paired, 95 %% CI; log; a CI crossing 1: no significant difference)"
+                  % (label(baseline) if baseline else "the baseline"))
+    ax.set_title("the verdicts: paired ratios against %s, %s" % (label(baseline) if baseline else "baseline", prof))
+
+
 def plot(path: str, doc: dict) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -45,7 +79,7 @@ def plot(path: str, doc: dict) -> None:
     profiles = list(doc["profiles"])
     st = doc["settings"]
     load = st["load"]
-    fig, axes = plt.subplots(3, len(profiles), figsize=(7 * len(profiles), 12.5), squeeze=False)
+    fig, axes = plt.subplots(5, len(profiles), figsize=(7 * len(profiles), 21), squeeze=False)
     rounds = ", ".join("%s %d" % (p, doc["profiles"][p]["rounds_done"]) for p in profiles)
     fig.suptitle("loadgen bench %s: %d clients, %g s measured after %g s warmup\nrounds %s; %s UTC%s" % (
         "+".join(profiles), load["clients"], load["time"], load["warmup"], rounds, doc["meta"]["timestamp"][:16].replace("T", " "),
@@ -64,6 +98,15 @@ def plot(path: str, doc: dict) -> None:
         ax.set_ylabel("ops/s (median, 95 % CI)")
         ax.set_title("throughput, %s" % prof)
         ax = axes[1][col]
+        xs = list(range(len(entries)))
+        med = [v.get("server_cpu_us_per_op") or 0.0 for _, v in entries]
+        err = list(zip(*[_err(v.get("server_cpu_us_per_op"), v.get("server_cpu_us_per_op_ci95"))
+                         for _, v in entries])) or [[], []]
+        ax.bar(xs, med, 0.6, yerr=err, capsize=4, color=["C1"] * len(names) + ["C2"] * len(res["peers"]))
+        ax.set_xticks(xs, [n for n, _ in entries], rotation=15)
+        ax.set_ylabel("server CPU µs per op (median, 95 % CI)")
+        ax.set_title("server CPU per operation, %s (lower is better)" % prof)
+        ax = axes[2][col]
         xs = list(range(len(names)))
         ours = [res["strategies"][s]["svc_alloc_arg_us_per_call"] or 0.0 for s in names]
         err = list(zip(*[_err(res["strategies"][s]["svc_alloc_arg_us_per_call"],
@@ -73,10 +116,12 @@ def plot(path: str, doc: dict) -> None:
         ax.bar([x + 0.2 for x in xs], [k if k is not None else 0.0 for k in kern], 0.4,
                label="kernel 5.13 (Chuck Lever)")
         ax.set_xticks(xs, [label(s) for s in names], rotation=15)
-        ax.set_ylabel("svc_alloc_arg µs per call")
+        ax.set_yscale("log")
+        ax.set_ylabel("svc_alloc_arg µs per call (log)")
         ax.set_title("svc_alloc_arg cost, %s" % prof)
         ax.legend()
-        ax = axes[2][col]
+        _forest(axes[3][col], res.get("comparisons") or {}, st.get("baseline"), prof)
+        ax = axes[4][col]
         lo, hi = None, None
         for s in names:
             pts = _hist(res["strategies"][s]["rounds"])
