@@ -164,6 +164,26 @@ def run_main(prog: str, fn, *args) -> int:
         return EXIT_FAIL
 
 
+def _bounded(v, text: str, lo, hi, unit: str, fmt: str):
+    """v if lo <= v <= hi (None: no bound), else ArgumentTypeError in the user's text and unit."""
+    if lo is not None and v < lo:
+        raise argparse.ArgumentTypeError(("%s: must be " + fmt + "%s or more") % (text, lo, unit))
+    if hi is not None and v > hi:
+        raise argparse.ArgumentTypeError(("%s: must be " + fmt + "%s or less") % (text, hi, unit))
+    return v
+
+
+def _finite(text: str, kind: str, finite_msg: str) -> float:
+    """text as a finite float, else ArgumentTypeError ("'x' is not KIND", or finite_msg)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not %s" % (text, kind)) from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError("%r: %s" % (text, finite_msg))
+    return v
+
+
 def int_arg(lo: int | None = None, hi: int | None = None, what: str = ""):
     """An argparse type: an integer in [lo, hi] (None: unbounded); `what` names the unit in errors."""
     unit = " %s" % what if what else ""       # the flag's own unit, e.g. "MiB", "rounds"
@@ -173,11 +193,7 @@ def int_arg(lo: int | None = None, hi: int | None = None, what: str = ""):
             v = int(text, 0)
         except ValueError:
             raise argparse.ArgumentTypeError("%r is not an integer" % text) from None
-        if lo is not None and v < lo:
-            raise argparse.ArgumentTypeError("%s: must be %d%s or more" % (text, lo, unit))
-        if hi is not None and v > hi:
-            raise argparse.ArgumentTypeError("%s: must be %d%s or less" % (text, hi, unit))
-        return v
+        return _bounded(v, text, lo, hi, unit, "%d")
     parse.__name__ = "integer"
     return parse
 
@@ -187,17 +203,7 @@ def number_arg(lo: float | None = None, hi: float | None = None, what: str = "")
     unit = " %s" % what if what else ""
 
     def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("%r is not a number" % text) from None
-        if v != v or v in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError("%r: must be a finite number" % text)
-        if lo is not None and v < lo:
-            raise argparse.ArgumentTypeError("%s: must be %g%s or more" % (text, lo, unit))
-        if hi is not None and v > hi:
-            raise argparse.ArgumentTypeError("%s: must be %g%s or less" % (text, hi, unit))
-        return v
+        return _bounded(_finite(text, "a number", "must be a finite number"), text, lo, hi, unit, "%g")
     parse.__name__ = "number"
     return parse
 
@@ -206,12 +212,7 @@ def seconds_arg(positive: bool = True, hi: float | None = None):
     """An argparse type: seconds as a float, > 0 (or >= 0 with positive=False), finite, at most hi."""
 
     def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("%r is not a number of seconds" % text) from None
-        if v != v or v in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError("%r: a finite number of seconds" % text)
+        v = _finite(text, "a number of seconds", "a finite number of seconds")
         if (v <= 0 if positive else v < 0):
             raise argparse.ArgumentTypeError("%g s: must be %s 0 s" % (v, "more than" if positive else "at least"))
         if hi is not None and v > hi:

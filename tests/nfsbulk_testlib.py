@@ -137,6 +137,20 @@ def kernel_handles_work(path) -> bool:
         return False
 
 
+def wait_for_line(stream, pattern: str, proc, timeout: float = 60.0) -> str:
+    """Read `stream` (a child's text pipe) until a line matches the regex `pattern`; return it.
+    Fails if the child closes the stream first or no such line comes within `timeout` (checked
+    between lines)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        assert line, "the process ended first (status %s)" % proc.poll()
+        if re.search(pattern, line):
+            return line
+    raise AssertionError("no line matching %r in %g s" % (pattern, timeout))
+
+
 def open_fds(pid: int) -> int:
     """How many descriptors process `pid` holds."""
     return len(os.listdir("/proc/%d/fd" % pid))

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from nfsbulk_testlib import ROOT, ServerProcess
+from nfsbulk_testlib import ROOT, ServerProcess, wait_for_line
 
 PY = sys.executable
 #: a URL nothing answers at: every check below must fail before any connection is tried
@@ -108,23 +108,13 @@ def test_an_oversized_number_from_a_random_expression_is_a_loadfile_error():
         parse_text('WRITE3 "/f" 0 10 7 0x00000000\n')
 
 
-def _wait_line(stream, pattern, p, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        assert line, "the process ended first (status %s)" % p.poll()
-        if re.search(pattern, line):
-            return line
-    pytest.fail("no line matching %r in %d s" % (pattern, timeout))
-
-
 def test_sigterm_on_alloc_bench_keeps_the_rounds_that_finished(tmp_path):
     out = tmp_path / "bench.json"
     p = subprocess.Popen([PY, "-m", "alloc.bench", "--rounds", "100000000", "--slots", "259", "--holes", "16",
                           "--strategies", "array,single", "--arena-mib", "64", "--json", str(out)],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_line(p.stderr, r"round 1/100000000", p)
+        wait_for_line(p.stderr, r"round 1/100000000", p)
         p.send_signal(signal.SIGTERM)
         stdout, stderr = p.communicate(timeout=60)
     finally:
@@ -148,7 +138,7 @@ def test_sigterm_on_loadgen_run_prints_the_table_and_writes_the_json(tmp_path):
                               "--time", "60", "--warmup", "0", "--no-metrics", "--json", str(out)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True)
         try:
-            _wait_line(p.stdout, r" execute ", p)          # the first per-second line of the run
+            wait_for_line(p.stdout, r" execute ", p)          # the first per-second line of the run
             t0 = time.monotonic()
             p.send_signal(signal.SIGTERM)
             stdout, stderr = p.communicate(timeout=60)

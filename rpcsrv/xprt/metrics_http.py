@@ -9,7 +9,7 @@ descriptors the NFS listener needs. Here:
 - accept() errors go through xprt.tcp.AcceptBackoff: a lack of resources (EMFILE, ENFILE,
   ENOBUFS, ENOMEM) rests the listener 50 ms, doubling to 1 s; one log line per interval with a
   count; each failure goes to on_accept_error(label) (the caller counts it in
-  nfsbulk_rpc_accept_errors_total{errno}, as for the NFS listener).
+  nfsbulk_rpc_accept_errors_total{listener="metrics", errno}, beside the NFS listener's).
 - At most `max_connections` scrapes are served at once; a connection beyond that is closed on
   accept.
 - A connection that sends no complete request within `timeout` seconds is closed.

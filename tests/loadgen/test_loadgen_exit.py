@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from nfsbulk_testlib import ROOT, ServerProcess
+from nfsbulk_testlib import ROOT, ServerProcess, wait_for_line
 
 
 def loadgen(*args, timeout=120):
@@ -231,13 +231,7 @@ def test_a_server_killed_mid_run_is_named_and_the_run_ends_with_what_it_has(tmp_
                               "--clients", "2", "--time", "120", "--warmup", "0", "--no-metrics", "--json", str(out)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True)
         try:
-            deadline = time.monotonic() + 60
-            while True:                                  # the first per-second line of the run
-                assert time.monotonic() < deadline
-                line = p.stdout.readline()
-                assert line, p.stderr.read()
-                if " execute " in line:
-                    break
+            wait_for_line(p.stdout, r" execute ", p)      # the first per-second line of the run
             srv.proc.kill()
             killed = time.monotonic()
             stdout, stderr = p.communicate(timeout=60)
