@@ -15,12 +15,21 @@ Rules (each one is counted in the :class:`Summary`):
   ``/pre-capture/fh-<8 hex digits of tshark's CRC32 hash of the handle>``; the
   header of the file says how many.
 * Clients.  ``--client-per port`` (one client per TCP connection or UDP
-  source port) and ``host`` (per source address) put captured client *k*'s
-  paths under ``/clients/client<k>`` as dbench does (``client1`` is
-  rewritten by the replaying client), with ``Deltree`` and ``MKDIR3 ... *``
-  setup lines at the top as in dbench's nfs.load, so every pass of a looping
-  replay starts from an empty directory; ``none`` keeps paths as they were
-  under the export root (one pass on a copy of the original tree).
+  source port) and ``host`` (per source address) give each captured client a
+  directory inside ``/clients/client1``, the directory dbench's and loadgen's
+  replaying clients rewrite to their own name: ``/clients/client1`` itself
+  for a one-client capture, ``/clients/client1/c<k>`` for captured client *k*
+  of several.  Every replaying client therefore runs the whole captured mix
+  in a tree nobody else touches, whatever ``--clients`` says.  ``Deltree`` and
+  ``MKDIR3 ... *`` set-up lines at the top, as in dbench's nfs.load, make
+  every pass of a looping replay start from an empty directory.  A captured
+  client that itself worked in a ``/clients/client<j>`` of its own (a capture
+  of loadgen or dbench) is re-rooted at it rather than nested, and its calls
+  that made, removed or looked up that directory or its parents are folded
+  (their statuses depended on which client came first); ``--walks keep``
+  writes every call and so nests instead.  ``none`` keeps paths
+  as they were under the export root (one pass on a copy of the original
+  tree).
 * Statuses.  ``0x%08x`` of the reply's nfsstat3; ``*`` when the reply is
   missing or the call was rejected at the RPC level.
 * Folding (``--walks drop``, the default).  A replaying client resolves every
@@ -60,6 +69,7 @@ file; no threads.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -121,6 +131,15 @@ class Summary:
     per_op: Counter = field(default_factory=Counter)
     long_tokens: int = 0
     client1_lines: int = 0          # --client-per none: paths a replayer would rewrite
+    rehomed: dict = field(default_factory=dict)     # client -> the /clients/client<j> it was re-rooted from
+    dirs: dict = field(default_factory=dict)        # client -> its directory in the loadfile
+
+    def _where(self, k: int) -> str:
+        where = self.dirs.get(k)
+        if where is None:
+            return ""
+        old = self.rehomed.get(k)
+        return f", in {where}" + (f" (captured in {old})" if old else "")
 
     def text(self) -> str:
         f = self.frames
@@ -135,7 +154,7 @@ class Summary:
         for e in f.tshark_errors[:5]:
             out.append(f"  tshark: {e.replace('tshark: ', '')}")
         out.append(f"  clients: {len(self.clients)}" +
-                   ("".join(f"\n    {n} = {d}" for n, d in self.clients[:20])) +
+                   ("".join(f"\n    {n} = {d}{self._where(i + 1)}" for i, (n, d) in enumerate(self.clients[:20]))) +
                    (f"\n    ... {len(self.clients) - 20} more" if len(self.clients) > 20 else ""))
         wrote = f"  wrote {self.lines} operation lines"
         if self.lines:
@@ -162,6 +181,11 @@ class Summary:
         if self.pre_capture_handles:
             out.append(f"  {self.pre_capture_handles} file handles were in use before the capture started: "
                        f"their paths are synthetic, under {PRE_CAPTURE}/")
+        if f.lost_segments:
+            out.append(f"  warning: the capture dropped packets: {f.lost_segments} frames follow or acknowledge "
+                       f"a TCP segment that is not in it, so calls and replies in those gaps are missing "
+                       f"(capture with a bigger buffer, e.g. tcpdump -B 16384, and check its \"packets "
+                       f"dropped by kernel\" line)")
         if self.client1_lines:
             out.append(f"  warning: {self.client1_lines} lines have paths that contain client1, which loadgen "
                        f"and dbench rewrite to the replaying client's name; --client-per port avoids it")
@@ -417,17 +441,80 @@ def _fold_close_commits(lines: list[Line], summary: Summary) -> list[Line]:
     return [ln for i, ln in enumerate(lines) if i not in drop]
 
 
+_HOME = re.compile(r"/clients/client\d+")
+
+
+def _home_of(paths) -> str | None:
+    """The ``/clients/client<j>`` every path is in or above, or None."""
+    home = None
+    for p in paths:
+        m = _HOME.match(p)
+        if m and (len(p) == m.end() or p[m.end()] == "/"):
+            if home is None:
+                home = m.group(0)
+            elif home != m.group(0):
+                return None
+        elif p not in ("", "/clients"):
+            return None
+    return home
+
+
+def _rehome(lines: list[Line], summary: Summary) -> list[Line]:
+    """Re-root each captured client that worked in a dbench-style directory of
+    its own (every path in or above ``/clients/client<j>``: a capture of
+    loadgen's or dbench's clients) at that directory, so rendering does not
+    nest ``/clients/client<j>`` under the replaying client's directory.  The
+    calls that made or removed that directory and its parents (MKDIR3,
+    RMDIR3, LOOKUP3 of it, any call on a parent) are folded: the rendered
+    set-up lines make the directory, and their statuses depended on which
+    captured client got there first."""
+    by_client: dict[int, list[Line]] = {}
+    for ln in lines:
+        by_client.setdefault(ln.client, []).append(ln)
+    homes = {}
+    for c, mine in by_client.items():
+        home = _home_of(p for ln in mine for p in _own_paths(ln))
+        if home is not None:
+            homes[c] = home
+    if not homes:
+        return lines
+    out = []
+    for ln in lines:
+        home = homes.get(ln.client)
+        if home is None:
+            out.append(ln)
+            continue
+        own = _own_paths(ln)
+        if own and (any(p in ("", "/clients") for p in own)
+                    or (ln.op in ("MKDIR3", "RMDIR3", "LOOKUP3") and own[0] == home)):
+            summary.folded["calls that made, removed or looked up a captured client's own "
+                           "/clients/client<j> or its parents (the set-up lines make it)"] += 1
+            continue
+        cut = len(home)
+        paths = tuple(p if (ln.op == "SYMLINK3" and i == 1) else p[cut:] for i, p in enumerate(ln.paths))
+        out.append(Line(ln.time, ln.client, ln.op, paths, ln.numbers, ln.status,
+                        tuple(t[cut:] for t in ln.targets)))
+    summary.rehomed = homes
+    return out
+
+
+def _own_paths(ln: Line) -> tuple:
+    """The paths a line names on the server (a SYMLINK3's target is text)."""
+    return ln.paths[:1] if ln.op == "SYMLINK3" else ln.paths
+
+
 def convert(capture: str, client_per: str = "port", walks: str = "drop",
-            server: tuple | None = None) -> tuple[list[Line], Summary, dict]:
+            server: tuple | None = None, progress=None) -> tuple[list[Line], Summary, dict]:
     """Read ``capture`` and return (lines, summary, client index map).
-    Raises CaptureError when the capture cannot be read at all."""
+    ``progress`` is passed to :func:`capture_tshark.read_rpcs`.  Raises
+    CaptureError when the capture cannot be read at all."""
     if not os.path.isfile(capture):
         raise CaptureError(f"{capture}: no such file")
     s = Summary(capture=capture)
     conv = _Converter(client_per, walks, s)
     pending: dict[tuple, _Call] = {}
     calls: list[_Call] = []
-    for rpc in read_rpcs(capture, server, s.frames):
+    for rpc in read_rpcs(capture, server, s.frames, progress):
         s.rpc_messages += 1
         if rpc.program == MOUNT_PROGRAM:
             s.mount_messages += 1
@@ -466,6 +553,8 @@ def convert(capture: str, client_per: str = "port", walks: str = "drop",
             lines.append(ln)
     if walks == "drop":
         lines = _fold(lines, s)
+    if client_per != "none" and walks == "drop":
+        lines = _rehome(lines, s)
     s.pre_capture_handles = len(conv.pre)
     return lines, s, conv.clients
 
@@ -474,11 +563,24 @@ def _q(p: str) -> str:
     return f'"{p}"'
 
 
+def client_dir(k: int, n_clients: int) -> str:
+    """Where captured client ``k`` (1-based) works in the loadfile: inside the
+    replaying client's own ``/clients/client1`` (rewritten to its name), in a
+    subdirectory ``c<k>`` when the capture holds more than one client.  Every
+    replaying client thus runs the whole captured mix in a tree of its own,
+    whatever ``--clients`` says."""
+    return "/clients/client1" if n_clients == 1 else f"/clients/client1/c{k}"
+
+
 def render(lines: list[Line], summary: Summary, client_per: str = "port", timestamps: str = "keep") -> str:
-    """The loadfile text for ``lines`` (fills summary.lines/per_op/setup_lines)."""
-    prefix_for = (lambda k: f"/clients/client{k}") if client_per != "none" else (lambda k: "")
+    """The loadfile text for ``lines`` (fills summary.lines/per_op/setup_lines/dirs)."""
+    clients = sorted({ln.client for ln in lines})
+    n = len(summary.clients) if client_per != "none" else 1
+    prefix_for = (lambda k: client_dir(k, n)) if client_per != "none" else (lambda k: "")
+    summary.dirs = {k: prefix_for(k) for k in clients} if client_per != "none" else {}
     head = ["# dbench NFS loadfile made by `loadgen capture-to-loadfile` from " + os.path.basename(summary.capture),
-            f"# clients: {len(summary.clients)} ({'one per ' + client_per if client_per != 'none' else 'merged'}); "
+            f"# clients: {len(summary.clients)} ({'one per ' + client_per if client_per != 'none' else 'merged'}"
+            f"{', each in /clients/client1/c<k>' if n > 1 else ''}); "
             f"timestamps: {'seconds since the first call' if timestamps == 'keep' else 'none (flat out)'}",
             "# status: the captured reply's nfsstat3, * where the reply was missing"]
     if summary.pre_capture_handles:
@@ -488,10 +590,10 @@ def render(lines: list[Line], summary: Summary, client_per: str = "port", timest
     t0 = lines[0].time if lines else 0.0
     ts = (lambda t: f"{max(0.0, t - t0):.6f} ") if timestamps == "keep" else (lambda t: "")
     if client_per != "none":
-        clients = sorted({ln.client for ln in lines})
         # as dbench's nfs.load: each pass starts from an empty client directory, so the file loops
-        setup = ([f'Deltree "{prefix_for(k)}" 0x00000000' for k in clients] + ['MKDIR3 "/clients" *'] +
-                 [f'MKDIR3 "{prefix_for(k)}" *' for k in clients])
+        setup = ['Deltree "/clients/client1" 0x00000000', 'MKDIR3 "/clients" *', 'MKDIR3 "/clients/client1" *']
+        if n > 1:
+            setup += [f'MKDIR3 "{prefix_for(k)}" *' for k in clients]
         summary.setup_lines = len(setup)
         body += [ts(t0) + s for s in setup]
     summary.per_op.clear()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from .capture import CaptureError, convert, render
 from .capture_tshark import parse_server
@@ -47,7 +48,9 @@ COMMIT3s of closing a file (right before its REMOVE3/RENAME3, or after the
 client's last call). What is skipped: NULL and MKNOD3 calls, other NFS
 versions and RPC programs, retransmissions, replies whose call is not in the
 capture (one that starts mid-connection), data that is no decodable RPC
-message, malformed frames. A summary of all of it goes to stderr.
+message, malformed frames. A summary of all of it goes to stderr, with a
+warning when the capture dropped packets (frames after a TCP segment missing
+from the file); a long conversion prints its progress there every 5 s.
 
 Exit status: 0 written; 1 the capture holds no NFSv3 call to write (nothing
 written); 2 usage error, tshark missing, or a file tshark cannot read.
@@ -61,9 +64,12 @@ def add_arguments(p) -> None:
                    help="loadfile to write ('-' for stdout)")
     p.add_argument("--client-per", choices=["port", "host", "none"], default="port",
                    help="port: one client per TCP connection or UDP source port; host: per client "
-                        "address; both put client k's paths under /clients/client<k> (dbench's layout, "
-                        "with Deltree and MKDIR3 setup lines so the file can loop). none: one client, paths "
-                        "as under the export root, for one pass on a copy of the captured tree (default port)")
+                        "address. Both put captured client k in /clients/client1/c<k> (/clients/client1 "
+                        "when there is one), which every replaying client rewrites to its own directory as "
+                        "dbench does, after Deltree and MKDIR3 set-up lines so the file can loop; a "
+                        "captured client that worked in a /clients/clientN of its own is re-rooted, not "
+                        "nested. none: one client, paths as under the export root, for one pass on a copy "
+                        "of the captured tree (default port)")
     p.add_argument("--timestamps", choices=["keep", "drop"], default="keep",
                    help="keep: each line starts with the seconds since the first call, so a replay paces "
                         "as captured; drop: no timestamps, replay flat out (default keep)")
@@ -77,6 +83,18 @@ def add_arguments(p) -> None:
                         "keep: write every call (default drop)")
 
 
+def _progress(capture: str):
+    """A progress printer for long conversions: one stderr line every 5 s."""
+    start = time.monotonic()
+    name = os.path.basename(capture)
+
+    def report(frames: int, fraction) -> None:
+        done = f"{fraction * 100:.0f} % of {name} read, " if fraction is not None else f"{name}: "
+        print(f"loadgen capture-to-loadfile: {done}{frames:,} frames decoded, "
+              f"{time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+    return report
+
+
 def main(args) -> int:
     """Run the conversion for parsed ``args``; returns the exit status."""
     server = None
@@ -87,7 +105,7 @@ def main(args) -> int:
             print(f"loadgen capture-to-loadfile: {e}", file=sys.stderr)
             return 2
     try:
-        lines, summary, _clients = convert(args.capture, args.client_per, args.walks, server)
+        lines, summary, _clients = convert(args.capture, args.client_per, args.walks, server, _progress(args.capture))
     except CaptureError as e:
         print(f"loadgen capture-to-loadfile: {e}", file=sys.stderr)
         return 2

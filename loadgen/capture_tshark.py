@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 
 __all__ = ["CaptureError", "Rpc", "Frames", "read_rpcs", "parse_server", "tshark_path"]
@@ -77,6 +79,7 @@ class Frames:
     non_rpc: int = 0               # frames with no RPC message and no payload (ACKs, handshakes)
     undecoded: int = 0             # frames whose payload is not a decodable RPC message
     segments: int = 0              # frames holding part of a record that tshark reassembles
+    lost_segments: int = 0         # frames tshark marks as following (or acking) a segment not captured
     cut_short: str = ""            # tshark's words when the file ends inside a packet
     tshark_errors: list = field(default_factory=list)
 
@@ -224,13 +227,35 @@ def _objects(stream):
             yield text
 
 
-def read_rpcs(path: str, server: tuple[str, int] | None = None, frames: Frames | None = None):
+_LOST = ('"tcp.analysis.lost_segment"', '"tcp.analysis.ack_lost_segment"')
+
+
+def _read_position(pid: int, path: str) -> int | None:
+    """How far process ``pid`` has read into ``path`` (its file offset, from
+    /proc), or None where that cannot be seen."""
+    try:
+        real = os.path.realpath(path)
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == real:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    for line in f:
+                        if line.startswith("pos:"):
+                            return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def read_rpcs(path: str, server: tuple[str, int] | None = None, frames: Frames | None = None,
+              progress=None, every: float = 5.0):
     """Yield :class:`Rpc` for every RPC message (NFS, MOUNT and others) in
     ``path`` in capture order.  ``server`` (ip, port) makes tshark decode that
     port as RPC over TCP and UDP and keeps only traffic to or from that host;
     without it, RPC is found on the standard ports and by tshark's RPC
     heuristics.  Fills ``frames`` with counts; raises CaptureError when tshark
-    is missing or the file is not a capture."""
+    is missing or the file is not a capture.  ``progress(frames, fraction)``
+    is called every ``every`` seconds while reading: the frames read so far
+    and the fraction of the file tshark has read (None when not known)."""
     exe = tshark_path()
     if exe is None:
         raise CaptureError("tshark is not installed (apt-get install tshark; `make setup` does it)")
@@ -244,9 +269,17 @@ def read_rpcs(path: str, server: tuple[str, int] | None = None, frames: Frames |
                 "-Y", f"{'ipv6' if ':' in ip else 'ip'}.addr=={ip}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             encoding="utf-8", errors="replace")
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    next_report = time.monotonic() + every
     try:
         for text in _objects(proc.stdout):
             frames.frames += 1
+            if progress is not None and frames.frames % 512 == 0 and time.monotonic() >= next_report:
+                next_report = time.monotonic() + every
+                pos = _read_position(proc.pid, path)
+                progress(frames.frames, min(1.0, pos / size) if pos is not None and size else None)
+            if _LOST[0] in text or _LOST[1] in text:
+                frames.lost_segments += 1
             try:
                 doc = json.loads(text, object_pairs_hook=list)
                 layers = dict(dict(doc)["_source"])["layers"]

@@ -1,7 +1,7 @@
 """The folding rules of loadgen.capture on hand-made call sequences (no tshark)."""
 from __future__ import annotations
 
-from loadgen.capture import Line, Summary, _fold, render
+from loadgen.capture import Line, Summary, _fold, _rehome, render
 from loadgen.loadfile import parse_text
 
 OK, NOENT = "0x00000000", "0x00000002"
@@ -61,18 +61,19 @@ def test_render_grammar_and_setup_lines():
     text = render(lines, s, "port", "keep")
     body = [ln for ln in text.splitlines() if not ln.startswith("#")]
     assert body == [
-        '0.000000 Deltree "/clients/client1" 0x00000000', '0.000000 Deltree "/clients/client2" 0x00000000',
-        '0.000000 MKDIR3 "/clients" *', '0.000000 MKDIR3 "/clients/client1" *', '0.000000 MKDIR3 "/clients/client2" *',
-        '0.000000 SYMLINK3 "/clients/client1/d/l" "../t" 0x00000000',
-        '0.500000 WRITE3 "/clients/client2/d/f" 4096 512 2 0x00000000',
+        '0.000000 Deltree "/clients/client1" 0x00000000',
+        '0.000000 MKDIR3 "/clients" *', '0.000000 MKDIR3 "/clients/client1" *',
+        '0.000000 MKDIR3 "/clients/client1/c1" *', '0.000000 MKDIR3 "/clients/client1/c2" *',
+        '0.000000 SYMLINK3 "/clients/client1/c1/d/l" "../t" 0x00000000',
+        '0.500000 WRITE3 "/clients/client1/c2/d/f" 4096 512 2 0x00000000',
         '1.000000 FSSTAT3 *',
-        '2.000000 GETATTR3 "/clients/client1" 0x00000000']
+        '2.000000 GETATTR3 "/clients/client1/c1" 0x00000000']
     assert s.lines == 4 and s.setup_lines == 5
     prog = parse_text(text)                          # loadgen's parser takes it as written
-    assert [it.name for it in prog.items] == ["Deltree", "Deltree", "MKDIR3", "MKDIR3", "MKDIR3", "SYMLINK3",
+    assert [it.name for it in prog.items] == ["Deltree", "MKDIR3", "MKDIR3", "MKDIR3", "MKDIR3", "SYMLINK3",
                                               "WRITE3", "FSSTAT3", "GETATTR3"]
     w = prog.items[6]
-    assert w.paths == ("/clients/client2/d/f",) and [e.value for e in w.params] == [4096, 512, 2]
+    assert w.paths == ("/clients/client1/c2/d/f",) and [e.value for e in w.params] == [4096, 512, 2]
     assert w.status == "0x00000000" and w.timestamp == 0.5
     flat = render(lines, s, "none", "drop")
     assert [ln for ln in flat.splitlines() if not ln.startswith("#")][-1] == 'GETATTR3 "/" 0x00000000'
@@ -98,3 +99,42 @@ def test_dot_and_dotdot_lookups_resolve_in_place():
                   rpc(3, [("nfs.status3", "2")], call=False))
         got.append(conv.line(c).paths[0])
     assert got == ["/a", "/a/b", "/a/b/c"]
+
+
+def test_one_captured_client_works_in_clients_client1():
+    s = Summary(capture="x.pcap")
+    s.clients = [("client1", "a")]
+    text = render([L(1.0, "MKDIR3", "/d")], s, "port", "drop")
+    assert [ln for ln in text.splitlines() if not ln.startswith("#")] == [
+        'Deltree "/clients/client1" 0x00000000', 'MKDIR3 "/clients" *', 'MKDIR3 "/clients/client1" *',
+        'MKDIR3 "/clients/client1/d" 0x00000000']
+
+
+def test_clients_with_a_home_of_their_own_are_rerooted_not_nested():
+    """Two loadgen clients captured: each made /clients (one of them got
+    NFS3ERR_EXIST, depending on who came first) and its own /clients/clientN."""
+    EXIST = "0x00000011"
+    lines = [L(0.0, "LOOKUP3", "/clients", status=NOENT),
+             L(0.1, "MKDIR3", "/clients"), L(0.1, "MKDIR3", "/clients", client=2, status=EXIST),
+             L(0.2, "MKDIR3", "/clients/client0"), L(0.2, "MKDIR3", "/clients/client1", client=2),
+             L(0.3, "GETATTR3", "/clients/client0"),
+             L(0.4, "CREATE3", "/clients/client0/f"), L(0.4, "CREATE3", "/clients/client1/f", client=2),
+             L(0.5, "SYMLINK3", "/clients/client1/l", "/clients/client1/f", client=2, targets=("/clients/client1/l",)),
+             L(0.6, "RENAME3", "/clients/client0/f", "/clients/client0/g"),
+             L(0.7, "RMDIR3", "/clients/client1", client=2, status="0x00000042"),
+             # a third client strays outside any /clients/clientN: kept as it was
+             L(0.8, "CREATE3", "/clients/client5/x", client=3), L(0.9, "CREATE3", "/elsewhere", client=3)]
+    s = Summary(capture="x.pcap")
+    s.clients = [("client1", "a"), ("client2", "b"), ("client3", "c")]
+    out = _rehome(lines, s)
+    assert s.rehomed == {1: "/clients/client0", 2: "/clients/client1"}
+    assert [(ln.client, ln.op, ln.paths) for ln in out] == [
+        (1, "GETATTR3", ("",)), (1, "CREATE3", ("/f",)), (2, "CREATE3", ("/f",)),
+        (2, "SYMLINK3", ("/l", "/clients/client1/f")),           # a symlink's target is text, kept
+        (1, "RENAME3", ("/f", "/g")),
+        (3, "CREATE3", ("/clients/client5/x",)), (3, "CREATE3", ("/elsewhere",))]
+    assert sum(n for what, n in s.folded.items() if "own /clients/client<j>" in what) == 6
+    body = [ln for ln in render(out, s, "port", "drop").splitlines() if not ln.startswith("#")]
+    assert 'CREATE3 "/clients/client1/c2/f" 0x00000000' in body
+    assert 'CREATE3 "/clients/client1/c3/clients/client5/x" 0x00000000' in body
+    assert "in /clients/client1/c2 (captured in /clients/client1)" in s.text()
