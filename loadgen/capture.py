@@ -442,6 +442,7 @@ def _fold_close_commits(lines: list[Line], summary: Summary) -> list[Line]:
 
 
 _HOME = re.compile(r"/clients/client\d+")
+_ABOVE_HOME = ("", "/clients")          # the export root and /clients: the parents of every home
 
 
 def _home_of(paths) -> str | None:
@@ -454,7 +455,7 @@ def _home_of(paths) -> str | None:
                 home = m.group(0)
             elif home != m.group(0):
                 return None
-        elif p not in ("", "/clients"):
+        elif p not in _ABOVE_HOME:
             return None
     return home
 
@@ -485,7 +486,7 @@ def _rehome(lines: list[Line], summary: Summary) -> list[Line]:
             out.append(ln)
             continue
         own = _own_paths(ln)
-        if own and (any(p in ("", "/clients") for p in own)
+        if own and (any(p in _ABOVE_HOME for p in own)
                     or (ln.op in ("MKDIR3", "RMDIR3", "LOOKUP3") and own[0] == home)):
             summary.folded["calls that made, removed or looked up a captured client's own "
                            "/clients/client<j> or its parents (the set-up lines make it)"] += 1
@@ -577,7 +578,7 @@ def render(lines: list[Line], summary: Summary, client_per: str = "port", timest
     clients = sorted({ln.client for ln in lines})
     n = len(summary.clients) if client_per != "none" else 1
     prefix_for = (lambda k: client_dir(k, n)) if client_per != "none" else (lambda k: "")
-    summary.dirs = {k: prefix_for(k) for k in clients} if client_per != "none" else {}
+    summary.dirs = {k: client_dir(k, n) for k in clients} if client_per != "none" else {}
     head = ["# dbench NFS loadfile made by `loadgen capture-to-loadfile` from " + os.path.basename(summary.capture),
             f"# clients: {len(summary.clients)} ({'one per ' + client_per if client_per != 'none' else 'merged'}"
             f"{', each in /clients/client1/c<k>' if n > 1 else ''}); "

@@ -278,7 +278,7 @@ def read_rpcs(path: str, server: tuple[str, int] | None = None, frames: Frames |
                 next_report = time.monotonic() + every
                 pos = _read_position(proc.pid, path)
                 progress(frames.frames, min(1.0, pos / size) if pos is not None and size else None)
-            if _LOST[0] in text or _LOST[1] in text:
+            if any(mark in text for mark in _LOST):
                 frames.lost_segments += 1
             try:
                 doc = json.loads(text, object_pairs_hook=list)
