@@ -173,7 +173,7 @@ class FastPath:
         out = {"requests": {}, "durations": {}, "errors": {}, "fallbacks": {},
                "alloc": [0] * nb, "alloc_sum": 0.0, "pages": [0] * len(stats[0]["pages"]), "pages_sum": 0,
                "scanned": [0] * len(stats[0]["scanned"]), "scanned_sum": 0,
-               "queue": [0] * nb, "queue_sum": 0.0, "waits": 0, "stalls": 0, "in_flight": 0,
+               "queue": [0] * len(stats[0]["queue"]), "queue_sum": 0.0, "waits": 0, "stalls": 0, "in_flight": 0,
                "read_bytes": 0, "write_bytes": 0, "drc": {"hit": 0, "miss": 0, "in_progress": 0}}
         for st in stats:
             for p, row in enumerate(st["requests"]):
@@ -183,7 +183,7 @@ class FastPath:
                         out["requests"][key] = out["requests"].get(key, 0) + n
             for p, row in enumerate(st["dur"]):
                 if any(row):
-                    c, t = out["durations"].get(("nfs", _PROC_NAMES[p]), ([0] * nb, 0.0))
+                    c, t = out["durations"].get(("nfs", _PROC_NAMES[p]), ([0] * len(row), 0.0))
                     out["durations"][("nfs", _PROC_NAMES[p])] = ([a + b for a, b in zip(c, row)], t + st["dur_sum"][p])
             for p, n in enumerate(st["fallbacks"]):
                 if n:

@@ -114,6 +114,7 @@ cdef extern from "fp_stats.h" nogil:
         FP_NPROC
         FP_NSTAT
         FP_HBUCKETS
+        FP_ABUCKETS
         FP_PBUCKETS
         FP_NERRNO
     ctypedef struct fp_stats:
@@ -121,7 +122,7 @@ cdef extern from "fp_stats.h" nogil:
         uint64_t dur[22][21]
         uint64_t dur_sum_ns[22]
         uint64_t fallbacks[23]
-        uint64_t alloc[21]
+        uint64_t alloc[122]
         uint64_t alloc_sum_ns
         uint64_t pages[14]
         uint64_t pages_sum
@@ -139,6 +140,8 @@ cdef extern from "fp_stats.h" nogil:
     uint32_t fp_stat_values[30]
     int fp_stat_index(uint32_t s)
     int fp_bucket(uint64_t v_ns, uint64_t first_ns)
+    int fp_alloc_bucket(uint64_t v_ns)
+    uint64_t fp_alloc_bounds_ns[121]
     int fp_page_bucket(uint64_t pages)
     uint64_t fp_now_ns()
 

@@ -127,7 +127,7 @@ cdef class FastWorker:
         self.st.scanned[fp_page_bucket(scanned)] += 1
         self.st.scanned_sum += scanned
         self._event(0, <Py_ssize_t>holes)
-        self.st.alloc[fp_bucket(ns, 250)] += 1
+        self.st.alloc[fp_alloc_bucket(ns)] += 1
         self.st.alloc_sum_ns += ns
         self.st.pages[fp_page_bucket(holes)] += 1
         self.st.pages_sum += holes
@@ -491,7 +491,7 @@ cdef class FastWorker:
             "dur": [[s.dur[p][i] for i in range(FP_HBUCKETS)] for p in range(FP_NPROC)],
             "dur_sum": [s.dur_sum_ns[p] * 1e-9 for p in range(FP_NPROC)],
             "fallbacks": [s.fallbacks[p] for p in range(FP_NPROC + 1)],
-            "alloc": [s.alloc[i] for i in range(FP_HBUCKETS)], "alloc_sum": s.alloc_sum_ns * 1e-9,
+            "alloc": [s.alloc[i] for i in range(FP_ABUCKETS)], "alloc_sum": s.alloc_sum_ns * 1e-9,
             "pages": [s.pages[i] for i in range(FP_PBUCKETS)], "pages_sum": s.pages_sum,
             "scanned": [s.scanned[i] for i in range(FP_PBUCKETS)], "scanned_sum": s.scanned_sum,
             "waits": s.waits, "stalls": s.stalls,
@@ -507,6 +507,13 @@ cdef class FastWorker:
 
 
 STATUS_VALUES = tuple(fp_stat_values[i] for i in range(FP_NSTAT))
+#: svc_alloc_arg's histogram bounds in ns as the C counts them (rpcsrv.svc.metrics.ALLOC_BUCKETS_NS)
+ALLOC_BOUNDS_NS = tuple(fp_alloc_bounds_ns[i] for i in range(FP_ABUCKETS - 1))
+
+
+def alloc_bucket(uint64_t ns):
+    """The bucket index the fast path counts a svc_alloc_arg call of `ns` nanoseconds in."""
+    return fp_alloc_bucket(ns)
 EVENTS = {"stop": EV_STOP, "record": EV_RECORD, "close": EV_CLOSE, "accept": EV_ACCEPT, "sweep": EV_SWEEP,
           "refill": EV_REFILL}
 

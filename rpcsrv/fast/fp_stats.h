@@ -9,7 +9,8 @@
 
 #define FP_NPROC 22                  /* NFSPROC3 0..21 */
 #define FP_NSTAT 30                  /* nfsstat3 values, densely numbered by fp_stat_index */
-#define FP_HBUCKETS 21               /* 20 doubling buckets and +Inf */
+#define FP_HBUCKETS 21               /* RPC and queue times: 20 doubling buckets and +Inf */
+#define FP_ABUCKETS 122              /* svc_alloc_arg times: 121 R20 bounds (100 ns .. 100 ms) and +Inf */
 #define FP_PBUCKETS 14               /* svc_alloc_arg pages and slots: 0 1 2 4 ... 1024 2048 and +Inf */
 #define FP_NERRNO 134
 
@@ -18,7 +19,7 @@ typedef struct {
     uint64_t dur[FP_NPROC][FP_HBUCKETS];     /* per bucket, not cumulative */
     uint64_t dur_sum_ns[FP_NPROC];
     uint64_t fallbacks[FP_NPROC + 1];        /* [FP_NPROC]: not an NFSv3 call */
-    uint64_t alloc[FP_HBUCKETS];
+    uint64_t alloc[FP_ABUCKETS];
     uint64_t alloc_sum_ns;
     uint64_t pages[FP_PBUCKETS];
     uint64_t pages_sum;
@@ -50,6 +51,34 @@ static inline int fp_bucket(uint64_t v_ns, uint64_t first_ns) {
     uint64_t le = first_ns;
     while (i < FP_HBUCKETS - 1 && v_ns > le) { le <<= 1; i++; }
     return i;
+}
+
+/* svc_alloc_arg's bounds in ns: rpcsrv.svc.metrics.ALLOC_BUCKETS_NS, the same numbers (a test holds
+ * them equal through fp_alloc_bound) */
+static const uint64_t fp_alloc_bounds_ns[FP_ABUCKETS - 1] = {
+    100, 112, 125, 140, 160, 180, 200, 224, 250, 280,
+    315, 355, 400, 450, 500, 560, 630, 710, 800, 900,
+    1000, 1120, 1250, 1400, 1600, 1800, 2000, 2240, 2500, 2800,
+    3150, 3550, 4000, 4500, 5000, 5600, 6300, 7100, 8000, 9000,
+    10000, 11200, 12500, 14000, 16000, 18000, 20000, 22400, 25000, 28000,
+    31500, 35500, 40000, 45000, 50000, 56000, 63000, 71000, 80000, 90000,
+    100000, 112000, 125000, 140000, 160000, 180000, 200000, 224000, 250000, 280000,
+    315000, 355000, 400000, 450000, 500000, 560000, 630000, 710000, 800000, 900000,
+    1000000, 1120000, 1250000, 1400000, 1600000, 1800000, 2000000, 2240000, 2500000, 2800000,
+    3150000, 3550000, 4000000, 4500000, 5000000, 5600000, 6300000, 7100000, 8000000, 9000000,
+    10000000, 11200000, 12500000, 14000000, 16000000, 18000000, 20000000, 22400000, 25000000, 28000000,
+    31500000, 35500000, 40000000, 45000000, 50000000, 56000000, 63000000, 71000000, 80000000, 90000000,
+    100000000,
+};
+
+/* the index of the first bound >= v (FP_ABUCKETS - 1: +Inf), by bisection */
+static inline int fp_alloc_bucket(uint64_t v_ns) {
+    int lo = 0, hi = FP_ABUCKETS - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (fp_alloc_bounds_ns[mid] >= v_ns) hi = mid; else lo = mid + 1;
+    }
+    return lo;
 }
 
 static inline int fp_page_bucket(uint64_t pages) {
