@@ -67,7 +67,7 @@ def _forest(ax, comparisons: dict, baseline, prof: str) -> None:
     ax.axvline(1.0, color="0.4", lw=1, ls="--")
     ax.set_xscale("log")
     ax.set_yticks(ys, [r[0] for r in rows], fontsize=8)
-    ax.set_xlabel("ratio to %s (paired, 95 %% CI; log; a CI crossing 1: no significant difference)"
+    ax.set_xlabel("ratio to %s (paired, 95 %% CI, log axis)\na CI crossing 1: no significant difference"
                   % (label(baseline) if baseline else "the baseline"))
     ax.set_title("the verdicts: paired ratios against %s, %s" % (label(baseline) if baseline else "baseline", prof))
 

@@ -122,7 +122,7 @@ cdef extern from "fp_stats.h" nogil:
         uint64_t dur[22][21]
         uint64_t dur_sum_ns[22]
         uint64_t fallbacks[23]
-        uint64_t alloc[122]
+        uint64_t alloc[142]
         uint64_t alloc_sum_ns
         uint64_t pages[14]
         uint64_t pages_sum
@@ -141,7 +141,7 @@ cdef extern from "fp_stats.h" nogil:
     int fp_stat_index(uint32_t s)
     int fp_bucket(uint64_t v_ns, uint64_t first_ns)
     int fp_alloc_bucket(uint64_t v_ns)
-    uint64_t fp_alloc_bounds_ns[121]
+    uint64_t fp_alloc_bounds_dns[141]
     int fp_page_bucket(uint64_t pages)
     uint64_t fp_now_ns()
 

@@ -507,8 +507,8 @@ cdef class FastWorker:
 
 
 STATUS_VALUES = tuple(fp_stat_values[i] for i in range(FP_NSTAT))
-#: svc_alloc_arg's histogram bounds in ns as the C counts them (rpcsrv.svc.metrics.ALLOC_BUCKETS_NS)
-ALLOC_BOUNDS_NS = tuple(fp_alloc_bounds_ns[i] for i in range(FP_ABUCKETS - 1))
+#: svc_alloc_arg's histogram bounds in tenths of a ns as the C counts them (rpcsrv.svc.metrics.ALLOC_BOUNDS_DNS)
+ALLOC_BOUNDS_DNS = tuple(fp_alloc_bounds_dns[i] for i in range(FP_ABUCKETS - 1))
 
 
 def alloc_bucket(uint64_t ns):

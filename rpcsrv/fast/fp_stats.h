@@ -10,7 +10,7 @@
 #define FP_NPROC 22                  /* NFSPROC3 0..21 */
 #define FP_NSTAT 30                  /* nfsstat3 values, densely numbered by fp_stat_index */
 #define FP_HBUCKETS 21               /* RPC and queue times: 20 doubling buckets and +Inf */
-#define FP_ABUCKETS 122              /* svc_alloc_arg times: 121 R20 bounds (100 ns .. 100 ms) and +Inf */
+#define FP_ABUCKETS 142              /* svc_alloc_arg times: 141 R20 bounds (10 ns .. 100 ms) and +Inf */
 #define FP_PBUCKETS 14               /* svc_alloc_arg pages and slots: 0 1 2 4 ... 1024 2048 and +Inf */
 #define FP_NERRNO 134
 
@@ -53,9 +53,9 @@ static inline int fp_bucket(uint64_t v_ns, uint64_t first_ns) {
     return i;
 }
 
-/* svc_alloc_arg's bounds in ns: rpcsrv.svc.metrics.ALLOC_BUCKETS_NS, the same numbers (a test holds
- * them equal through fp_alloc_bound) */
-static const uint64_t fp_alloc_bounds_ns[FP_ABUCKETS - 1] = {
+/* svc_alloc_arg's bounds in tenths of a nanosecond (12.5 ns is 125): rpcsrv.svc.metrics.ALLOC_BOUNDS_DNS,
+ * the same numbers (tests/fast/test_metrics_buckets.py holds them equal through fp_alloc_bucket) */
+static const uint64_t fp_alloc_bounds_dns[FP_ABUCKETS - 1] = {
     100, 112, 125, 140, 160, 180, 200, 224, 250, 280,
     315, 355, 400, 450, 500, 560, 630, 710, 800, 900,
     1000, 1120, 1250, 1400, 1600, 1800, 2000, 2240, 2500, 2800,
@@ -68,15 +68,18 @@ static const uint64_t fp_alloc_bounds_ns[FP_ABUCKETS - 1] = {
     3150000, 3550000, 4000000, 4500000, 5000000, 5600000, 6300000, 7100000, 8000000, 9000000,
     10000000, 11200000, 12500000, 14000000, 16000000, 18000000, 20000000, 22400000, 25000000, 28000000,
     31500000, 35500000, 40000000, 45000000, 50000000, 56000000, 63000000, 71000000, 80000000, 90000000,
-    100000000,
+    100000000, 112000000, 125000000, 140000000, 160000000, 180000000, 200000000, 224000000, 250000000, 280000000,
+    315000000, 355000000, 400000000, 450000000, 500000000, 560000000, 630000000, 710000000, 800000000, 900000000,
+    1000000000,
 };
 
 /* the index of the first bound >= v (FP_ABUCKETS - 1: +Inf), by bisection */
 static inline int fp_alloc_bucket(uint64_t v_ns) {
+    uint64_t v = v_ns > UINT64_MAX / 10 ? UINT64_MAX : v_ns * 10;
     int lo = 0, hi = FP_ABUCKETS - 1;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        if (fp_alloc_bounds_ns[mid] >= v_ns) hi = mid; else lo = mid + 1;
+        if (fp_alloc_bounds_dns[mid] >= v) hi = mid; else lo = mid + 1;
     }
     return lo;
 }

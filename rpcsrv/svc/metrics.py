@@ -25,14 +25,15 @@ from prometheus_client.utils import floatToGoString
 
 from alloc.metrics import AllocatorCollector
 
-#: svc_alloc_arg timings, in integer ns: the Renard R20 series (twenty bounds a decade, neighbours
-#: at most 1.143x apart) from 100 ns to 100 ms, so that two calls more than 1.15x apart never share
-#: a bucket and the distributions of strategies a few tenths of a microsecond apart can be told
-#: apart; rpcsrv.fast counts into the same bounds (fp_stats.h's fp_alloc_bounds_ns;
+#: svc_alloc_arg timings: the Renard R20 series (twenty bounds a decade, neighbours at most 1.143x
+#: apart) from 10 ns to 100 ms, so that two calls more than 1.15x apart never share a bucket and the
+#: strategies' distributions separate (range's one-hole calls take about 100 ns, array's 32-hole
+#: ones 0.5 us). Held in tenths of a nanosecond (12.5 ns is 125) so that a duration in whole ns
+#: compares exactly; rpcsrv.fast counts into the same bounds (fp_stats.h's fp_alloc_bounds_dns;
 #: tests/fast/test_metrics_buckets.py holds the two equal)
 _R20 = (100, 112, 125, 140, 160, 180, 200, 224, 250, 280, 315, 355, 400, 450, 500, 560, 630, 710, 800, 900)
-ALLOC_BUCKETS_NS = tuple(m * 10 ** e for e in range(6) for m in _R20) + (100_000_000,)
-ALLOC_BUCKETS = tuple(ns / 1e9 for ns in ALLOC_BUCKETS_NS)
+ALLOC_BOUNDS_DNS = tuple(m * 10 ** e for e in range(7) for m in _R20) + (1_000_000_000,)
+ALLOC_BUCKETS = tuple(d / 1e10 for d in ALLOC_BOUNDS_DNS)
 #: RPC and client latencies: 25 us doubling up to ~13 s
 RPC_BUCKETS = tuple(25e-6 * 2 ** i for i in range(20))
 #: pages refilled, and slots visited, per svc_alloc_arg call (arrays of up to 1028 slots)
@@ -112,7 +113,7 @@ class ServerMetrics:
         self._errors = {}            # reason -> count
         self._disconnects = {label: 0 for label in DISCONNECTS.values()}
         self._accept_errors = {}     # (listener, errno label) -> count (every listener: xprt.tcp.AcceptBackoff)
-        self.alloc_seconds = _Hist(ALLOC_BUCKETS_NS)     # observed in ns, its sum in ns
+        self.alloc_seconds = _Hist(ALLOC_BOUNDS_DNS)     # observed in tenths of a ns, and so its sum
         self.alloc_pages = _Hist(PAGE_BUCKETS)
         self.alloc_scanned = _Hist(PAGE_BUCKETS)
         self.alloc_waits = _Value()
@@ -191,7 +192,7 @@ class ServerMetrics:
         return n
 
     def svc_alloc_arg(self, ns: int, pages: int, waits: int, scanned: int = 0) -> None:
-        self.alloc_seconds.observe(ns)
+        self.alloc_seconds.observe(ns * 10)
         self.alloc_pages.observe(pages)
         self.alloc_scanned.observe(scanned)
         if waits:
@@ -220,7 +221,7 @@ class ServerMetrics:
                  "slot for single, list and array; the holes' windows for range and nfree).",
                  PAGE_BUCKETS, self.alloc_scanned, "scanned")):
             fam, les = _family_hist(name, doc, ["strategy"], bounds)
-            counts, total = list(hist.counts), hist.sum * (1e-9 if key == "alloc" else 1)
+            counts, total = list(hist.counts), hist.sum * (1e-10 if key == "alloc" else 1)
             for sn in snaps:                    # the fast workers' own histograms, added in
                 counts = [a + b for a, b in zip(counts, sn[key])]
                 total += sn[key + "_sum"]
