@@ -104,6 +104,24 @@ def _metrics_port(text: str):
     return v
 
 
+def _hostport_arg(default_host: str, min_port: int):
+    """An argparse type: HOST:PORT -> (host, port), refused at parse time in the flag's words
+    ("argument --master: 'foo': must be HOST:PORT"); a bare PORT or :PORT means default_host."""
+    def parse(text: str):
+        from .distributed import parse_hostport
+        try:
+            return parse_hostport(text, default_host, min_port)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = "HOST:PORT"
+    return parse
+
+
+def _have_locust() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("locust") is not None
+
+
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a load against one NFS server",
                        description=_DESCRIPTION, epilog=_RUN_EPILOG,
@@ -169,22 +187,25 @@ def _add_master_options(p) -> None:
                    help="run no clients here: be the master of `loadgen worker` processes on this or other "
                         "hosts; each worker process is one client; same output, JSON (plus one row per "
                         "worker) and /metrics as a local run")
-    g.add_argument("--master-bind", default="*:5557", metavar="HOST:PORT",
+    g.add_argument("--master-bind", type=_hostport_arg("*", 0), default="*:5557", metavar="HOST:PORT",
                    help="--master: address workers connect to (default *:5557; port 0 picks a free one, "
-                        "announced on the first output line)")
+                        "announced on the first output line); an address that cannot be listened on is "
+                        "refused before any wait")
     g.add_argument("--expect-workers", type=_positive_int, metavar="N",
                    help="--master: wait (up to --start-timeout) for N worker processes, then start N clients; "
                         "workers connecting later are refused")
-    g.add_argument("--web-ui", metavar="HOST:PORT",
+    g.add_argument("--web-ui", type=_hostport_arg("127.0.0.1", 0), metavar="HOST:PORT",
                    help="--master: also serve Locust's live web UI (NFS op rates and latencies) on HOST:PORT "
                         "(default: no web UI)")
 
 
-def _master_wire(args, cfg: dict) -> dict:
-    """What workers need to replay the load: the loadfile travels as text."""
+def _master_wire(args, cfg: dict, desc: str) -> dict:
+    """What workers need to replay the load: the loadfile travels as text; the workload's name
+    and the phases only for the worker's "client N started" line (the master keeps the clock)."""
     from . import workloads
     wire = {k: cfg[k] for k in ("url", "rpc_timeout", "strict", "ignore_timestamps", "seed", "profile",
-                                "loadfile", "rw_files", "rw_file_size")}
+                                "loadfile", "rw_files", "rw_file_size", "warmup", "time")}
+    wire["desc"] = desc
     wire["loadfile_text"] = None
     if not args.profile:
         if args.loadfile:
@@ -214,18 +235,18 @@ def _cmd_master(args, cfg: dict, desc: str) -> int:
         print("loadgen: --run-once does not apply with --master (the master ends the run after --time; "
               "replay one pass with a local `loadgen run`)", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        from .distributed import parse_hostport, run_master
-    except ImportError as e:
-        print(f"loadgen: --master needs Locust ({e}); install nfsbulk[distributed]", file=sys.stderr)
+    if not _have_locust():
+        print("loadgen: --master needs Locust; install nfsbulk[distributed] (make setup does)", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        bind = parse_hostport(args.master_bind)
-        ui = parse_hostport(args.web_ui, "127.0.0.1") if args.web_ui else None
-    except ValueError as e:
-        print(f"loadgen: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    cfg = dict(cfg, clients=args.expect_workers, wire=_master_wire(args, cfg))
+    from .distributed import bind_problem, run_master
+    bind, ui = args.master_bind, args.web_ui          # (host, port), checked at parse time
+    # before any wait: an address taken or not of this host is said now, not after --start-timeout
+    for flag, addr in (("--master-bind", bind), ("--web-ui", ui)):
+        problem = bind_problem(*addr) if addr is not None else None
+        if problem:
+            print(f"loadgen: {flag} {addr[0]}:{addr[1]}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    cfg = dict(cfg, clients=args.expect_workers, wire=_master_wire(args, cfg, desc))
     return run_master(cfg, desc, bind, args.expect_workers, web_ui=ui)
 
 
@@ -363,31 +384,40 @@ def _add_worker(sub) -> None:
                     "worker processes, each one loadgen client (its own libnfs context, /clients/clientN, "
                     "N given by the master). The master sends the workload (loadfile text included) and "
                     "the clock; this command only needs to reach the master and the NFS server.",
-        epilog="Exit status: 0 the master ended the run; 1 refused (connected after the start), the "
-               "client failed or the master was unreachable; 2 usage.")
-    p.add_argument("--master", required=True, metavar="HOST:PORT",
-                   help="the master's --master-bind address as seen from this host (e.g. 10.0.0.5:5557)")
+        epilog="Says on stderr, one line each: connected to master H:P as NODE; client N started: "
+               "<workload>; client N ended: <ops> ops measured, <why>; exit S (with --processes N each "
+               "process says its own, then: N processes ended, exit S). "
+               "Exit status: 0 the master ended the run; 1 refused (connected after the start), the "
+               "client failed, or the master unreachable (--connect-timeout) or lost (--master-timeout); "
+               "2 usage (a bad --master, a host that does not resolve); 130 interrupted.")
+    p.add_argument("--master", required=True, type=_hostport_arg("127.0.0.1", 1), metavar="HOST:PORT",
+                   help="the master's --master-bind address as seen from this host (e.g. 10.0.0.5:5557); "
+                        "a host name that does not resolve is refused before any process starts")
     p.add_argument("--processes", type=_positive_int, default=1, metavar="N",
                    help="worker processes (= clients) to run here; python-libnfs holds the GIL, so one "
                         "client per process (default 1)")
+    p.add_argument("--connect-timeout", type=clikit.seconds_arg(), default=None, metavar="SECONDS",
+                   help="retry reaching the master for this long, then exit 1 naming the cause (default "
+                        "300: workers may start before the master)")
+    p.add_argument("--master-timeout", type=clikit.number_arg(2, None, "s"), default=None, metavar="SECONDS",
+                   help="the master is lost after this long without its heartbeat (sent every second): "
+                        "the client stops and the worker exits 1 (default 60; longer than any NFS call)")
     p.set_defaults(func=_cmd_worker)
 
 
 def _cmd_worker(args) -> int:
-    try:
-        from .distributed import parse_hostport, worker_main
-    except ImportError as e:
-        print(f"loadgen: worker needs Locust ({e}); install nfsbulk[distributed]", file=sys.stderr)
+    if not _have_locust():
+        print("loadgen worker: needs Locust; install nfsbulk[distributed] (make setup does)", file=sys.stderr)
         return 2
-    try:
-        host, port = parse_hostport(args.master, "127.0.0.1")
-    except ValueError as e:
-        print(f"loadgen: {e}", file=sys.stderr)
+    from .distworker import CONNECT_TIMEOUT, MASTER_TIMEOUT, resolve_problem, worker_main
+    host, port = args.master                      # checked at parse time
+    problem = resolve_problem(host, port)         # before any process starts: a typo is not retried
+    if problem:
+        print(f"loadgen worker: --master {host}:{port}: {problem}", file=sys.stderr)
         return 2
-    if port == 0:
-        print("loadgen: --master needs the master's port", file=sys.stderr)
-        return 2
-    return worker_main((host, port), args.processes)
+    return worker_main((host, port), args.processes,
+                       connect_timeout=args.connect_timeout if args.connect_timeout is not None else CONNECT_TIMEOUT,
+                       master_timeout=args.master_timeout if args.master_timeout is not None else MASTER_TIMEOUT)
 
 
 def _add_compare(sub) -> None:

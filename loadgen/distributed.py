@@ -24,34 +24,41 @@ about 3 s) or quits during the run is reported as ``loadgen: worker NODE
 and the JSON keeps everything the clients sent, the lost one's figures up to
 its last report included.  A worker that connects once the clients have been
 assigned is refused (it gets ``nfsbulk_refused`` then Locust's quit, and
-exits 1; the master prints a line and carries on).  Ctrl-C on the master
-stops the clients, prints the table for what ran and tells every worker to
-quit (exit 130); a second Ctrl-C quits at once.
+exits 1; the master prints a line and carries on).  A worker that quits on
+its own (Ctrl-C on its host) is lost the same way, named "it quit": its
+user is not moved onto another worker, and the run is not taken for a STOP
+in Locust's web UI.  Ctrl-C on the master stops the clients, prints the
+table for what ran and tells every worker to quit (exit 130); a second
+Ctrl-C quits at once.
+
+Before any wait: ``--master-bind`` and ``--web-ui`` are bound once with a
+plain socket (:func:`bind_problem`), so a busy port or an address of another
+host is one line and exit 2.  The worker side (``loadgen worker``) is
+:mod:`loadgen.distworker`.
 
 Threads: the master process is gevent's (Locust monkey-patches on import);
 this module's loop runs in the main greenlet and the message handlers in the
 runner's greenlet, so the shared state needs no lock except
-:class:`metrics.Totals`' for the /metrics thread.  Worker processes: see
-:func:`worker_main`.
+:class:`metrics.Totals`' for the /metrics thread.
 """
 from __future__ import annotations
 
-import os
+import errno
 import signal
 import socket
-import subprocess
 import sys
 import time
 
-__all__ = ["run_master", "worker_main", "parse_hostport"]
+__all__ = ["run_master", "parse_hostport", "bind_problem"]
 
 # the exit statuses and the stop grace are loadgen run's, so both kinds of run agree
 from .runner import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, GRACE  # noqa: E402
-GROUP_ENV = "NFSBULK_WORKER_GROUP"
 
 
-def parse_hostport(text: str, default_host: str = "*") -> tuple[str, int]:
-    """'HOST:PORT' or ':PORT' or 'PORT' -> (host, port); ValueError with a precise message."""
+def parse_hostport(text: str, default_host: str = "*", min_port: int = 0) -> tuple[str, int]:
+    """'HOST:PORT' or ':PORT' or 'PORT' (HOST is then `default_host`) -> (host, port); a port
+    below `min_port` or above 65535, or no port at all, is a ValueError in the user's words
+    ("'foo': must be HOST:PORT")."""
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = default_host, text
@@ -59,10 +66,39 @@ def parse_hostport(text: str, default_host: str = "*") -> tuple[str, int]:
     try:
         p = int(port)
     except ValueError:
-        raise ValueError(f"bad HOST:PORT {text!r}") from None
-    if not 0 <= p <= 65535:
-        raise ValueError(f"port out of range in {text!r}")
+        raise ValueError(f"{text!r}: must be HOST:PORT") from None
+    if not min_port <= p <= 65535:
+        raise ValueError(f"{text!r}: port must be {min_port} to 65535"
+                         + (" (0 picks a free one)" if min_port == 0 else ""))
     return host, p
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """None when HOST:PORT can be listened on here (a master's --master-bind, --web-ui); else why
+    not, in one line. A plain socket is bound and listened on (with SO_REUSEADDR, as zmq binds)
+    and closed at once: a busy port or an address of another host fails here, before any wait."""
+    addr = "0.0.0.0" if host in ("*", "") else host
+    try:
+        fam, kind, proto, _, sa = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM,
+                                                     flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        return f"cannot resolve {host!r}: {e.strerror}"
+    except UnicodeError:
+        return f"{host!r} is not a host name or address"
+    s = socket.socket(fam, kind, proto)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(sa)
+        s.listen(1)
+    except OSError as e:
+        why = {errno.EADDRINUSE: "address already in use (by another process, an earlier master? port 0 "
+                                 "picks a free one)",
+               errno.EADDRNOTAVAIL: "not an address of this host",
+               errno.EACCES: "permission denied (ports below 1024 need privileges)"}.get(e.errno)
+        return f"cannot listen there: {why or e.strerror or e}"
+    finally:
+        s.close()
+    return None
 
 
 class _Client:
@@ -122,6 +158,7 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
     interval_max = [0.0]
     clients: dict[str, _Client] = {}          # Locust node id -> client
     started = [False]                          # clients assigned: later workers are refused
+    quit_nodes: set[str] = set()               # our workers that said quit
     t_start = [None]
 
     class _Master(MasterRunner):
@@ -134,13 +171,24 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
                 self.server.send_to_client(Message("nfsbulk_refused", {"reason": "run already started"}, client_id))
                 self.server.send_to_client(Message("quit", None, client_id))
                 return
+            if msg.type == "quit" and client_id in clients:
+                # a worker of ours left on its own (Ctrl-C or SIGTERM on its host): Locust would move
+                # its user onto another worker (which runs a client already) or, for the last one,
+                # stop the test as from its web UI; it is dropped here, and check_lost names it
+                quit_nodes.add(client_id)
+                if client_id in self.clients:
+                    del self.clients[client_id]
+                return
             super().handle_message(client_id, msg)
 
     env = Environment(user_classes=[NfsUser], events=locust.events)
     try:
         runner = _Master(env, master_bind_host=bind[0], master_bind_port=bind[1])
-    except Exception as e:        # locust.exception.RPCError on a bad or busy address
-        say(f"loadgen: cannot listen for workers on {bind[0]}:{bind[1]}: {e}", err)
+    except (Exception, SystemExit) as e:
+        # the address was probed free just before (bind_problem); taken since, or refused by zmq:
+        # Locust raises RPCError, or logs and sys.exit()s on a busy port
+        why = "address already in use" if isinstance(e, SystemExit) else str(e)
+        say(f"loadgen: --master-bind {bind[0]}:{bind[1]}: cannot listen for workers: {why}", err)
         return EXIT_USAGE
     env.runner = runner
     http = None
@@ -247,8 +295,9 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
                 when = (now - t_start[0]) if t_start[0] is not None else None
                 c.lost_at = round(when, 3) if when is not None else None
                 at = f"at {when:.1f} s into the run" if when is not None else "before the start"
-                fail(c, "lost", f"{c.label} lost {at}: "
-                     + ("stopped heartbeating" if w is not None else "disconnected"))
+                how = ("stopped heartbeating" if w is not None else
+                       "it quit (stopped on its host)" if node in quit_nodes else "disconnected")
+                fail(c, "lost", f"{c.label} lost {at}: {how}")
 
     sigints = [0]
     finishing = [False]        # our own runner.quit() stops Locust too; that is no web UI STOP
@@ -261,6 +310,10 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
         # STOP in Locust's web UI: the workers' users are being stopped (they report what ran);
         # the run ends as after one Ctrl-C
         if t_start[0] is not None and sigints[0] == 0 and not finishing[0]:
+            if any(c.state not in ("done", "failed", "lost")
+                   and (runner.clients.get(node) is None or runner.clients.get(node).state == STATE_MISSING)
+                   for node, c in clients.items()):
+                return      # Locust stops when its last worker went missing: check_lost names it
             say("loadgen: stopped from Locust's web UI", err)
             sigints[0] = 1
     env.events.test_stopping.add_listener(on_test_stopping)
@@ -415,101 +468,3 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
         write_json(cfg["json"], doc)
     shutdown()
     return exit_code
-
-
-def worker_main(master: tuple[str, int], processes: int, err=None) -> int:
-    """``loadgen worker``: N worker processes, each one Locust WorkerRunner
-    hosting one NfsUser.
-
-    With N > 1 this process starts N fresh interpreters running
-    ``loadgen worker --processes 1`` (not a fork: Locust's ``--processes``
-    forks after gevent's monkey-patching, and a fresh interpreter per client
-    is the same thing on one host as on many), forwards SIGINT/SIGTERM to
-    them and exits with the worst status.  A child exits when its parent
-    disappears.  Exit status: 0 the master ended the run, 1 refused or the
-    client failed, 2 usage.
-    """
-    err = err or sys.stderr
-    if processes > 1:
-        return _supervise(master, processes, err)
-    import gevent
-    import locust
-    from locust.env import Environment
-    from locust.rpc import Message
-
-    from .locustuser import NfsUser, WorkerState
-
-    parent = os.getppid()
-    group = os.environ.get(GROUP_ENV) or f"{socket.gethostname()}:{os.getpid()}"
-    from locust.runners import WorkerRunner
-    from locust.stats import RequestStats
-
-    class _Worker(WorkerRunner):
-        def connect_to_master(self):
-            st.register(self)      # before the hello: the master may answer with nfsbulk_refused at once
-            super().connect_to_master()
-
-    env = Environment(user_classes=[NfsUser], events=locust.events)
-    st = WorkerState(group)
-    env.nfsbulk = st
-    try:
-        env.stats = RequestStats(use_response_times_cache=False)    # as create_worker_runner does
-        runner = _Worker(env, master_host=master[0], master_port=master[1])
-        env.runner = runner
-    except Exception as e:        # ConnectionError after Locust's retries, RPC errors
-        print(f"loadgen worker: cannot connect to master {master[0]}:{master[1]}: {e}", file=err, flush=True)
-        return EXIT_FAIL
-
-    def leave(*_a):
-        try:
-            runner.client.send(Message("quit", None, runner.client_id))
-        except Exception:
-            pass
-        runner.greenlet.kill(block=False)
-
-    gevent.signal_handler(signal.SIGTERM, leave)
-    gevent.signal_handler(signal.SIGINT, leave)
-
-    def watch_parent():
-        while os.getppid() == parent:
-            gevent.sleep(1.0)
-        leave()
-    if os.environ.get(GROUP_ENV):
-        gevent.spawn(watch_parent)
-    if st.refused is not None:
-        # refused during the hello: Locust's quit handler ran before the runner spawned its
-        # heartbeat and report greenlets, so they would live on; end them here
-        runner.greenlet.kill(block=True)
-    else:
-        runner.greenlet.join()
-    try:
-        runner.client.close(linger=2000)   # bounded: a zmq context with unsent messages blocks exit
-    except Exception:
-        pass
-    if st.refused is not None:
-        print(f"loadgen worker: refused by the master ({st.refused})", file=err, flush=True)
-        return EXIT_FAIL
-    return EXIT_FAIL if st.failed or not st.finished else EXIT_OK
-
-
-def _supervise(master, processes, err) -> int:
-    group = f"{socket.gethostname()}:{os.getpid()}"
-    env = dict(os.environ, **{GROUP_ENV: group})
-    cmd = [sys.executable, "-m", "loadgen", "worker", "--master", f"{master[0]}:{master[1]}", "--processes", "1"]
-    kids = [subprocess.Popen(cmd, env=env) for _ in range(processes)]
-
-    def forward(signum, frame):
-        for k in kids:
-            if k.poll() is None:
-                k.send_signal(signum)
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        codes = [k.wait() for k in kids]
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        for k in kids:
-            if k.poll() is None:
-                k.kill()
-                k.wait()
-    return max((EXIT_FAIL if c < 0 else c) for c in codes)

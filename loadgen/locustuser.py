@@ -59,7 +59,7 @@ from .replay import Recorder, Replay, Stop
 from .stats import OpStats, PhaseStats
 
 __all__ = ["NfsUser", "WorkerState", "NfsStatusError", "stats_to_wire", "stats_from_wire",
-           "FLUSH_INTERVAL"]
+           "FLUSH_INTERVAL", "describe"]
 
 log = logging.getLogger("loadgen.locust")
 FLUSH_INTERVAL = 0.25
@@ -98,8 +98,9 @@ class WorkerState:
     """Per-process state of a coordinated worker, filled by the master's
     messages (handled in the runner's greenlet) and read by the user."""
 
-    def __init__(self, group: str):
+    def __init__(self, group: str, say=None):
         self.group = group
+        self.say = say or (lambda msg: None)   # one line on the worker's stderr ("loadgen worker: " + msg)
         self.config: dict | None = None
         self.config_event = Event()
         self.started = Event()
@@ -109,6 +110,15 @@ class WorkerState:
         self.refused: str | None = None
         self.finished = False          # our client reported done or failed
         self.failed = False
+        # for the worker's end line (distworker._end_line)
+        self.cid: int | None = None    # the client id the master gave
+        self.began = False             # the load started (the "client N started" line was said)
+        self.ops = 0                   # operations of the measured phase (the master's workers[].ops_total)
+        self.end_reason: str | None = None    # "time", "stopped", "aborted", "locust"
+        self.failure: tuple[str, str] | None = None   # (stage, message)
+        self.master_lost: str | None = None
+        self.interrupted: str | None = None   # the signal's name
+        self.orphaned = False          # the supervising `loadgen worker` went away
 
     def register(self, runner) -> None:
         """Listen for the master's nfsbulk_* messages on a WorkerRunner (once)."""
@@ -219,12 +229,17 @@ class NfsUser(User):
         conf = st.config
         cid, cfg = conf["cid"], conf["cfg"]
         cname = f"client{cid}"
+        st.cid = cid
 
         def send(kind, **data):
             runner.send_message("nfsbulk_" + kind, dict(data, cid=cid))
 
         stage = "mount"
         try:
+            if st.stop_reason is not None:       # the master aborted before this client mounted
+                send("done", cpu=0.0, reason="stopped before start")
+                st.end_reason, st.finished = "aborted", True
+                self._idle()
             try:
                 self._nfs = nfs = NfsContext(cfg["url"], cfg["rpc_timeout"])
             except MountError as e:
@@ -237,9 +252,11 @@ class NfsUser(User):
             st.started.wait()
             if st.stop_reason is not None:
                 send("done", cpu=0.0, reason="stopped before start")
-                st.finished = True
+                st.end_reason, st.finished = "aborted", True
                 self._idle()
             stage = "run"
+            st.began = True
+            st.say(f"client {cid} started: {describe(cfg)}")
             rec = Recorder(ex, cname)
             state = {"phase": st.start_phase, "next": time.monotonic() + FLUSH_INTERVAL,
                      "cpu0": _cpu() if st.start_phase == "run" else None, "reason": "stopped", "strict": None}
@@ -264,6 +281,8 @@ class NfsUser(User):
 
             def on_op(name, seconds, nbytes, status, message):
                 rec.record(name, seconds, status, message)
+                if state["phase"] == "run":
+                    st.ops += 1
                 self._fire(name, seconds, nbytes, status, message)
                 if message is not None and cfg["strict"]:
                     state["strict"] = message
@@ -277,7 +296,7 @@ class NfsUser(User):
                 flush()
                 cpu = _cpu() - state["cpu0"] if state["phase"] == "run" and state["cpu0"] is not None else 0.0
                 send("done", cpu=cpu, reason="stopped by Locust")
-                st.finished = True
+                st.end_reason, st.finished = "locust", True
                 raise
             cpu = _cpu() - state["cpu0"] if state["phase"] == "run" and state["cpu0"] is not None else 0.0
             # no ex.close_all() here (unlike client.py): libnfs's close sends a COMMIT3 for a handle
@@ -287,9 +306,11 @@ class NfsUser(User):
             if state["strict"] is not None:
                 raise _Failed(state["strict"])
             send("done", cpu=cpu, reason=state["reason"])
-            st.finished = True
+            st.end_reason, st.finished = state["reason"], True
         except _Failed as e:
-            send("failed", stage="strict" if stage == "run" else stage, message=str(e))
+            stage = "strict" if stage == "run" else stage
+            send("failed", stage=stage, message=str(e))
+            st.failure = (stage, str(e))
             st.finished = st.failed = True
         except gevent.GreenletExit:
             raise
@@ -298,8 +319,20 @@ class NfsUser(User):
             detail = str(e) if stage == "setup" and isinstance(e, (RuntimeError, ValueError)) \
                 else traceback.format_exc()
             send("failed", stage=stage, message=detail)
+            st.failure = (stage, detail)
             st.finished = st.failed = True
         self._idle()
+
+
+def describe(cfg: dict) -> str:
+    """The worker's "client N started" words for a master's configuration: the workload as the
+    master names it, the phases and the server."""
+    what = cfg.get("desc") or (f"profile {cfg['profile']}" if cfg.get("profile") else cfg.get("loadfile")
+                               or "the default workload")
+    phases = ""
+    if cfg.get("time") is not None:
+        phases = f", warmup {cfg.get('warmup') or 0:g} s, run {cfg['time']:g} s"
+    return f"workload {what}{phases}, server {cfg.get('url')}"
 
 
 class _Failed(Exception):
