@@ -10,7 +10,9 @@ Rules (each one is counted in the :class:`Summary`):
 
 * Paths.  MOUNT's MNT reply names the export root ``/``; LOOKUP, CREATE,
   MKDIR, SYMLINK and READDIRPLUS replies name new handles; a successful
-  RENAME moves every path under the old name.  A handle first seen in a call
+  RENAME moves every path under the old name; a handle with several names
+  (hard links) is written with its first name not yet removed
+  (:mod:`loadgen.capture_paths`).  A handle first seen in a call
   (it was looked up before the capture started) gets the synthetic path
   ``/pre-capture/fh-<8 hex digits of tshark's CRC32 hash of the handle>``; the
   header of the file says how many.
@@ -73,6 +75,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .capture_paths import PRE_CAPTURE, HandlePaths
 from .capture_tshark import MOUNT_PROGRAM, NFS_PROGRAM, CaptureError, Frames, read_rpcs
 
 __all__ = ["Summary", "convert", "render", "CaptureError", "PROC_NAMES"]
@@ -83,7 +86,6 @@ PROC_NAMES = {
     12: "REMOVE3", 13: "RMDIR3", 14: "RENAME3", 15: "LINK3", 16: "READDIR3", 17: "READDIRPLUS3",
     18: "FSSTAT3", 19: "FSINFO3", 20: "PATHCONF3", 21: "COMMIT3",
 }
-PRE_CAPTURE = "/pre-capture"
 _PROBES = {0, 1, 19, 20}            # NULL, GETATTR, FSINFO, PATHCONF at mount time
 _IO = {"READ3", "WRITE3", "COMMIT3"}
 MAX_PROBES = 4                      # a mount sends a few; a client that only GETATTRs the root is load
@@ -205,34 +207,10 @@ class _Converter:
         self.client_per = client_per
         self.walks = walks
         self.s = summary
-        self.paths: dict[tuple, str] = {}     # (server ip, fhandle) -> path under the export ("" = root)
-        self.roots: set = set()
-        self.pre: set = set()
+        self.handles = HandlePaths()          # (server ip, fhandle) -> path under the export ("" = root)
         self.clients: dict = {}               # client key -> index (1-based)
         self.started: set = set()             # connections past their mount-time probes
         self.probes: Counter = Counter()      # connection -> probes folded so far
-
-    # -- handles and paths -------------------------------------------------
-    def path_of(self, server_ip, fh: str, fh_hash: str | None) -> str:
-        key = (server_ip, fh)
-        p = self.paths.get(key)
-        if p is None:
-            tag = (fh_hash or "0x" + fh.replace(":", "")[-8:]).replace("0x", "")
-            p = f"{PRE_CAPTURE}/fh-{tag}"
-            self.paths[key] = p
-            self.pre.add(key)
-        return p
-
-    def learn(self, server_ip, fh, path: str) -> None:
-        if fh:
-            self.paths[(server_ip, fh)] = path
-            if path == "":
-                self.roots.add((server_ip, fh))
-
-    def rename(self, server_ip, old: str, new: str) -> None:
-        for key, p in list(self.paths.items()):
-            if key[0] == server_ip and (p == old or p.startswith(old + "/")):
-                self.paths[key] = new + p[len(old):]
 
     def client_index(self, rpc) -> int:
         if self.client_per == "none":
@@ -266,7 +244,7 @@ class _Converter:
             return None
         if (rpc.conn not in self.started and proc in _PROBES and self.walks == "drop"
                 and self.probes[rpc.conn] < MAX_PROBES
-                and (proc != 1 or (fhs and (sip, fhs[0]) in self.roots))):
+                and (proc != 1 or (fhs and (sip, fhs[0]) in self.handles.roots))):
             self.probes[rpc.conn] += 1
             self.s.folded["calls made while mounting (FSINFO3, PATHCONF3, GETATTR3 of the root)"] += 1
             return None
@@ -276,7 +254,7 @@ class _Converter:
             return None
 
         def fpath(i: int) -> str:
-            return self.path_of(sip, fhs[i], hashes[i] if i < len(hashes) else None) if i < len(fhs) else PRE_CAPTURE + "/fh-unknown"
+            return self.handles.path(sip, fhs[i], hashes[i] if i < len(hashes) else None) if i < len(fhs) else PRE_CAPTURE + "/fh-unknown"
 
         def child(i: int, n: int) -> str:
             base = fpath(i)
@@ -325,12 +303,14 @@ class _Converter:
             if proc == 10:
                 paths = (p, rpc.get("nfs.symlink.to", ""))
             if good and proc in (3, 8, 9, 10) and rfhs:
-                self.learn(sip, rfhs[0], p)
+                self.handles.learn(sip, rfhs[0], p)
+            elif good and proc in (12, 13):
+                self.handles.forget(sip, p)
         elif proc == 14:                                    # RENAME3 from to
             a, b = child(0, 0), child(1, 1)
             paths, targets = (a, b), (a, b)
             if good:
-                self.rename(sip, a, b)
+                self.handles.rename(sip, a, b)
         elif proc == 15:                                    # LINK3 newpath existing
             existing = fpath(0)
             new = child(1, 0)
@@ -355,7 +335,7 @@ class _Converter:
             n = d.get("nfs.readdirplus.entry.name") or d.get("nfs.readdir.entry.name")
             fh = d.get("nfs.fhandle")
             if n and fh and n not in (".", "..") and not _bad_name(n):
-                self.learn(sip, fh, dirpath + "/" + n)
+                self.handles.learn(sip, fh, dirpath + "/" + n)
 
 
 def _bad_name_target(t: str) -> bool:
@@ -522,7 +502,7 @@ def convert(capture: str, client_per: str = "port", walks: str = "drop",
             if not rpc.call and rpc.procedure == 1 and rpc.accepted and rpc.get("mount.status") == "0":
                 fh = rpc.get("nfs.fhandle")
                 if fh:
-                    conv.learn(rpc.server[0], fh, "")
+                    conv.handles.learn(rpc.server[0], fh, "")
             continue
         if rpc.program != NFS_PROGRAM:
             s.other_rpc += 1
@@ -556,7 +536,7 @@ def convert(capture: str, client_per: str = "port", walks: str = "drop",
         lines = _fold(lines, s)
     if client_per != "none" and walks == "drop":
         lines = _rehome(lines, s)
-    s.pre_capture_handles = len(conv.pre)
+    s.pre_capture_handles = len(conv.handles.pre)
     return lines, s, conv.clients
 
 

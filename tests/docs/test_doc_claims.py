@@ -65,3 +65,37 @@ def test_grafana_readme_lists_every_dashboard():
     listed = re.findall(r"^\| `dashboards/([\w.]+)`", text, re.M)
     assert sorted(listed) == files
     assert text.split("\n", 3)[2].startswith("%s Grafana dashboards" % NUMBERS[len(files)])
+
+
+def test_readme_results_are_the_committed_runs():
+    """README's results (the Quickstart excerpt and "Results") are that run's output: every table row
+    and verdict line shown is a line bench's own formatters print from docs/bench-2core.json.gz (the
+    run's JSON, which docs/bench-2core.png was drawn from), and the PNG is there."""
+    import gzip
+    import json
+
+    from loadgen.benchreport import format_profile, verdict_lines
+
+    with gzip.open(os.path.join(ROOT, "docs", "bench-2core.json.gz"), "rt") as f:
+        doc = json.load(f)
+    printed = set()
+    for prof, res in doc["profiles"].items():
+        printed.update(ln.rstrip() for ln in format_profile(prof, res, doc["settings"], doc["kernel"]).splitlines())
+        printed.update(verdict_lines(prof, res, doc["settings"]["baseline"]))
+    readme = _read("README.md")
+    results = readme[readme.index("## Results ("):readme.index("## Payloads past 1 MiB")]
+    quick = readme[readme.index("## Quickstart"):readme.index("## What is in it")]
+    shown = []
+    for part in (quick, results):
+        for lang, block in re.findall(r"^```(\w*)\n(.*?)^```", part, re.S | re.M):
+            shown += [ln.rstrip() for ln in block.splitlines()
+                      if ln.startswith("verdict ") or re.match(r"  \S.* (us per call|\[\d|WRITE3|READ3)", ln)]
+    assert len(shown) >= 20, shown
+    for ln in shown:
+        if "holes" in ln or ln.startswith(("single ", "list ", "array ")):
+            continue                                   # the allocator's table (alloc.bench), not bench's
+        assert ln in printed, "README shows a line the committed run did not print: %r" % ln
+    # the seed, commit and date README names are the run's
+    assert "seed %d)" % doc["settings"]["seed"] in results
+    assert doc["meta"]["git_commit"][:7] in results and doc["meta"]["timestamp"][:10] in results
+    assert os.path.getsize(os.path.join(ROOT, "docs", "bench-2core.png")) > 50_000

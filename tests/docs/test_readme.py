@@ -3,10 +3,12 @@ outside the repository, their links resolve, and README's commands run as writte
 durations, free ports and a temporary export substituted) on this checkout."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,6 +86,9 @@ class Shortened:
         self.export = tmp_path / "export"
         self.port = self.mport = None
         self.tmp = tmp_path
+        self.outputs = []            # (command, stdout, stderr) of each foreground command that ran
+        self.keep_clients = False    # True: --clients N as written (the capture walkthrough's layout)
+        self.paths = {}              # README path -> this test's
 
     def learn(self, ready_line):
         self.port = int(re.search(r"nfsport=(\d+)", ready_line).group(1))
@@ -93,7 +98,11 @@ class Shortened:
     def __call__(self, cmd):
         cmd = cmd.replace(".venv/bin/", BIN + "/")
         cmd = cmd.replace("/tmp/nfsbulk-export", str(self.export))
-        if cmd.endswith("&"):                           # a server: ports of its own choosing
+        for readme_path, path in self.paths.items():
+            cmd = cmd.replace(readme_path, str(path))
+        if cmd.startswith("tcpdump "):                   # the port of the server it captures
+            cmd = cmd.replace("port 20049", "port %d" % self.port)
+        elif cmd.endswith("&"):                         # a server: ports of its own choosing
             cmd = cmd.replace("127.0.0.1:20049", "127.0.0.1:0").replace("--metrics-port 9410", "--metrics-port 0")
         else:
             for readme_port, port in (("20049", self.port), ("9410", self.mport)):
@@ -106,7 +115,8 @@ class Shortened:
             cmd = re.sub(r"--time \d+", "--time 2", cmd)
         else:
             cmd = re.sub(r"--time \d+", "--time 1 --warmup 0", cmd)
-        cmd = re.sub(r"--clients \d+", "--clients 1", cmd)
+        if not self.keep_clients:
+            cmd = re.sub(r"--clients \d+", "--clients 1", cmd)
         if "--profile rw256k" in cmd and " run " in cmd:
             cmd += " --rw-files 1 --rw-file-size 1M"
         for out in ("run.json", "alloc.json"):
@@ -121,10 +131,10 @@ def start_server(cmd, timeout=90):
     while time.monotonic() < deadline:
         r, _, _ = select.select([p.stdout], [], [], 1.0)
         if r:
-            line = p.stdout.readline()
-            if line.startswith("rpcsrv: serving nfs://"):
-                return p, line
-            assert line, "rpcsrv exited: %s" % p.communicate(timeout=30)[1]
+            line = p.stdout.readline()       # README: the ready line is the first on stdout
+            assert line.startswith("rpcsrv: serving nfs://"), "first stdout line %r: %s" % (
+                line, "" if line else p.communicate(timeout=30)[1])
+            return p, line
         elif p.poll() is not None:
             break
     p.kill()
@@ -138,34 +148,84 @@ def stop_server(p):
     return err
 
 
+class Tcpdump:
+    """README's `tcpdump ... -w FILE port N &`, started as written; ready at its "listening on" line.
+    `kill %N` of it: a sentinel datagram to the captured port, a wait (with a deadline) until tcpdump
+    has written it to FILE (README's -U: each packet written as tcpdump gets it), then SIGTERM."""
+
+    def __init__(self, cmd, port):
+        argv = shlex.split(cmd.rstrip("& "))
+        self.path = argv[argv.index("-w") + 1]
+        self.port = port
+        self.p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline, line = time.monotonic() + 20, ""
+        while "listening on" not in line:
+            assert time.monotonic() < deadline and self.p.poll() is None, "tcpdump did not start: " + line
+            if select.select([self.p.stderr], [], [], 1.0)[0]:
+                line = self.p.stderr.readline()
+
+    def stop(self):
+        import socket
+        mark = os.urandom(16).hex().encode()
+        deadline = time.monotonic() + 30
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            while True:
+                s.sendto(mark, ("127.0.0.1", self.port))
+                with open(self.path, "rb") as f:
+                    if mark in f.read():
+                        break
+                assert time.monotonic() < deadline, "tcpdump never wrote the sentinel datagram"
+                select.select([], [], [], 0.2)          # the next datagram; the file is the event
+        self.p.send_signal(signal.SIGTERM)
+        _, err = self.p.communicate(timeout=30)
+        assert self.p.returncode == 0, err
+        return err
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.communicate()
+
+
 def run_block(block, short, skip=()):
-    """Run a README block in order; `cmd &` servers are started and waited for (ready line),
-    `kill %1` stops them. Returns what ran."""
-    server, ran = None, []
+    """Run a README block in order, as bash would: `cmd &` starts a job (an rpcsrv, waited for until
+    its ready line; tcpdump, until it listens), `kill %N` stops job N (bash numbers a new job one
+    above the highest still running). Every other command must exit 0. Returns what ran."""
+    jobs, ran = {}, []
     try:
         for cmd in commands(block):
             if any(s in cmd for s in skip):
                 continue
             cmd = short(cmd)
             if cmd.endswith("&"):
-                assert server is None
-                server, line = start_server(cmd)
-                short.learn(line)
+                n = max(jobs, default=0) + 1
+                if cmd.startswith("tcpdump "):
+                    assert short.port is not None, "tcpdump before a server"
+                    jobs[n] = ("tcpdump", Tcpdump(cmd, short.port))
+                else:
+                    proc, line = start_server(cmd)
+                    short.learn(line)
+                    jobs[n] = ("server", proc)
                 ran.append(cmd)
                 continue
-            if cmd == "kill %1":
-                stop_server(server)
-                server = None
+            m = re.fullmatch(r"kill %(\d+)", cmd)
+            if m:
+                kind, job = jobs.pop(int(m.group(1)))
+                stop_server(job) if kind == "server" else job.stop()
                 ran.append(cmd)
                 continue
             r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=ROOT, capture_output=True, text=True,
                                timeout=180)
             assert r.returncode == 0, "%s\nexit %d\n%s\n%s" % (cmd, r.returncode, r.stdout[-3000:], r.stderr[-3000:])
             ran.append(cmd)
+            short.outputs.append((cmd, r.stdout, r.stderr))
     finally:
-        if server is not None and server.poll() is None:
-            server.kill()
-            server.communicate()
+        for kind, job in jobs.values():
+            if kind == "tcpdump":
+                job.kill()
+            elif job.poll() is None:
+                job.kill()
+                job.communicate()
     return ran
 
 
@@ -177,6 +237,17 @@ def test_readme_running_the_parts(tmp_path):
     assert any(c.startswith("mkdir") for c in ran) and any("--loadfile seq-write" in c for c in ran)
     assert ran[-1] == "kill %1"
     assert os.listdir(short.export) != []            # the load really wrote there
+    # the run table's columns, as README lists them, are the header loadgen run printed
+    body = text("README.md")
+    para = body[body.index("at the end, a table"):body.index("`loadgen run` exits 0 only when")]
+    listed = re.findall(r"`([^`]+)`", para[:para.index("then a `Throughput`")])
+    run_out = [o for c, o, _ in short.outputs if " run " in c]
+    assert run_out
+    for out in run_out:
+        (header,) = [ln for ln in out.splitlines() if ln.strip().startswith("Operation ")]
+        assert re.findall(r"[A-Za-z][\w.]*(?: ms)?", header) == listed, (header, listed)
+        assert re.search(r"^Throughput .* MB/sec .* ops/sec .* clients ", out, re.M)
+        assert re.search(r"^Operations \d+", out, re.M)
 
 
 def test_readme_standalone_commands(tmp_path):
@@ -218,5 +289,106 @@ def test_grafana_quick_look(tmp_path):
             cmd = cmd.rstrip("& ") + " --metrics-port 0 &"
         return cmd
     grafana_short.learn = short.learn
+    grafana_short.outputs = short.outputs
     ran = run_block(block, grafana_short)
     assert len(ran) == 4
+
+
+def test_readme_make_commands_are_the_makefiles():
+    """The two commands: both targets exist and start with `make setup`'s steps (a dry run)."""
+    (block,) = [b for b in sh_blocks("README.md") if b.startswith("make bench")]
+    assert [c.split()[:2] for c in commands(block)] == [["make", "bench"], ["make", "test"]]
+    for target in ("bench", "test"):
+        r = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "build_ext --inplace" in r.stdout and ("pytest" in r.stdout if target == "test"
+                                                      else "loadgen bench" in r.stdout), r.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not all(shutil.which(t) for t in ("tcpdump", "tshark")),
+                    reason="the capture walkthrough needs root, tcpdump and tshark (make setup installs them)")
+def test_readme_capture_walkthrough(tmp_path):
+    """README's capture block as written (a 1 s load of 2 clients, a 2 s replay of 4): the capture
+    converts, the replay of one pass is clean with --strict, four clients replay it at once (each
+    captured client in its own /clients/clientN/c<k>), and nothing escapes as a traceback."""
+    short = Shortened(tmp_path)
+    short.keep_clients = True
+    short.paths = {"/tmp/nfsbulk-capture": tmp_path / "capture", "/tmp/nfs.pcap": tmp_path / "nfs.pcap",
+                   "/tmp/my.load": tmp_path / "my.load"}
+    (block,) = [b for b in sh_blocks("README.md") if "capture-to-loadfile" in b]
+    ran = run_block(block, short)
+    assert [c.split()[0].rsplit("/", 1)[-1] for c in ran] == [
+        "mkdir", "rpcsrv", "tcpdump", "loadgen", "kill", "loadgen", "loadgen", "loadgen", "kill"]
+    outs = {c: (o, e) for c, o, e in short.outputs}
+    (convert,) = [c for c in outs if "capture-to-loadfile" in c]
+    summary = outs[convert][1]
+    assert "in /clients/client1/c" in summary and "dropped packets" not in summary, summary
+    body = (tmp_path / "my.load").read_text()
+    assert 'Deltree "/clients/client1"' in body and "/clients/client1/c" in body
+    (once,) = [c for c in outs if "--run-once --strict" in c]
+    (four,) = [c for c in outs if "--clients 4" in c]
+    for c in (once, four):
+        assert "Traceback" not in outs[c][0] + outs[c][1]
+    # four replaying clients each made their own tree
+    trees = sorted(os.listdir(tmp_path / "capture" / "clients"))
+    assert {"client0", "client1", "client2", "client3"} <= set(trees), trees
+
+
+def test_readme_several_machines(tmp_path):
+    """README's master and worker commands, on this host: the URL names a server of ours, the
+    master binds 127.0.0.1 on a free port (announced on its first line), 2 workers instead of
+    8, a shipped loadfile for my.load; the master prints the table and writes run.json with one
+    row per worker, and every process exits 0."""
+    (block,) = [b for b in sh_blocks("README.md") if "--master" in b and "loadgen worker" in b]
+    master_cmd, worker_cmd = commands(block)
+    export = tmp_path / "export"
+    export.mkdir()
+    srv, line = start_server(BIN + "/rpcsrv --export %s --listen 127.0.0.1:0 --no-metrics &" % export)
+    try:
+        url = re.search(r"(nfs://\S+)", line).group(1)
+        cmd = master_cmd.replace(".venv/bin/", BIN + "/")
+        cmd = re.sub(r"'nfs://[^']*'", "'%s'" % url, cmd)
+        cmd = cmd.replace("0.0.0.0:5557", "127.0.0.1:0").replace("--expect-workers 8", "--expect-workers 2")
+        cmd = cmd.replace("0.0.0.0:8089", "127.0.0.1:0").replace("my.load", "metadata")
+        cmd = re.sub(r"--warmup \d+ --time \d+", "--warmup 0 --time 2", cmd)
+        cmd = cmd.replace(" run.json", " " + str(tmp_path / "run.json")) + " --metrics-port 0"
+        master = subprocess.Popen(shlex.split(cmd), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        try:
+            first = master.stdout.readline()
+            m = re.match(r"loadgen: master listening on 127\.0\.0\.1:(\d+), waiting for 2 worker", first)
+            assert m, first + master.stderr.read()
+            wcmd = worker_cmd.replace(".venv/bin/", BIN + "/").replace("10.0.0.5:5557", "127.0.0.1:" + m.group(1))
+            wcmd = wcmd.replace("--processes 4", "--processes 2")
+            worker = subprocess.run(shlex.split(wcmd), cwd=ROOT, capture_output=True, text=True, timeout=180)
+            out, err = master.communicate(timeout=120)
+        finally:
+            if master.poll() is None:
+                master.kill()
+                master.communicate()
+        assert worker.returncode == 0, worker.stderr
+        # README: each worker process says when it connected, started and ended; the supervisor once
+        said = worker.stderr.splitlines()
+        for pattern in (r"loadgen worker: connected to master 127\.0\.0\.1:\d+ as \S+$",
+                        r"loadgen worker: client \d started: workload .*, warmup 0 s, run 2 s, server nfs://",
+                        r"loadgen worker: client \d ended: \d+ ops measured, .*; exit 0$"):
+            assert sum(1 for ln in said if re.match(pattern, ln)) == 2, (pattern, said)
+        assert said[-1] == "loadgen worker: 2 processes ended, exit 0", said
+        assert master.returncode == 0, out + err
+        assert "web UI http://127.0.0.1:" in first
+        doc = json.load(open(tmp_path / "run.json"))
+        assert len(doc["workers"]) == 2 and doc["ops_total"] > 0 and doc["clients"] == 2
+        assert re.search(r"^Throughput .* 2 clients ", out, re.M), out
+    finally:
+        stop_server(srv)
+
+
+def test_readme_ganesha_comparison_parses():
+    """The ganesha block needs ganesha running (docs/ganesha.md): checked against bench's parser here;
+    tests/bench runs a peer for real."""
+    blocks = [b for b in sh_blocks("README.md") if "--peer" in b and "ganesha" in b]
+    assert blocks
+    from loadgen.__main__ import build_parser
+    for cmd in (c for b in blocks for c in commands(b)):
+        argv = shlex.split(cmd.replace("$(cat ganesha.pid)", "1"))
+        build_parser().parse_args(argv[1:])

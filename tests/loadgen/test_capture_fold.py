@@ -79,20 +79,22 @@ def test_render_grammar_and_setup_lines():
     assert [ln for ln in flat.splitlines() if not ln.startswith("#")][-1] == 'GETATTR3 "/" 0x00000000'
 
 
-def test_dot_and_dotdot_lookups_resolve_in_place():
+def rpc(proc, leaves, call=True, t=0.0, entries=()):
+    """A decoded RPC message as capture_tshark yields it (the fields the converter reads)."""
     from types import SimpleNamespace
-    from loadgen.capture import _Call, _Converter
+    r = SimpleNamespace(procedure=proc, server=("s", 2049), client=("c", 1), conn=("tcp", 0), time=t,
+                        frame=0, accepted=True, leaves=leaves, entries=list(entries))
+    r.all = lambda k: [v for kk, v in r.leaves if kk == k]
+    r.get = lambda k, d=None: next((v for kk, v in r.leaves if kk == k), d)
+    return r
 
-    def rpc(proc, leaves, call=True, t=0.0):
-        r = SimpleNamespace(procedure=proc, server=("s", 2049), client=("c", 1), conn=("tcp", 0), time=t,
-                            frame=0, accepted=True, leaves=leaves, entries=[])
-        r.all = lambda k: [v for kk, v in r.leaves if kk == k]
-        r.get = lambda k, d=None: next((v for kk, v in r.leaves if kk == k), d)
-        return r
+
+def test_dot_and_dotdot_lookups_resolve_in_place():
+    from loadgen.capture import _Call, _Converter
     s = Summary()
     conv = _Converter("none", "keep", s)
-    conv.learn("s", "root", "")
-    conv.learn("s", "dfh", "/a/b")
+    conv.handles.learn("s", "root", "")
+    conv.handles.learn("s", "dfh", "/a/b")
     got = []
     for name in ("..", ".", "c"):
         c = _Call(rpc(3, [("nfs.fhandle", "dfh"), ("nfs.name", name)]),
@@ -138,3 +140,56 @@ def test_clients_with_a_home_of_their_own_are_rerooted_not_nested():
     assert 'CREATE3 "/clients/client1/c2/f" 0x00000000' in body
     assert 'CREATE3 "/clients/client1/c3/clients/client5/x" 0x00000000' in body
     assert "in /clients/client1/c2 (captured in /clients/client1)" in s.text()
+
+
+def test_a_hard_linked_handle_is_written_with_a_name_that_still_exists():
+    """loadgen's metadata loadfile: LINK3 a.hard a.txt, a READDIRPLUS3 listing both names (a.hard
+    last), REMOVE3 a.hard, then the close-time COMMIT3 of a.txt's handle right before REMOVE3
+    a.txt. The COMMIT3 is of a.txt (not of the removed a.hard, which a replay by path would get
+    NFS3ERR_NOENT for), and so it is folded as a close-time commit."""
+    from loadgen.capture import _Call, _Converter, _fold_close_commits
+    s = Summary()
+    conv = _Converter("none", "drop", s)
+    conv.handles.learn("s", "root", "")
+    conv.handles.learn("s", "dir", "/m")
+    ok = [("nfs.status3", "0")]
+    calls = [
+        (8, [("nfs.fhandle", "dir"), ("nfs.name", "a.txt")], ok + [("nfs.fhandle", "F")], ()),
+        (15, [("nfs.fhandle", "F"), ("nfs.fhandle", "dir"), ("nfs.name", "a.hard")], ok, ()),
+        (17, [("nfs.fhandle", "dir"), ("nfs.cookie3", "0")], ok,
+         [[("nfs.readdirplus.entry.name", "a.txt"), ("nfs.fhandle", "F")],
+          [("nfs.readdirplus.entry.name", "a.hard"), ("nfs.fhandle", "F")]]),
+        (12, [("nfs.fhandle", "dir"), ("nfs.name", "a.hard")], ok, ()),
+        (21, [("nfs.fhandle", "F")], ok, ()),
+        (12, [("nfs.fhandle", "dir"), ("nfs.name", "a.txt")], ok, ()),
+        (1, [("nfs.fhandle", "F")], [("nfs.status3", "70")], ()),
+    ]
+    lines = []
+    for t, (proc, call, reply, entries) in enumerate(calls):
+        ln = conv.line(_Call(rpc(proc, call, t=float(t)), rpc(proc, reply, call=False, entries=entries)))
+        lines.append(ln)
+    assert [(ln.op, ln.paths[0]) for ln in lines] == [
+        ("CREATE3", "/m/a.txt"), ("LINK3", "/m/a.hard"), ("READDIRPLUS3", "/m"), ("REMOVE3", "/m/a.hard"),
+        ("COMMIT3", "/m/a.txt"), ("REMOVE3", "/m/a.txt"), ("GETATTR3", "/m/a.txt")]
+    kept = _fold_close_commits(lines, s)
+    assert "COMMIT3" not in [ln.op for ln in kept]
+
+
+def test_handle_paths_rename_and_forget():
+    from loadgen.capture_paths import HandlePaths
+    h = HandlePaths()
+    h.learn("s", "D", "/d")
+    h.learn("s", "F", "/d/f")
+    h.learn("s", "G", "/e/g")
+    h.learn("s", "G", "/d/g")              # a second name for G
+    h.rename("s", "/d", "/x")              # a directory moves: every name under it
+    assert h.path("s", "D", None) == "/x" and h.path("s", "F", None) == "/x/f"
+    assert h.path("s", "G", None) == "/e/g"
+    h.forget("s", "/e/g")
+    assert h.path("s", "G", None) == "/x/g"
+    h.learn("s", "H", "/x/h")
+    h.rename("s", "/x/f", "/x/h")          # over H: H's name is gone, H keeps it as its last
+    assert h.path("s", "F", None) == "/x/h" and h.path("s", "H", None) == "/x/h"
+    h.learn("s", "H2", "/x/h")             # a new file under that name later
+    h.forget("s", "/x/h")
+    assert h.path("s", "U", "0x1234abcd") == "/pre-capture/fh-1234abcd" and ("s", "U") in h.pre
