@@ -392,3 +392,45 @@ def test_readme_ganesha_comparison_parses():
     for cmd in (c for b in blocks for c in commands(b)):
         argv = shlex.split(cmd.replace("$(cat ganesha.pid)", "1"))
         build_parser().parse_args(argv[1:])
+
+
+#: which test runs (or, for what needs another machine or ganesha, parses) each of README's sh
+#: blocks: a block no entry claims fails test_every_readme_block_is_claimed
+CLAIMS = {
+    "test_readme_make_commands_are_the_makefiles": lambda b: b.startswith("make bench"),
+    "test_readme_running_the_parts": lambda b: "mkdir -p /tmp/nfsbulk-export" in b,
+    "test_readme_standalone_commands": lambda b: "loadgen bench" in b and "alloc.bench" in b,
+    "test_readme_capture_walkthrough": lambda b: "capture-to-loadfile" in b,
+    "test_readme_several_machines": lambda b: "--master" in b and "loadgen worker" in b,
+    "test_readme_ganesha_comparison_parses": lambda b: "--peer" in b and "ganesha" in b,
+}
+
+
+def test_every_readme_block_is_claimed():
+    for block in sh_blocks("README.md"):
+        owners = [name for name, claims in CLAIMS.items() if claims(block)]
+        assert len(owners) == 1, (owners, block[:200])
+        assert owners[0] in globals()
+
+
+def test_readme_bench_comparison_runs(tmp_path):
+    """The first comparison of README's block, shortened (2 rounds of 1 s, two strategies, one
+    client, 2,000 client.txt lines): the table, the verdict lines, the JSON and the PNG it
+    promises; then `loadgen compare` of that JSON with itself (README: two runs side by side)."""
+    (block,) = [b for b in sh_blocks("README.md") if CLAIMS["test_readme_standalone_commands"](b)]
+    cmd = next(c for c in commands(block) if c.startswith(".venv/bin/loadgen bench --profile rw256k,dbench"))
+    cmd = cmd.replace(".venv/bin/", BIN + "/").replace("--rounds 3", "--rounds 2")
+    cmd = cmd.replace(" bench.json", " %s/bench.json" % tmp_path).replace(" bench.png", " %s/bench.png" % tmp_path)
+    cmd += " --time 1 --warmup 0 --strategies single,array --clients 1 --dbench-lines 2000"
+    r = subprocess.run(shlex.split(cmd), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    for prof in ("rw256k", "dbench"):
+        assert re.search(r"^verdict %s: array vs single: ops/s x[\d.]+ \[" % prof, r.stdout, re.M), r.stdout[-3000:]
+    assert "svc_alloc_arg us/call" in r.stdout and "server CPU us/op" in r.stdout
+    doc = json.load(open(tmp_path / "bench.json"))
+    assert set(doc["profiles"]) == {"rw256k", "dbench"} and set(doc["strategies"]) == {"single", "array"}
+    assert (tmp_path / "bench.png").stat().st_size > 10_000
+    c = subprocess.run([BIN + "/loadgen", "compare", str(tmp_path / "bench.json"), str(tmp_path / "bench.json")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert c.returncode == 0, c.stderr
+    assert "array" in c.stdout and "x1.000" in c.stdout, c.stdout
