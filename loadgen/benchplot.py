@@ -29,6 +29,21 @@ def _err(median, ci):
     return (max(0.0, median - ci[0]), max(0.0, ci[1] - median))
 
 
+def _log(axis) -> None:
+    """Plain-number labels on a log axis, as many as its span leaves room for: 0.7, 1, 1.5, 2, 3, 5
+    within about a decade, 1, 2, 5 within three, decades beyond (matplotlib's default labels every
+    minor tick as 3x10^-1 on a short axis, and they overlap). Call it once the data are drawn."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    lo, hi = sorted(axis.get_view_interval())
+    decades = math.log10(hi / lo) if lo > 0 and hi > 0 else 99.0
+    subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades <= 1.3 else (1.0, 2.0, 5.0) if decades <= 3.0 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: "%g" % v))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _hist(rounds):
     """[(bucket upper bound in us, calls)] summed over rounds, cumulative counts undone; +Inf dropped."""
     acc = {}
@@ -66,6 +81,7 @@ def _forest(ax, comparisons: dict, baseline, prof: str) -> None:
         ax.errorbar([ratio], [y], xerr=[[lo], [hi]], fmt="o", color=colour, capsize=4)
     ax.axvline(1.0, color="0.4", lw=1, ls="--")
     ax.set_xscale("log")
+    _log(ax.xaxis)
     ax.set_yticks(ys, [r[0] for r in rows], fontsize=8)
     ax.set_xlabel("ratio to %s (paired, 95 %% CI, log axis)\na CI crossing 1: no significant difference"
                   % (label(baseline) if baseline else "the baseline"))
@@ -117,6 +133,7 @@ def plot(path: str, doc: dict) -> None:
                label="kernel 5.13 (Chuck Lever)")
         ax.set_xticks(xs, [label(s) for s in names], rotation=15)
         ax.set_yscale("log")
+        _log(ax.yaxis)
         ax.set_ylabel("svc_alloc_arg µs per call (log)")
         ax.set_title("svc_alloc_arg cost, %s" % prof)
         ax.legend()
@@ -142,7 +159,8 @@ def plot(path: str, doc: dict) -> None:
         ax.set_xscale("log")
         if lo is not None:
             ax.set_xlim(lo, hi)
-        ax.set_xlabel("svc_alloc_arg time (µs, bucket upper bound; the axis spans 99.9 % of calls)")
+        _log(ax.xaxis)
+        ax.set_xlabel("svc_alloc_arg time (µs, bucket upper bound)\nthe axis spans 99.9 % of the calls")
         ax.set_ylabel("calls per bucket (all rounds)")
         ax.set_title("svc_alloc_arg latency distribution, %s" % prof)
         ax.legend()

@@ -99,3 +99,32 @@ def test_readme_results_are_the_committed_runs():
     assert "seed %d)" % doc["settings"]["seed"] in results
     assert doc["meta"]["git_commit"][:7] in results and doc["meta"]["timestamp"][:10] in results
     assert os.path.getsize(os.path.join(ROOT, "docs", "bench-2core.png")) > 50_000
+
+
+def test_readme_ganesha_table_is_the_committed_runs():
+    """The rpcsrv/ganesha table: each row's medians, and the inverses of bench's paired ganesha/array
+    ratios with their CIs, as docs/vs-ganesha-2core.json.gz (the run behind vs-ganesha-2core.png) has them."""
+    import gzip
+    import json
+
+    with gzip.open(os.path.join(ROOT, "docs", "vs-ganesha-2core.json.gz"), "rt") as f:
+        doc = json.load(f)
+    readme = _read("README.md")
+    rows = {}
+    for line in readme[readme.index("| workload | rpcsrv ops/s | ganesha ops/s"):].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].split()[0]] = cells[1:]
+    names = {"rw256k": "rw256k", "nfs3": "dbench's", "dbench": "client.txt"}
+    assert set(rows) == set(names.values()) and set(doc["profiles"]) == set(names)
+
+    def inv(c):
+        return "%.2f [%.2f, %.2f]" % (1 / c["ratio"], 1 / c["ci95"][1], 1 / c["ci95"][0])
+    for prof, res in doc["profiles"].items():
+        a, g, c = res["strategies"]["array"], res["peers"]["ganesha"], res["comparisons"]["ganesha"]
+        assert rows[names[prof]] == [format(round(a["ops_per_s"]), ","), format(round(g["ops_per_s"]), ","),
+                                     inv(c["ops_per_s"]),
+                                     "%.1f / %.1f" % (a["server_cpu_us_per_op"], g["server_cpu_us_per_op"]),
+                                     inv(c["server_cpu_us_per_op"])], prof
+    assert doc["meta"]["git_commit"][:7] in readme and doc["settings"]["seed"] == 1314
