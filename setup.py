@@ -25,8 +25,9 @@ extensions = [
     Extension("rpcsrv.fast._fast", ["rpcsrv/fast/_fast.pyx"], include_dirs=["rpcsrv/fast"],
               extra_compile_args=CFLAGS + ["-D_GNU_SOURCE"],
               depends=["rpcsrv/fast/%s" % h for h in ("blake2.h", "fp_core.h", "fp_fh.h", "fp_drc.h",
-                                                       "fp_ops.h", "fp_dirops.h", "fp_readdir.h",
-                                                       "fp_stats.h", "fp_proof.h", "fp_listing.h")]),
+                                                       "fp_ops.h", "fp_dir.h", "fp_dirops.h",
+                                                       "fp_readdir.h", "fp_process.h", "fp_stats.h",
+                                                       "fp_proof.h", "fp_listing.h")]),
 ]
 
 setup(

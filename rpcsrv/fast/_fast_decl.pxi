@@ -1,6 +1,6 @@
 # Declarations of the C parts (fp_*.h) and of the system calls the loop uses. Included by _fast.pyx.
 
-cdef extern from "fp_dirops.h" nogil:
+cdef extern from "fp_process.h" nogil:
     ctypedef struct fp_conf:
         uint8_t mac_key[32]
         uint8_t name_key[32]

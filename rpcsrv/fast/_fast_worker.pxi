@@ -519,7 +519,8 @@ EVENTS = {"stop": EV_STOP, "record": EV_RECORD, "close": EV_CLOSE, "accept": EV_
 
 
 def blake2s(bytes key, bytes data, int size):
-    """The fast path's BLAKE2s (tests hold it to hashlib's)."""
+    """The fast path's BLAKE2s, digest size 1..32, key 0..32 bytes (tests/fast/test_hash_twins.py holds it
+    to hashlib.blake2s)."""
     cdef uint8_t out[32]
     nb_blake2s(out, size, <const uint8_t *><const char *>key, len(key), <const uint8_t *><const char *>data,
                len(data))
@@ -527,6 +528,8 @@ def blake2s(bytes key, bytes data, int size):
 
 
 def blake2b(bytes key, bytes data, int size):
+    """The fast path's BLAKE2b, digest size 1..64, key 0..64 bytes (tests/fast/test_hash_twins.py holds it
+    to hashlib.blake2b)."""
     cdef uint8_t out[64]
     nb_blake2b(out, size, <const uint8_t *><const char *>key, len(key), <const uint8_t *><const char *>data,
                len(data))
@@ -534,6 +537,6 @@ def blake2b(bytes key, bytes data, int size):
 
 
 def crc32(bytes data):
-    """The fast path's CRC-32 (tests hold it to zlib's)."""
+    """The fast path's CRC-32 (tests/fast/test_hash_twins.py holds it to zlib.crc32)."""
     fp_crc_init()
     return fp_crc32(<const uint8_t *><const char *>data, len(data))

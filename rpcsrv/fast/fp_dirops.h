@@ -1,71 +1,10 @@
-/* The fast path's directory procedures (LOOKUP, CREATE, REMOVE, READDIRPLUS) and fp_process, which
- * decodes a call and runs its procedure. Same rules as fp_ops.h: C twins of rpcsrv.nfsd.nfs3's
- * handlers, falling back to Python before any side effect for what they do not serve. */
+/* The fast path's directory procedures LOOKUP, CREATE and REMOVE (READDIRPLUS: fp_readdir.h; what
+ * they share: fp_dir.h). Same rules as fp_ops.h: C twins of rpcsrv.nfsd.nfs3's handlers, falling
+ * back to Python before any side effect for what they do not serve. */
 #ifndef NFSBULK_FP_DIROPS_H
 #define NFSBULK_FP_DIROPS_H
 
-#include "fp_ops.h"
-
-/* A directory resolved from the cache, and the kernel handle its own handle carries (the parent
- * part of its children's handles). */
-typedef struct {
-    fp_obj o;
-    const uint8_t *fh;
-    uint32_t fhlen;
-    uint8_t ht;
-    const uint8_t *hb;
-    uint32_t hn;
-} fp_dir;
-
-static int fp_resolve_dir(fp_req *q, const uint8_t *fh, uint32_t n, fp_dir *d) {
-    if (fp_fh_check(q->conf, fh, n, &d->ht, &d->hb, &d->hn)) return -1;
-    if (fp_resolve(q, fh, n, &d->o)) return -1;
-    if (!S_ISDIR(d->o.st.st_mode)) { fp_release(q, &d->o); return -1; }   /* NOTDIR: Python's */
-    d->fh = fh;
-    d->fhlen = n;
-    return 0;
-}
-
-static inline int fp_is_root(const fp_req *q, const struct stat *st) {
-    return (uint64_t)st->st_dev == q->conf->root_dev && (uint64_t)st->st_ino == q->conf->root_ino;
-}
-
-/* Export._child for a name other than "." and "..": open it (O_PATH, no symlink followed), lstat
- * it, and make its handle. 0 with *fd (the caller owns it); an nfsstat3 (*fd -1) for a system
- * call's error (Python's OSError); FP_CHILD_NOFH | status when the object is there but gets no
- * handle (Python's NfsError: a mount point is ACCES, an unencodable handle SERVERFAULT). */
-#define FP_CHILD_NOFH 0x40000000u
-static uint32_t fp_child(fp_req *q, const fp_dir *d, const uint8_t *name, uint32_t nlen, uint8_t *fh,
-                         uint32_t *fhlen, struct stat *st, int *fd) {
-    char z[FP_MAXNAMLEN + 1];
-    uint8_t ht, hb[128];
-    uint32_t hn;
-    int mnt, r;
-    memcpy(z, name, nlen);
-    z[nlen] = 0;
-    *fd = openat(d->o.e->fd, z, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (*fd < 0) return fp_nfsstat(errno);
-    if (fstat(*fd, st) != 0) { r = errno; close(*fd); *fd = -1; return fp_nfsstat(r); }
-    if ((uint64_t)st->st_dev != q->conf->root_dev) { close(*fd); *fd = -1; return FP_CHILD_NOFH | NFS3ERR_ACCES; }
-    if (fp_is_root(q, st)) {
-        memcpy(fh, q->conf->root_fh, q->conf->root_fh_len);
-        *fhlen = q->conf->root_fh_len;
-        return 0;
-    }
-    if ((r = fp_kernel_handle(*fd, &ht, hb, &hn, &mnt)) != 0) {
-        close(*fd); *fd = -1;
-        return r == -EOVERFLOW ? FP_CHILD_NOFH | NFS3ERR_SERVERFAULT : fp_nfsstat(-r);
-    }
-    if (mnt != q->conf->mount_id) { close(*fd); *fd = -1; return FP_CHILD_NOFH | NFS3ERR_ACCES; }
-    if (8 + hn + FP_FH_MAC > FP_FHSIZE) { close(*fd); *fd = -1; return FP_CHILD_NOFH | NFS3ERR_SERVERFAULT; }
-    *fhlen = fp_fh_pack(q->conf, fh, ht, hb, hn, !S_ISDIR(st->st_mode), d->ht, d->hb, d->hn);
-    return 0;
-}
-
-/* verified_add(): a child found by name in a verified directory is inside; the cache owns fd */
-static inline void fp_remember(fp_req *q, const uint8_t *fh, uint32_t n, int fd, const struct stat *st) {
-    fp_fhc_insert(q->fhc, fh, n, fd, (uint64_t)st->st_dev, (uint64_t)st->st_ino, fp_now() + q->conf->fd_ttl);
-}
+#include "fp_dir.h"
 
 static int fp_lookup(fp_req *q, xr_t *r) {
     uint32_t n, nlen, st_;
@@ -230,55 +169,6 @@ static int fp_remove(fp_req *q, xr_t *r) {
     fp_drc_store(q, &k);
     fp_release(q, &d.o);
     return FP_SERVED;
-}
-
-#include "fp_readdir.h"
-
-/* Decode the call held in q's pages and serve it if it is one of ours: FP_SERVED (the reply is in
- * the pages from reply_slot, or there is nothing to send) or FP_FALLBACK (nothing done). */
-static int fp_process(fp_req *q) {
-    xr_t r;
-    int rc;
-    if (fp_parse_call(q->rec, q->head_len, &q->call) != 0) return FP_FALLBACK;
-    if (q->call.prog != 100003 || q->call.vers != 3) return FP_FALLBACK;
-    fp_who_from(&q->who, q->conf, q->call.have_cred, q->call.uid, q->call.gid, q->call.gids,
-                (int)q->call.ngids);
-    r.p = q->rec;
-    r.len = q->head_len;
-    r.pos = q->call.args;
-    r.bad = 0;
-    q->payload = 0;
-    q->send = q->counted = 1;
-    q->drc_state = -1;
-    q->read_bytes = q->write_bytes = 0;
-    /* the read procedures run in a containment transaction (fp_proof.h); the others prove their
-     * handles after applying the queued events */
-    q->reading = q->call.proc == 1 || q->call.proc == 3 || q->call.proc == 4 || q->call.proc == 6 ||
-                 q->call.proc == 17 || q->call.proc == 18 || q->call.proc == 19;
-    if (q->reading) fp_txn_begin(q->pf, &q->txn);
-    switch (q->call.proc) {
-    case 0:
-        if (q->rec_len != q->call.args) return FP_FALLBACK;
-        xw_success(&q->w, q->call.xid);
-        q->status = NFS3_OK;
-        return FP_SERVED;
-    case 1: rc = fp_getattr(q, &r); break;
-    case 2: return fp_setattr(q, &r);
-    case 3: rc = fp_lookup(q, &r); break;
-    case 4: rc = fp_access_proc(q, &r); break;
-    case 6: rc = fp_read(q, &r); break;
-    case 7: return fp_write(q, &r);
-    case 8: return fp_create(q, &r);
-    case 12: return fp_remove(q, &r);
-    case 17: rc = fp_readdirplus(q, &r); break;
-    case 18: case 19: rc = fp_fsquery(q, &r, (int)q->call.proc); break;
-    case 21: return fp_commit(q, &r);
-    default: return FP_FALLBACK;
-    }
-    /* a read whose proofs did not hold until now (a local rename raced it): the Python path runs
-     * it again (its reply pages are rewritten) */
-    if (rc == FP_SERVED && !fp_pf_held(q->pf, &q->txn)) return FP_FALLBACK;
-    return rc;
 }
 
 #endif

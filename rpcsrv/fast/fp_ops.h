@@ -1,5 +1,5 @@
 /* The fast path's request and its file procedures: GETATTR, ACCESS, READ, WRITE, COMMIT, FSSTAT,
- * FSINFO, SETATTR (directory procedures: fp_dirops.h).
+ * FSINFO, SETATTR (directory procedures: fp_dirops.h, fp_readdir.h).
  *
  * Each is the C twin of its handler in rpcsrv.nfsd.nfs3 and answers byte for byte as it does
  * (nfsd/nfs3.py has the semantics; comments here name the steps). The rule that keeps the two

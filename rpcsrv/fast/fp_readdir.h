@@ -6,12 +6,14 @@
  * directory's inode number. A page from cookie 0 reads the listing afresh; a continuation page
  * reuses a listing of the unchanged directory at most a ttl old (fp_listing.h), as the Python
  * path does. The
- * reply's bytes are counted as nfs3res.DirBudget counts them. Included by fp_dirops.h. */
+ * reply's bytes are counted as nfs3res.DirBudget counts them. Included by fp_process.h. */
 #ifndef NFSBULK_FP_READDIR_H
 #define NFSBULK_FP_READDIR_H
 
 #include <dirent.h>
 #include <sys/syscall.h>
+
+#include "fp_dir.h"
 
 /* qsort_r's comparison (the names buffer as its context: workers sort at once, so no global) */
 static int fp_dent_cmp(const void *a, const void *b, void *names) {

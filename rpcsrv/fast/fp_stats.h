@@ -6,6 +6,7 @@
 #define NFSBULK_FP_STATS_H
 
 #include <stdint.h>
+#include <time.h>
 
 #define FP_NPROC 22                  /* NFSPROC3 0..21 */
 #define FP_NSTAT 30                  /* nfsstat3 values, densely numbered by fp_stat_index */
