@@ -272,7 +272,8 @@ class Tree:
                         out.append("%s:%d: calls .%s()" % (rel, call.lineno, call.func.attr))
             else:
                 text = _c_code(self.text(rel))
-                out.extend("%s: cdef extern from %r" % (rel, h) for h in self.externs(rel)[1] if h in SOCKET_HEADERS)
+                out.extend("%s: cdef extern from %r" % (rel, h) for h in self.externs(rel)[1]
+                           if h in SOCKET_HEADERS)
                 out.extend("%s: calls .%s()" % (rel, f) for f in _called(text, SOCKET_METHODS, method=True))
                 out.extend("%s: calls %s()" % (rel, f) for f in _called(text, SOCKET_C_CALLS))
         return out
@@ -385,7 +386,7 @@ def c_definitions(text):
 
     for t in _C_TOKEN.findall(rest):
         if t == "{":
-            if len(stmt) >= 2 and depth == 0 and stmt[-2] in ("struct", "union", "enum") and _IDENT.match(stmt[-1]):
+            if depth == 0 and stmt[-2:-1] in (["struct"], ["union"], ["enum"]) and _IDENT.match(stmt[-1]):
                 names.add(stmt[-1])                                             # a tag
             if depth == 0 and (stmt[-1:] == ["enum"] or stmt[-2:-1] == ["enum"]):
                 enum_depth = depth + 1
