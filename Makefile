@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 # README and grafana/README fetch /metrics with curl (not in a minimal Debian)
 APT_PKGS += curl
 
-.PHONY: setup apt venv build test bench clean
+.PHONY: setup apt venv build test test-long bench clean
 
 setup: apt venv build
 
@@ -40,8 +40,13 @@ build: $(VENV)/.stamp-pip
 	@$(PY) setup.py -q build_ext --inplace 2>&1 | grep -v '^\(running\|copying\)' || true
 	@$(PY) -c 'import alloc._core, rpcsrv.xprt._pageio, rpcsrv.xprt._udpfast, loadgen._flood'
 
+# every test but the long ones (pyproject's addopts deselect the `long` marker)
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# only the long ones: the 60 s soak with a server restart and 16 clients churning files for 60 s
+test-long: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m long tests
 
 # The main job: the allocator microbenchmark, then rpcsrv under load with every
 # strategy the server lists (both profiles; each round runs every strategy once

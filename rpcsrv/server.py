@@ -53,7 +53,7 @@ from rpcsrv.svc.dispatch import Dispatcher
 from rpcsrv.svc.rqst import SvcRqst
 from rpcsrv.svc.svc import ReplyCache, Request, Svc, XprtLimits
 from rpcsrv.xprt import _pageio
-from rpcsrv.xprt.tcp import CLOSED, PARTIAL, TcpListener, TcpPayloadIO, listen, send_reply
+from rpcsrv.xprt.tcp import CLOSED, PARTIAL, TcpListener, TcpPayloadIO, bound_address, listen, send_reply
 
 log = logging.getLogger("rpcsrv")
 
@@ -284,7 +284,7 @@ class Server:
             raise StartupError("--listen %s:%d: cannot listen: %s"
                                % (self.config.host, self.config.port, _why(e))) from e
         self._fast_sock = sock
-        self.host, self.port = sock.getsockname()[:2]
+        self.host, self.port = bound_address(sock)
         if self.config.udp is not None:
             try:
                 self._start_udp()

@@ -266,6 +266,11 @@ def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
     return s
 
 
+def bound_address(sock: socket.socket) -> tuple[str, int]:
+    """(host, port) a socket is bound to: the port the kernel chose for a listen on port 0."""
+    return sock.getsockname()[:2]
+
+
 #: over the parking budget, a partial record waits at most this long for its rest
 PARK_WAIT = 0.02
 #: after a parking shortage, the sweep closes parked records idle at least this long
@@ -452,7 +457,7 @@ class TcpListener:
                  max_connections: int = 1024, partial_budget: int = 0, on_close=None,
                  on_connections=None, on_accept_error=None):
         self.sock = listen(host, port)
-        self.host, self.port = self.sock.getsockname()[:2]
+        self.host, self.port = bound_address(self.sock)
         self.max_record = max_record
         self.allocator = allocator
         self.allow = allow
