@@ -10,9 +10,9 @@ from .contain import check_name
 from .errors import NfsError, nfsstat_from_oserror
 from .export import Export
 from .files import FileLease
-from .handles import FH_MAC_LEN, FH_VERSION, StateDirError, default_state_dir, load_or_create_key, prune_state, \
-    state_home
+from .handles import FH_MAC_LEN, FH_VERSION
 from .objects import DirEntry, FsInfo, FsStat, Obj, PathConf
+from .state import StateDirError, default_state_dir, load_or_create_key, prune_state, state_home
 
 __all__ = ["Export", "NfsError", "nfsstat_from_oserror", "check_name", "Obj", "DirEntry", "FsStat",
            "FsInfo", "PathConf", "FileLease", "FH_VERSION", "FH_MAC_LEN", "default_state_dir",

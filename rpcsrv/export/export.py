@@ -51,11 +51,11 @@ from ..proto.nfs3const import (
 from .contain import O_PATH_FLAGS, Containment, check_name, is_whole_fs_mount, split_rel
 from .errors import NfsError
 from .files import FileLease, OpenFiles
-from .handles import KERNEL, MIN_FH, HandleCodec, StateDirError, default_state_dir, kernel_handle, \
-    load_or_create_key, open_kernel_handle, record_export
+from .handles import KERNEL, MIN_FH, HandleCodec, kernel_handle, open_kernel_handle
 from .inodes import InodeIndex, generation
 from .objects import DirEntry, FsInfo, FsStat, Obj, PathConf, detach
 from .readdir import COOKIE_DOT, COOKIE_DOTDOT, DirListings, page_end
+from .state import StateDirError, default_state_dir, load_or_create_key, record_export
 
 __all__ = ["Export"]
 
@@ -67,7 +67,7 @@ class Export:
     """One exported directory.  See the module docstring for the theory.
 
     ``key``: handle MAC key (tests); default: read/created in ``state_dir``
-    (default handles.default_state_dir), which must not lie inside the export.
+    (default state.default_state_dir), which must not lie inside the export.
     ``handle_mode``: "auto" (kernel if it works, else inode), "kernel", "inode".
     ``fd_ttl``: how long the open-file cache keeps an fd (never a proof: every use is proven);
     ``proof_cache``: objects whose proofs are kept (one inotify watch each).

@@ -16,8 +16,8 @@ import struct
 from typing import Any, NamedTuple
 
 from .nfs3const import NFS3_COOKIEVERFSIZE, NFS3_FHSIZE, NFS3_MAXPATHLEN, NFS3_WRITEVERFSIZE, NFSSTAT3_NAMES
-from .nfs3xdr import (_FALSE, _FATTR, _POST_ATTR, _TRUE, _U64, _fattr_fields, _u32, pack_post_op_attr,
-                      pack_post_op_fh3, pack_wcc_data)
+from .nfs3xdr import (FATTR3_STRUCT, POST_OP_ATTR_STRUCT, U64_STRUCT, XDR_FALSE, XDR_TRUE, fattr3_fields,
+                      pack_post_op_attr, pack_post_op_fh3, pack_u32, pack_wcc_data)
 
 __all__ = [
     "GetattrRes", "WccRes", "LookupRes", "AccessRes", "ReadlinkRes", "ReadRes", "WriteRes",
@@ -154,7 +154,7 @@ def read_payload_len(res: ReadRes) -> int:
 # --------------------------------------------------------------------------
 # sizes: worst-case encoded results (bytes), as the kernel's pc_xdrressize
 
-FATTR3_SIZE = _FATTR.size                       # 84
+FATTR3_SIZE = FATTR3_STRUCT.size                       # 84
 _POST_OP_ATTR = 4 + FATTR3_SIZE                 # 88
 _WCC_DATA = (4 + 24) + _POST_OP_ATTR            # pre_op_attr + post_op_attr
 _FH3 = 4 + NFS3_FHSIZE
@@ -236,19 +236,19 @@ class DirBudget:
 
 def encode_getattr(p, r):
     if r.status == 0:
-        p.append(_POST_ATTR.pack(0, *_fattr_fields(r.attr, r.fsid)))   # status OK + fattr3
+        p.append(POST_OP_ATTR_STRUCT.pack(0, *fattr3_fields(r.attr, r.fsid)))   # status OK + fattr3
     else:
-        p.append(_u32(r.status))
+        p.append(pack_u32(r.status))
 
 
 def encode_wcc_only(p, r):
     """SETATTR, REMOVE, RMDIR: status + wcc_data in both arms."""
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     pack_wcc_data(p, r.pre, r.post, r.fsid)
 
 
 def encode_lookup(p, r):
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     if r.status == 0:
         p.pack_opaque(r.fh, NFS3_FHSIZE)
         pack_post_op_attr(p, r.attr, r.fsid)
@@ -256,14 +256,14 @@ def encode_lookup(p, r):
 
 
 def encode_access(p, r):
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     pack_post_op_attr(p, r.attr, r.fsid)
     if r.status == 0:
-        p.append(_u32(r.access))
+        p.append(pack_u32(r.access))
 
 
 def encode_readlink(p, r):
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     pack_post_op_attr(p, r.attr, r.fsid)
     if r.status == 0:
         p.pack_opaque(r.target)
@@ -275,7 +275,7 @@ _READ_TAIL = struct.Struct(">III")
 def encode_read(p, r):
     """Everything of READ3resok up to and including the data length word;
     the server appends r.count data bytes and the padding."""
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     pack_post_op_attr(p, r.attr, r.fsid)
     if r.status == 0:
         p.append(_READ_TAIL.pack(r.count, 1 if r.eof else 0, r.count))
@@ -285,7 +285,7 @@ _WRITE_TAIL = struct.Struct(">Ii")
 
 
 def encode_write(p, r):
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     pack_wcc_data(p, r.pre, r.post, r.fsid)
     if r.status == 0:
         p.append(_WRITE_TAIL.pack(r.count, r.committed))
@@ -294,7 +294,7 @@ def encode_write(p, r):
 
 def encode_diropres(p, r):
     """CREATE, MKDIR, SYMLINK, MKNOD."""
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     if r.status == 0:
         pack_post_op_fh3(p, r.fh)
         pack_post_op_attr(p, r.attr, r.fsid)
@@ -302,19 +302,19 @@ def encode_diropres(p, r):
 
 
 def encode_rename(p, r):
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     pack_wcc_data(p, r.from_pre, r.from_post, r.fsid)
     pack_wcc_data(p, r.to_pre, r.to_post, r.fsid)
 
 
 def encode_link(p, r):
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     pack_post_op_attr(p, r.attr, r.fsid)
     pack_wcc_data(p, r.dir_pre, r.dir_post, r.fsid)
 
 
 def _encode_readdir(p, r, plus):
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     fsid = r.fsid
     pack_post_op_attr(p, r.dir_attr, fsid)
     if r.status != 0:
@@ -322,17 +322,17 @@ def _encode_readdir(p, r, plus):
     p.pack_fopaque(NFS3_COOKIEVERFSIZE, r.verf)
     append = p.append
     pack_opaque = p.pack_opaque
-    u64 = _U64.pack
+    u64 = U64_STRUCT.pack
     for e in r.entries:
-        append(_TRUE)
+        append(XDR_TRUE)
         append(u64(e.fileid))
         pack_opaque(e.name)
         append(u64(e.cookie))
         if plus:
             pack_post_op_attr(p, e.stat, fsid)
             pack_post_op_fh3(p, e.fh)
-    append(_FALSE)
-    append(_TRUE if r.eof else _FALSE)
+    append(XDR_FALSE)
+    append(XDR_TRUE if r.eof else XDR_FALSE)
 
 
 def encode_readdir(p, r):
@@ -349,14 +349,14 @@ _PATHCONF = struct.Struct(">6I")
 
 
 def encode_fsstat(p, r):
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     pack_post_op_attr(p, r.attr, r.fsid)
     if r.status == 0:
         p.append(_FSSTAT.pack(*r.info))
 
 
 def encode_fsinfo(p, r):
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     pack_post_op_attr(p, r.attr, r.fsid)
     if r.status == 0:
         i = r.info
@@ -366,7 +366,7 @@ def encode_fsinfo(p, r):
 
 
 def encode_pathconf(p, r):
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     pack_post_op_attr(p, r.attr, r.fsid)
     if r.status == 0:
         c = r.info
@@ -376,7 +376,7 @@ def encode_pathconf(p, r):
 
 
 def encode_commit(p, r):
-    p.append(_u32(r.status))
+    p.append(pack_u32(r.status))
     pack_wcc_data(p, r.pre, r.post, r.fsid)
     if r.status == 0:
         p.pack_fopaque(NFS3_WRITEVERFSIZE, r.verf)

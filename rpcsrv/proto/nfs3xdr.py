@@ -39,6 +39,8 @@ __all__ = [
     "pack_post_op_attr", "pack_pre_op_attr", "pack_wcc_data", "pack_post_op_fh3", "pack_fattr3",
     "decode_fh3", "decode_filename3", "decode_nfspath3", "decode_nfstime3",
     "decode_sattr3", "decode_diropargs3",
+    # the encoding pieces nfs3res builds its replies from
+    "XDR_TRUE", "XDR_FALSE", "pack_u32", "FATTR3_STRUCT", "POST_OP_ATTR_STRUCT", "U64_STRUCT", "fattr3_fields",
 ]
 
 #: filename3 is an unbounded string in RFC 1813: accept up to this many bytes
@@ -51,17 +53,17 @@ PATH_DECODE_MAX = NFS3_MAXPATHLEN
 SERVER_TIME = "server-time"
 
 _U32 = 0xFFFFFFFF
-_TRUE = b"\0\0\0\1"
-_FALSE = b"\0\0\0\0"
+XDR_TRUE = b"\0\0\0\1"
+XDR_FALSE = b"\0\0\0\0"
 
-_u32 = struct.Struct(">I").pack
+pack_u32 = struct.Struct(">I").pack
 # fattr3: type mode nlink uid gid | size used | rdev(2) | fsid fileid | atime mtime ctime (s, ns)
-_FATTR = struct.Struct(">5I2Q2I2Q6I")
-_POST_ATTR = struct.Struct(">6I2Q2I2Q6I")       # TRUE + fattr3
+FATTR3_STRUCT = struct.Struct(">5I2Q2I2Q6I")
+POST_OP_ATTR_STRUCT = struct.Struct(">6I2Q2I2Q6I")       # TRUE + fattr3
 _PRE_ATTR = struct.Struct(">IQ4I")              # TRUE + wcc_attr
 _PRE_POST = struct.Struct(">IQ4I6I2Q2I2Q6I")    # TRUE + wcc_attr + TRUE + fattr3
 _TIME = struct.Struct(">2I")
-_U64 = struct.Struct(">Q")
+U64_STRUCT = struct.Struct(">Q")
 
 _FTYPE = {
     _stat.S_IFREG: Ftype3.REG.value, _stat.S_IFDIR: Ftype3.DIR.value,
@@ -96,7 +98,7 @@ def _times(st):
     return a, an, m, mn, c, cn
 
 
-def _fattr_fields(st, fsid):
+def fattr3_fields(st, fsid):
     mode = st.st_mode
     fmt = mode & 0o170000
     if fmt in _CHR_BLK:
@@ -111,20 +113,20 @@ def _fattr_fields(st, fsid):
 
 
 def pack_fattr3(p, st, fsid):
-    p.append(_FATTR.pack(*_fattr_fields(st, fsid)))
+    p.append(FATTR3_STRUCT.pack(*fattr3_fields(st, fsid)))
 
 
 def pack_post_op_attr(p, st, fsid):
     """post_op_attr: FALSE if st is None, else TRUE + fattr3."""
     if st is None:
-        p.append(_FALSE)
+        p.append(XDR_FALSE)
     else:
-        p.append(_POST_ATTR.pack(1, *_fattr_fields(st, fsid)))
+        p.append(POST_OP_ATTR_STRUCT.pack(1, *fattr3_fields(st, fsid)))
 
 
 def pack_pre_op_attr(p, st):
     if st is None:
-        p.append(_FALSE)
+        p.append(XDR_FALSE)
     else:
         m, mn = nfstime3(st.st_mtime_ns)
         c, cn = nfstime3(st.st_ctime_ns)
@@ -136,7 +138,7 @@ def pack_wcc_data(p, pre, post, fsid):
     if pre is not None and post is not None:
         m, mn = nfstime3(pre.st_mtime_ns)
         c, cn = nfstime3(pre.st_ctime_ns)
-        p.append(_PRE_POST.pack(1, pre.st_size, m, mn, c, cn, 1, *_fattr_fields(post, fsid)))
+        p.append(_PRE_POST.pack(1, pre.st_size, m, mn, c, cn, 1, *fattr3_fields(post, fsid)))
     else:
         pack_pre_op_attr(p, pre)
         pack_post_op_attr(p, post, fsid)
@@ -144,9 +146,9 @@ def pack_wcc_data(p, pre, post, fsid):
 
 def pack_post_op_fh3(p, fh):
     if fh is None:
-        p.append(_FALSE)
+        p.append(XDR_FALSE)
     else:
-        p.append(_TRUE)
+        p.append(XDR_TRUE)
         p.pack_opaque(fh, NFS3_FHSIZE)
 
 
