@@ -1,6 +1,6 @@
 # C-level declarations of the page pool (alloc/_pool.pyx has the theory).
 #
-# rpcsrv's UDP receive path (rpcsrv/_udpio.pyx) cimports PagePool to take and
+# rpcsrv's UDP receive path (rpcsrv/xprt/_udpio.pyx) cimports PagePool to take and
 # recycle pages with no Python object per packet; the compiled receive loop
 # (rpcsrv/xprt/_udpfast.pyx) calls the hot methods below with the GIL released.
 

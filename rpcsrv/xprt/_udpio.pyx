@@ -7,7 +7,7 @@ datagram is received into and whose slots 1..NPAYLOAD hold READ reply pages.
 The peer's address stays in a C sockaddr between the receive and the reply,
 so a NULL call costs no Python address object.
 
-Per datagram (the caller, rpcsrv/udp.py, decodes and dispatches in between):
+Per datagram (the caller, rpcsrv/xprt/udp.py, decodes and dispatches in between):
   recv()       if slot 0 is empty, take a page from the pool (fast path: the
                cache); NO page -> the datagram is read into a scratch buffer
                and dropped (-ENOBUFS, the caller counts it). recvmsg with

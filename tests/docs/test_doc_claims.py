@@ -128,3 +128,28 @@ def test_readme_ganesha_table_is_the_committed_runs():
                                      "%.1f / %.1f" % (a["server_cpu_us_per_op"], g["server_cpu_us_per_op"]),
                                      inv(c["server_cpu_us_per_op"])], prof
     assert doc["meta"]["git_commit"][:7] in readme and doc["settings"]["seed"] == 1314
+
+
+#: source and doc files whose comments name repository paths (tests/test_layers.py builds a
+#: synthetic tree of made-up paths, so it is not read)
+_PATH_RE = re.compile(r"\b((?:rpcsrv|alloc|loadgen|clikit|tests|grafana|docs)/[\w/.-]*\.(?:py|pyx|pxi|pxd|h|md|json\.gz|json|png))\b(?!\.\w)")
+
+
+def test_paths_named_in_comments_and_docs_exist():
+    """A file a comment, docstring or doc names (rpcsrv/xprt/udp.py, docs/metrics.md, ...) is there:
+    renames leave no stale pointers behind."""
+    stale = []
+    for top in ("rpcsrv", "alloc", "loadgen", "clikit", "tests", "grafana", "docs"):
+        for dirpath, dirnames, files in os.walk(os.path.join(ROOT, top)):
+            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+            for name in files:
+                rel = os.path.relpath(os.path.join(dirpath, name), ROOT)
+                if rel == "tests/test_layers.py" or not name.endswith((".py", ".pyx", ".pxi", ".pxd", ".h", ".md")):
+                    continue
+                for path in set(_PATH_RE.findall(_read(rel))):
+                    if not os.path.exists(os.path.join(ROOT, path)):
+                        stale.append("%s names %s" % (rel, path))
+    for path in set(_PATH_RE.findall(_read("README.md"))):
+        if not os.path.exists(os.path.join(ROOT, path)):
+            stale.append("README.md names %s" % path)
+    assert not stale, "\n".join(stale)
