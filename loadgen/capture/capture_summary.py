@@ -1,5 +1,5 @@
 """What `loadgen capture-to-loadfile` read, skipped and wrote: the counts of every rule of
-:mod:`loadgen.capture` and their report (the lines the command prints on stderr)."""
+:mod:`loadgen.capture.capture` and their report (the lines the command prints on stderr)."""
 from __future__ import annotations
 
 from collections import Counter

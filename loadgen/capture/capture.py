@@ -12,7 +12,7 @@ Rules (each one is counted in the :class:`Summary`):
   MKDIR, SYMLINK and READDIRPLUS replies name new handles; a successful
   RENAME moves every path under the old name; a handle with several names
   (hard links) is written with its first name not yet removed
-  (:mod:`loadgen.capture_paths`).  A handle first seen in a call
+  (:mod:`loadgen.capture.capture_paths`).  A handle first seen in a call
   (it was looked up before the capture started) gets the synthetic path
   ``/pre-capture/fh-<8 hex digits of tshark's CRC32 hash of the handle>``; the
   header of the file says how many.
