@@ -38,7 +38,7 @@ $(VENV)/.stamp-pip: pyproject.toml
 # Cython build in place; cythonize skips unchanged sources, so this is quick.
 build: $(VENV)/.stamp-pip
 	@$(PY) setup.py -q build_ext --inplace 2>&1 | grep -v '^\(running\|copying\)' || true
-	@$(PY) -c 'import alloc._core, rpcsrv.xprt._pageio, rpcsrv.xprt._udpfast, loadgen._flood'
+	@$(PY) -c 'import alloc._core, rpcsrv.xprt._pageio, rpcsrv.xprt._udpfast, loadgen.flood._flood'
 
 # every test but the long ones (pyproject's addopts deselect the `long` marker)
 test: setup
@@ -61,4 +61,4 @@ bench: setup
 
 clean:
 	rm -rf build results alloc/*.so alloc/*.c rpcsrv/xprt/*.so rpcsrv/xprt/*.c rpcsrv/fast/*.so rpcsrv/fast/*.c \
-	    loadgen/*.so loadgen/_flood.c
+	    loadgen/flood/*.so loadgen/flood/_flood.c

@@ -20,7 +20,7 @@ extensions = [
     Extension("rpcsrv.xprt._udpfast", ["rpcsrv/xprt/_udpfast.pyx"], include_dirs=["rpcsrv/xprt"],
               extra_compile_args=CFLAGS + ["-D_GNU_SOURCE"], depends=["rpcsrv/xprt/udp_xdp.h"]),
     # loadgen's compiled flood (sendmmsg loop); loadgen imports neither alloc nor rpcsrv
-    Extension("loadgen._flood", ["loadgen/_flood.pyx"], extra_compile_args=CFLAGS + ["-D_GNU_SOURCE"]),
+    Extension("loadgen.flood._flood", ["loadgen/flood/_flood.pyx"], extra_compile_args=CFLAGS + ["-D_GNU_SOURCE"]),
     # the compiled request cycle; its C parts are the fp_*.h headers beside it
     Extension("rpcsrv.fast._fast", ["rpcsrv/fast/_fast.pyx"], include_dirs=["rpcsrv/fast"],
               extra_compile_args=CFLAGS + ["-D_GNU_SOURCE"],

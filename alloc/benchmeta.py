@@ -1,6 +1,6 @@
 """The `meta` object of the allocator's benchmark JSON (alloc.bench, alloc.poolbench).
 
-The same fields as loadgen's result files (loadgen/meta.py), so a file of either can be told
+The same fields as loadgen's result files (loadgen/common/meta.py), so a file of either can be told
 apart later: timestamp (UTC ISO 8601), hostname, kernel, cpu_model, cpus, python,
 nfsbulk_version, git_commit (null outside a git checkout), argv. alloc imports nothing of the
 project, so this small reader of the host lives here too. Pure reads; no threads.

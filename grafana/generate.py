@@ -7,7 +7,7 @@
 The dashboards are built with grafana-foundation-sdk; the committed JSON is
 exactly this script's output (tests/grafana regenerates and compares). Metric
 names and labels follow docs/metrics.md and the exposition of
-rpcsrv/svc/metrics.py, alloc/metrics.py and loadgen/metrics.py.
+rpcsrv/svc/metrics.py, alloc/metrics.py and loadgen/run/metrics.py.
 
 Conventions every dashboard keeps (checked by tests/grafana/test_dashboard_lint.py):
   * a stable uid (UIDS below), a datasource variable `datasource` (Prometheus)

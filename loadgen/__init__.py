@@ -7,9 +7,10 @@ during calls), replays a dbench loadfile (NFS dialect or classic client.txt)
 or the rw256k profile, and reports dbench-style lines, a per-op table, JSON
 and Prometheus metrics.
 
-Modules: loadfile (pure parser), ops (op -> libnfs calls, status mapping),
-nfsctx (the only libnfs importer), client (one process), runner (spawn,
-phases, gather), stats (mergeable histograms), report (text, JSON),
-metrics (/metrics collector), workloads (default loadfile, rw256k),
-__main__ (CLI with subcommands).
+Sub-packages, each importing only itself and those before it (tests/test_layers.py):
+common (meta, outputs, serverproc, rpcwire) <- run (loadfile, ops, client, runner, stats,
+report, metrics, ...: ``loadgen run``) <- capture (``capture-to-loadfile``) <- flood (UDP
+packet generators) <- bench (``bench``, ``compare``) <- reliability (``soak``, ``fuzz``) <-
+distributed (``run --master``, ``worker``, Locust).  On top: __main__ (the CLI with its
+subcommands) and locustfile (for Locust's own CLI).
 """

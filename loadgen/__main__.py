@@ -108,7 +108,7 @@ def _hostport_arg(default_host: str, min_port: int):
     """An argparse type: HOST:PORT -> (host, port), refused at parse time in the flag's words
     ("argument --master: 'foo': must be HOST:PORT"); a bare PORT or :PORT means default_host."""
     def parse(text: str):
-        from .distributed import parse_hostport
+        from .distributed.distributed import parse_hostport
         try:
             return parse_hostport(text, default_host, min_port)
         except ValueError as e:
@@ -202,7 +202,7 @@ def _add_master_options(p) -> None:
 def _master_wire(args, cfg: dict, desc: str) -> dict:
     """What workers need to replay the load: the loadfile travels as text; the workload's name
     and the phases only for the worker's "client N started" line (the master keeps the clock)."""
-    from . import workloads
+    from .run import workloads
     wire = {k: cfg[k] for k in ("url", "rpc_timeout", "strict", "ignore_timestamps", "seed", "profile",
                                 "loadfile", "rw_files", "rw_file_size", "warmup", "time")}
     wire["desc"] = desc
@@ -222,7 +222,7 @@ def _master_wire(args, cfg: dict, desc: str) -> dict:
 
 
 def _cmd_master(args, cfg: dict, desc: str) -> int:
-    from .runner import EXIT_USAGE
+    from .run.runner import EXIT_USAGE
     if args.expect_workers is None:
         print("loadgen: --master needs --expect-workers N", file=sys.stderr)
         return EXIT_USAGE
@@ -238,7 +238,7 @@ def _cmd_master(args, cfg: dict, desc: str) -> int:
     if not _have_locust():
         print("loadgen: --master needs Locust; install nfsbulk[distributed] (make setup does)", file=sys.stderr)
         return EXIT_USAGE
-    from .distributed import bind_problem, run_master
+    from .distributed.distributed import bind_problem, run_master
     bind, ui = args.master_bind, args.web_ui          # (host, port), checked at parse time
     # before any wait: an address taken or not of this host is said now, not after --start-timeout
     for flag, addr in (("--master-bind", bind), ("--web-ui", ui)):
@@ -251,12 +251,12 @@ def _cmd_master(args, cfg: dict, desc: str) -> int:
 
 
 def _cmd_run(args) -> int:
-    from .loadfile import LoadfileError, parse_file
-    from .runner import EXIT_USAGE, run
-    from . import workloads
+    from .run.loadfile import LoadfileError, parse_file
+    from .run.runner import EXIT_USAGE, run
+    from .run import workloads
 
-    from .outputs import check_path
-    from .runner import clients_problem
+    from .common.outputs import check_path
+    from .run.runner import clients_problem
 
     if not args.url.startswith("nfs://"):
         print(f"loadgen: URL must start with nfs://, got {args.url!r}", file=sys.stderr)
@@ -316,7 +316,7 @@ def _cmd_run(args) -> int:
 
 
 def _add_bench(sub) -> None:
-    from . import bench
+    from .bench import bench
     p = sub.add_parser(
         "bench", help="compare rpcsrv's svc_alloc_arg strategies (and peer servers) under load, with CIs",
         description="Each round runs every svc_alloc_arg strategy (and every --peer) once, in an order shuffled "
@@ -332,7 +332,7 @@ def _add_bench(sub) -> None:
 
 
 def _cmd_bench(args) -> int:
-    from . import bench
+    from .bench import bench
     if getattr(args, "plot", None) and not _have_matplotlib():
         # before any server starts: a run of several minutes must not end without its plot
         print("loadgen bench: --plot needs matplotlib, an optional extra: pip install 'nfsbulk[plot]' "
@@ -347,7 +347,7 @@ def _have_matplotlib() -> bool:
 
 
 def _add_soak(sub) -> None:
-    from . import soak
+    from .reliability import soak
     p = sub.add_parser(
         "soak", help="many clients for a bounded time with a server restart in the middle",
         description="Run rpcsrv with N client processes of mixed load for a bounded time, restart the server "
@@ -359,7 +359,7 @@ def _add_soak(sub) -> None:
 
 
 def _add_fuzz(sub) -> None:
-    from . import fuzz
+    from .reliability import fuzz
     p = sub.add_parser(
         "fuzz", help="mutated RPC records against a live rpcsrv: count crashes, hangs, leaked pages",
         description=fuzz.__doc__.split("\n\n")[0],
@@ -369,7 +369,7 @@ def _add_fuzz(sub) -> None:
 
 
 def _add_capture(sub) -> None:
-    from . import capture_cli
+    from .capture import capture_cli
     p = sub.add_parser("capture-to-loadfile", help="make a dbench NFS loadfile from a capture of NFSv3 traffic",
                        description=capture_cli.HELP_DESCRIPTION, epilog=capture_cli.HELP_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -409,7 +409,7 @@ def _cmd_worker(args) -> int:
     if not _have_locust():
         print("loadgen worker: needs Locust; install nfsbulk[distributed] (make setup does)", file=sys.stderr)
         return 2
-    from .distworker import CONNECT_TIMEOUT, MASTER_TIMEOUT, resolve_problem, worker_main
+    from .distributed.distworker import CONNECT_TIMEOUT, MASTER_TIMEOUT, resolve_problem, worker_main
     host, port = args.master                      # checked at parse time
     problem = resolve_problem(host, port)         # before any process starts: a typo is not retried
     if problem:
@@ -421,7 +421,7 @@ def _cmd_worker(args) -> int:
 
 
 def _add_compare(sub) -> None:
-    from . import compare
+    from .bench import compare
     p = sub.add_parser(
         "compare", help="matching figures of two or more result files side by side, with ratios and verdicts",
         description=compare.__doc__.split("\n\n", 1)[1].split("\n\nFor costs")[0],

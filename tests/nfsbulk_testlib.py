@@ -13,14 +13,14 @@ from rpcclient import ROOT_CRED, RpcClient  # noqa: F401  (re-exported for the s
 from rpcsrv.proto import rpcmsg
 from rpcsrv.proto.xdr import Packer
 
-from loadgen.serverproc import RpcsrvProcess
+from loadgen.common.serverproc import RpcsrvProcess
 
 URL_RE = re.compile(r"(nfs://\S+)")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ServerProcess(RpcsrvProcess):
-    """`python -m rpcsrv` on 127.0.0.1:0 through loadgen's launcher (loadgen/serverproc.py), started from
+    """`python -m rpcsrv` on 127.0.0.1:0 through loadgen's launcher (loadgen/common/serverproc.py), started from
     the repository root; .url, .port, .export, .proc, .stop() -> (returncode, stderr)."""
 
     def __init__(self, export, strategy="array", threads=4, arena_mib=128, extra=(), env=None, fast_path=None,

@@ -98,7 +98,7 @@ def test_an_oversized_loadfile_number_is_refused_with_its_line(tmp_path):
 
 
 def test_an_oversized_number_from_a_random_expression_is_a_loadfile_error():
-    from loadgen.loadfile import LoadfileError, field_error, parse_text
+    from loadgen.run.loadfile import LoadfileError, field_error, parse_text
     prog = parse_text('READ3 "/f" 0 *%1 0x00000000\n')      # a random length (0) is checked when used
     assert prog is not None
     assert field_error("READ3", 1, 1 << 40) == "READ3 length 1,099,511,627,776 bytes: must be 0 to 67,108,864 bytes"

@@ -20,7 +20,12 @@ Layers, from the bottom:
   rpcsrv.nfsd                 stands on svc, export and proto
   rpcsrv.fast                 the compiled request path: stands on svc, xprt and proto
   rpcsrv.server               wires them together; rpcsrv.__main__ is on top
-  loadgen                     imports neither alloc nor rpcsrv (an outside client)
+  loadgen                     imports neither alloc nor rpcsrv (an outside client); inside it, the
+                              sub-packages of LOADGEN_ORDER from the bottom (common, run, capture,
+                              flood, bench, reliability, distributed): a module imports only its
+                              own sub-package and those before it; loadgen's own top-level modules
+                              (__main__, locustfile) are above them all, and no sub-package
+                              imports them. Every sub-package is in the list.
 
 Guard rails:
 
@@ -65,6 +70,11 @@ RPCSRV_ALLOWED = {
     "__main__": {"proto", "svc", "xprt", "export", "nfsd", "fast", "server"},
     "__init__": set(),
 }
+
+#: loadgen's sub-packages from the bottom: a module may import from its own sub-package and from
+#: those before it, never from one after it or from loadgen's top-level modules (__main__,
+#: locustfile), which stand above every sub-package
+LOADGEN_ORDER = ("common", "run", "capture", "flood", "bench", "reliability", "distributed")
 
 # ---------------------------------------------------------------------------------------------
 # rule (a): what counts as touching the network
@@ -456,7 +466,20 @@ def _part(node):
     return p[1] if len(p) > 1 else "__init__"
 
 
-def layer_violations(t, pkg):
+def _loadgen_rank(node, order):
+    """A loadgen node's height in `order`; loadgen's top-level modules are above every sub-package."""
+    part = _part(node)
+    return order.index(part) if part in order else len(order)
+
+
+def loadgen_subpackages(t):
+    """The sub-packages of loadgen in a tree: its folders holding modules."""
+    return sorted({_pieces(m)[1] for m in t.mods if _pieces(m)[0] == "loadgen" and len(_pieces(m)) > 2}
+                  | {_pieces(m)[1] for m in t.mods if _pieces(m)[0] == "loadgen" and len(_pieces(m)) == 2
+                     and any(f.endswith("/__init__.py") for f in t.mods[m])})
+
+
+def layer_violations(t, pkg, loadgen_order=LOADGEN_ORDER):
     """(node, dependency) arrows of package pkg that point up or sideways."""
     bad = []
     for m, deps in t.graph.items():
@@ -472,6 +495,9 @@ def layer_violations(t, pkg):
                 bad.append((m, d))
             elif pkg == "loadgen" and top in ("alloc", "rpcsrv"):
                 bad.append((m, d))
+            elif pkg == "loadgen" and top == "loadgen" and (
+                    _loadgen_rank(d, loadgen_order) > _loadgen_rank(m, loadgen_order)):
+                bad.append((m, d))            # up loadgen's sub-packages, or to its top-level modules
             elif pkg == "rpcsrv" and top == "loadgen":
                 bad.append((m, d))
             elif pkg == "rpcsrv" and top == "alloc" and _part(m) == "proto":
@@ -518,6 +544,10 @@ def test_the_graph_is_read():
     assert "rpcsrv/fast/_fast.c" not in g
     # included .pxi are not modules of their own
     assert not [m for m in g if m.endswith(".pxi")]
+    # loadgen's arrows between its sub-packages: `from ..common.meta import`, and from the top
+    assert "loadgen.common.meta" in g["loadgen.run.report"]
+    assert "loadgen.run.runner" in g["loadgen.bench.harness"]              # a lazy one
+    assert "loadgen.distributed.locustuser" in g["loadgen.locustfile"]
 
 
 def test_the_c_reader():
@@ -544,6 +574,10 @@ def test_no_import_cycles():
 @pytest.mark.parametrize("pkg", PACKAGES)
 def test_dependencies_point_down(pkg):
     assert layer_violations(tree(), pkg) == []
+
+
+def test_loadgen_order_names_every_subpackage():
+    assert loadgen_subpackages(tree()) == sorted(LOADGEN_ORDER)
 
 
 def test_sockets_only_in_xprt_and_fast():
@@ -633,3 +667,44 @@ def test_each_rule_can_fail(bad_tree):
     assert cycles(t.header_graph(uses=True)) == [["rpcsrv/fast/a.h", "rpcsrv/fast/b.h"],
                                                  ["rpcsrv/fast/d.h", "rpcsrv/fast/e.h"]]
     assert cycles(t.graph) == [["rpcsrv/fast/a.h", "rpcsrv/fast/b.h"]]       # include arrows are in the main graph
+
+
+@pytest.fixture
+def bad_loadgen_tree(tmp_path):
+    _write(tmp_path, {
+        "loadgen/__init__.py": "",
+        "loadgen/__main__.py": "from .bench import bench\nfrom .run.stats import x\n",     # the top: fine
+        "loadgen/locustfile.py": "from loadgen.distributed.locustuser import NfsUser\n",    # fine
+        "loadgen/common/__init__.py": "",
+        "loadgen/common/meta.py": "def f():\n    from ..run import stats\n",              # up, lazily
+        "loadgen/run/__init__.py": "",
+        "loadgen/run/stats.py": "from ..common.meta import f\nfrom . import report\n",    # down, own: fine
+        "loadgen/run/report.py": "from loadgen.bench.ci import x\n",                       # up, absolute
+        "loadgen/bench/__init__.py": "from ..distributed import locustuser\n",             # up, from __init__
+        "loadgen/bench/ci.py": "from ..run.stats import x\nfrom loadgen import locustfile\n",  # to the top
+        "loadgen/bench/bench.py": "from . import ci\nimport rpcsrv.server\n",             # rpcsrv
+        "loadgen/distributed/__init__.py": "",
+        "loadgen/distributed/locustuser.py": "from ..bench.bench import y\n",             # down: fine
+        "loadgen/extra/__init__.py": "",                                                    # not in the order
+        "rpcsrv/__init__.py": "",
+        "rpcsrv/server.py": "",
+    })
+    return Tree(str(tmp_path), packages=("loadgen", "rpcsrv"))
+
+
+def test_the_loadgen_order_can_fail(bad_loadgen_tree):
+    t = bad_loadgen_tree
+    order = ("common", "run", "bench", "distributed")
+    assert layer_violations(t, "loadgen", loadgen_order=order) == [
+        ("loadgen.bench", "loadgen.distributed.locustuser"),
+        ("loadgen.bench.bench", "rpcsrv.server"),
+        ("loadgen.bench.ci", "loadgen.locustfile"),
+        ("loadgen.common.meta", "loadgen.run.stats"),
+        ("loadgen.run.report", "loadgen.bench.ci"),
+    ]
+    assert loadgen_subpackages(t) == ["bench", "common", "distributed", "extra", "run"]
+    assert loadgen_subpackages(t) != sorted(order)            # what test_loadgen_order_names_every_subpackage says
+    # the same tree read with run above bench: report's arrow is fine then, bench's to run.stats is not
+    swapped = layer_violations(t, "loadgen", loadgen_order=("common", "bench", "run", "distributed"))
+    assert ("loadgen.run.report", "loadgen.bench.ci") not in swapped
+    assert ("loadgen.bench.ci", "loadgen.run.stats") in swapped

@@ -148,7 +148,7 @@ def test_run_checks_its_json_path_before_any_client_starts(tmp_path):
 def test_loadfile_profiles(tmp_path):
     """--profile takes loadfiles as NAME=PATH or PATH beside rw256k and dbench; a missing file or
     a name taken twice is a one-line usage error before anything runs."""
-    from loadgen import bench
+    from loadgen.bench import bench
     from loadgen.__main__ import build_parser
     lf = tmp_path / "w.load"
     lf.write_text("0.0 WRITE3 \"/f\" 0 4096 2 NFS3_OK\n")
@@ -171,7 +171,7 @@ def test_loadfile_profiles(tmp_path):
 def test_baseline_may_be_a_peer(tmp_path):
     """--baseline names a strategy or a --peer (two servers compared with each other); anything else is
     a one-line usage error."""
-    from loadgen import bench
+    from loadgen.bench import bench
     from loadgen.__main__ import build_parser
 
     def parse(*extra):
@@ -183,7 +183,7 @@ def test_baseline_may_be_a_peer(tmp_path):
     assert parse("--baseline", "array")["baseline"] == "array"
     msg = parse("--baseline", "after")
     assert isinstance(msg, str) and msg.startswith("--baseline after is neither"), msg
-    from loadgen.benchreport import compare_all
+    from loadgen.bench.benchreport import compare_all
     runs = {"before": [{"round": i, "ops_per_s": 100.0 + i, "server_cpu_us_per_op": 10.0,
                         "svc_alloc_arg_us_per_call": None} for i in range(3)],
             "after": [{"round": i, "ops_per_s": 2 * (100.0 + i), "server_cpu_us_per_op": 5.0,
@@ -216,9 +216,9 @@ def test_sweep_settings_and_bad_values():
     """--max-block-size makes STRATEGY@SIZE entries; --profile rw with --io-size makes one generated
     loadfile profile per size, each a valid loadfile of the NFS dialect with the size's calls; bad
     lists are one-line usage errors."""
-    from loadgen import bench
+    from loadgen.bench import bench
     from loadgen.__main__ import build_parser
-    from loadgen.loadfile import Loop, Op, Repeat, parse_text
+    from loadgen.run.loadfile import Loop, Op, Repeat, parse_text
 
     def parse(*argv):
         return bench._parse(build_parser().parse_args(["bench", *argv]))
@@ -249,7 +249,7 @@ def test_sweep_settings_and_bad_values():
 
 
 def test_sweep_comparisons_are_per_strategy_against_the_first_size():
-    from loadgen.bench import comparisons
+    from loadgen.bench.bench import comparisons
     runs = {n: [{"round": r, "ops_per_s": 100.0 * f, "svc_alloc_arg_us_per_call": 1.0 * f,
                  "server_cpu_us_per_op": 10.0} for r in range(3)]
             for n, f in (("array@1M", 1), ("array@4M", 3), ("nfree@1M", 1), ("nfree@4M", 1))}

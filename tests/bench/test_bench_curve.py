@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from loadgen import curve
+from loadgen.bench import curve
 
 from nfsbulk_testlib import ROOT, ServerProcess
 

@@ -1,4 +1,4 @@
-"""loadgen/ci.py on synthetic rounds with known answers, and the shuffled round orders.
+"""loadgen/bench/ci.py on synthetic rounds with known answers, and the shuffled round orders.
 
 Rounds are drawn as a bench makes them: each round shares a drift factor (the shared machine
 getting slower or faster) and each run adds its own lognormal noise.
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from loadgen import ci
+from loadgen.bench import ci
 
 
 def _rounds(rnd, n, true_ratio, noise=0.05, drift=0.08):
@@ -108,7 +108,7 @@ def _fake_settings(**kw):
 
 def _fake_runs(monkeypatch, noise):
     """bench.run_rounds with strategy_run replaced by synthetic figures (array 10 % cheaper per call)."""
-    from loadgen import bench
+    from loadgen.bench import bench
     rnd = random.Random(1)
     calls = []
 
@@ -145,7 +145,7 @@ def test_target_ci_stops_when_reached(monkeypatch):
 def test_eta_counts_every_planned_run_and_learns_each_profile():
     """Progress.left(): planned runs x expected length; before any run the window plus the first
     guess of overhead, then the measured runs of the profile, or the other profiles' overhead."""
-    from loadgen import bench
+    from loadgen.bench import bench
     settings = _fake_settings(rounds=3, load={"time": 5.0, "warmup": 2.0})   # 2 profiles x 2 entries x 3
     prog = bench.Progress(settings)
     guess = bench.Progress.FIRST_GUESS_OVERHEAD

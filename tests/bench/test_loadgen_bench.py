@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from loadgen import ci
+from loadgen.bench import ci
 
 from nfsbulk_testlib import ROOT, ServerProcess
 SEED = 11

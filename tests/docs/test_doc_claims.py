@@ -74,7 +74,7 @@ def test_readme_results_are_the_committed_runs():
     import gzip
     import json
 
-    from loadgen.benchreport import format_profile, verdict_lines
+    from loadgen.bench.benchreport import format_profile, verdict_lines
 
     with gzip.open(os.path.join(ROOT, "docs", "bench-2core.json.gz"), "rt") as f:
         doc = json.load(f)

@@ -24,9 +24,9 @@ from grafana_testlib import (  # noqa: E402
 )
 
 sys.path.insert(0, str(ROOT))
-from loadgen.xdpflood import XdpFlood, null_call  # noqa: E402
-from loadgen.rpcwire import MOUNT_PROGRAM, MOUNT_V3, pack_call  # noqa: E402
-from loadgen.serverproc import ServerError  # noqa: E402
+from loadgen.flood.xdpflood import XdpFlood, null_call  # noqa: E402
+from loadgen.common.rpcwire import MOUNT_PROGRAM, MOUNT_V3, pack_call  # noqa: E402
+from loadgen.common.serverproc import ServerError  # noqa: E402
 
 
 def mount_null_call() -> bytes:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from loadgen.serverproc import RpcsrvProcess, ServerError  # noqa: E402
+from loadgen.common.serverproc import RpcsrvProcess, ServerError  # noqa: E402
 GRAFANA = ROOT / "grafana"
 DASH_DIR = GRAFANA / "dashboards"
 
@@ -124,7 +124,7 @@ def wait_for(what: str, probe, deadline: float, interval: float = 0.2, procs=())
 
 def start_rpcsrv(export: Path, deadline: float, *, threads: int, arena_mib: int, extra=()):
     """`python -m rpcsrv` on 127.0.0.1:0 with metrics on a free port, through the project's one
-    launcher (loadgen/serverproc.py); returns the started RpcsrvProcess (.proc, .url, .metrics_url,
+    launcher (loadgen/common/serverproc.py); returns the started RpcsrvProcess (.proc, .url, .metrics_url,
     .stderr(), .stop())."""
     export.mkdir(parents=True, exist_ok=True)
     try:

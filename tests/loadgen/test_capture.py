@@ -296,7 +296,7 @@ _STATUS = re.compile(r"(0x[0-9a-f]{8}|\*)\Z")
 
 def check_dbench_grammar(text: str) -> int:
     """dbench's child.c rules, checked line by line; returns the number of operations."""
-    from loadgen.loadfile import OP_SPECS
+    from loadgen.run.loadfile import OP_SPECS
     n = 0
     for line in text.splitlines():
         assert line == line.strip() and "\t" not in line and "  " not in line, repr(line)
@@ -323,7 +323,7 @@ def check_dbench_grammar(text: str) -> int:
 
 
 def test_generated_file_follows_dbench_grammar(converted):
-    from loadgen.loadfile import parse_text
+    from loadgen.run.loadfile import parse_text
     counts = {}
     for flags in (("--client-per", "none"), ("--timestamps", "drop"), (), ("--walks", "keep")):
         r, out = converted(*flags)
@@ -515,7 +515,7 @@ def test_nfs_over_udp(tmp_path):
     """MNT, LOOKUP3, GETATTR3, READ3 and a LOOKUP3 that fails, over UDP (loadgen's
     own UDP RPC client; libnfs has no NFS over UDP)."""
     import struct
-    from loadgen.udpflood import call_once, mount_root, pack_opaque
+    from loadgen.flood.udpflood import call_once, mount_root, pack_opaque
     export = tmp_path / "export"
     export.mkdir()
     (export / "f").write_bytes(b"x" * 5000)

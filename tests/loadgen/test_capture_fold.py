@@ -1,8 +1,8 @@
-"""The folding rules of loadgen.capture on hand-made call sequences (no tshark)."""
+"""The folding rules of loadgen.capture.capture on hand-made call sequences (no tshark)."""
 from __future__ import annotations
 
-from loadgen.capture import Line, Summary, _fold, _rehome, render
-from loadgen.loadfile import parse_text
+from loadgen.capture.capture import Line, Summary, _fold, _rehome, render
+from loadgen.run.loadfile import parse_text
 
 OK, NOENT = "0x00000000", "0x00000002"
 
@@ -90,7 +90,7 @@ def rpc(proc, leaves, call=True, t=0.0, entries=()):
 
 
 def test_dot_and_dotdot_lookups_resolve_in_place():
-    from loadgen.capture import _Call, _Converter
+    from loadgen.capture.capture import _Call, _Converter
     s = Summary()
     conv = _Converter("none", "keep", s)
     conv.handles.learn("s", "root", "")
@@ -147,7 +147,7 @@ def test_a_hard_linked_handle_is_written_with_a_name_that_still_exists():
     last), REMOVE3 a.hard, then the close-time COMMIT3 of a.txt's handle right before REMOVE3
     a.txt. The COMMIT3 is of a.txt (not of the removed a.hard, which a replay by path would get
     NFS3ERR_NOENT for), and so it is folded as a close-time commit."""
-    from loadgen.capture import _Call, _Converter, _fold_close_commits
+    from loadgen.capture.capture import _Call, _Converter, _fold_close_commits
     s = Summary()
     conv = _Converter("none", "drop", s)
     conv.handles.learn("s", "root", "")
@@ -176,7 +176,7 @@ def test_a_hard_linked_handle_is_written_with_a_name_that_still_exists():
 
 
 def test_handle_paths_rename_and_forget():
-    from loadgen.capture_paths import HandlePaths
+    from loadgen.capture.capture_paths import HandlePaths
     h = HandlePaths()
     h.learn("s", "D", "/d")
     h.learn("s", "F", "/d/f")

@@ -27,7 +27,7 @@ if importlib.util.find_spec("locust") is None:
     pytest.skip("Locust is not installed (make setup installs nfsbulk[distributed])", allow_module_level=True)
 
 # write-and-commit: FILE_SYNC writes on their own O_SYNC handle and a COMMIT3 per pass, so every
-# loadfile op maps to exactly one NFS procedure on the server (see loadgen/ops.py)
+# loadfile op maps to exactly one NFS procedure on the server (see loadgen/run/ops.py)
 LOADFILE = """\
 MKDIR3 "/clients" *
 MKDIR3 "/clients/client1" *
@@ -134,7 +134,7 @@ def test_master_two_workers_two_processes_match_server_counters(tmp_path):
     assert "Throughput" in mout
     doc = json.loads(out.read_text())
     # the same schema as a single-machine run (meta included), plus the workers' rows
-    from loadgen.meta import SCHEMA_RUN
+    from loadgen.common.meta import SCHEMA_RUN
     assert doc["schema"] == SCHEMA_RUN and doc["clients"] == 4 and doc["exit_code"] == 0
     assert doc["meta"]["argv"] and doc["meta"]["timestamp"]
     assert doc["warmup"]["ops_total"] == 0

@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from loadgen.loadfile import (Expr, LoadfileError, Loop, Op, RandomString, Repeat, Sleep,
+from loadgen.run.loadfile import (Expr, LoadfileError, Loop, Op, RandomString, Repeat, Sleep,
                               WritePattern, parse_expr, parse_file, parse_text)
-from loadgen.workloads import DEFAULT_LOADFILE, rw256k_program
+from loadgen.run.workloads import DEFAULT_LOADFILE, rw256k_program
 
 ANCHORS = "/work/shared/anchors/dbench"
 CLIENT_TXT = "/usr/share/dbench/client.txt"

@@ -5,9 +5,9 @@ import pickle
 
 import pytest
 
-from loadgen.metrics import LoadgenCollector, Totals
-from loadgen.report import final_table, second_line
-from loadgen.stats import BOUNDS, OpStats, PhaseStats, bucket_index
+from loadgen.run.metrics import LoadgenCollector, Totals
+from loadgen.run.report import final_table, second_line
+from loadgen.run.stats import BOUNDS, OpStats, PhaseStats, bucket_index
 
 
 def test_bounds_start_at_25us_and_double_to_about_13s():

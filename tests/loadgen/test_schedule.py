@@ -1,4 +1,4 @@
-"""The open-loop schedule (loadgen/replay.py Schedule), the Recorder's three histograms, and
+"""The open-loop schedule (loadgen/run/replay.py Schedule), the Recorder's three histograms, and
 `loadgen run --rate` usage errors."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from loadgen.replay import Recorder, Schedule
-from loadgen.stats import PhaseStats
+from loadgen.run.replay import Recorder, Schedule
+from loadgen.run.stats import PhaseStats
 from nfsbulk_testlib import ROOT
 
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from loadgen import workloads
-from loadgen.loadfile import parse_file
+from loadgen.run import workloads
+from loadgen.run.loadfile import parse_file
 from nfsbulk_testlib import ROOT, ServerProcess
 
 NAMES = ("seq-write", "metadata", "mixed-rw")

@@ -1,4 +1,4 @@
-"""loadgen bench --udp-pps (loadgen/udpbench.py) end to end, tiny, and alloc.poolbench."""
+"""loadgen bench --udp-pps (loadgen/bench/udpbench.py) end to end, tiny, and alloc.poolbench."""
 
 import json
 import math
@@ -81,7 +81,7 @@ def test_poolbench_table():
 
 def test_xdpbench_statistics_are_paired_and_student_t():
     sys.path.insert(0, ROOT)
-    from loadgen import xdpbench as xb
+    from loadgen.bench import xdpbench as xb
     assert xb.t975(1) == 12.706 and xb.t975(29) == 2.045 and xb.t975(1000) == pytest.approx(1.96, abs=3e-3)
     assert math.isnan(xb.t975(0))                       # one block: no interval
     m, ci = xb.mean_ci([1.0, 2.0, 3.0])

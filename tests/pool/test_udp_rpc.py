@@ -251,7 +251,7 @@ def test_udp_port_taken_fails_cleanly(export):
 def test_cli_udp_and_flood(export):
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     from nfsbulk_testlib import ServerProcess
-    from loadgen.udpflood import mount_root, run_flood
+    from loadgen.flood.udpflood import mount_root, run_flood
     sp = ServerProcess(export, threads=2, arena_mib=64,
                        extra=("--udp", "--pool-strategy", "list", "--udp-threads", "2", "--udp-recycle", "release"))
     try:

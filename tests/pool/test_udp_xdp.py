@@ -23,8 +23,8 @@ from rpcsrv.server import Server, ServerConfig
 from rpcsrv.xprt.udp import UdpConfig
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from loadgen import _flood  # noqa: E402
-from loadgen.xdpflood import FloodError, XdpFlood, null_call  # noqa: E402
+from loadgen.flood import _flood  # noqa: E402
+from loadgen.flood.xdpflood import FloodError, XdpFlood, null_call  # noqa: E402
 
 NFS, MOUNT = 100003, 100005
 PROBE_XID = 0x50524F42

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from loadgen.nfsctx import NfsContext
+from loadgen.run.nfsctx import NfsContext
 from nfsbulk_testlib import ServerProcess, leaked_pages, open_fds, wait_fds_back
 
 pytestmark = pytest.mark.parametrize("fast_path", ["on", "off"])

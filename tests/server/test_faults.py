@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from loadgen.nfsctx import NfsContext
+from loadgen.run.nfsctx import NfsContext
 from nfsbulk_testlib import (ROOT_CRED, RpcClient, ServerProcess, leaked_pages, lookup_fh, mount_root)
 from rpcsrv.proto.xdr import Packer
 

@@ -2,7 +2,7 @@
 no crash, no hang, no page leaked."""
 import io
 
-from loadgen import fuzz
+from loadgen.reliability import fuzz
 
 
 def test_fuzz_live_server_short_run():

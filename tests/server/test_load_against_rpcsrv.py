@@ -122,7 +122,7 @@ def _check(rc, what, ctx):
 def _churn(url, cid, go, end_at, results):
     """One client process: churn files in /cNN, keep {name: content}, report {name: sha256}."""
     try:
-        from loadgen.nfsctx import NfsContext
+        from loadgen.run.nfsctx import NfsContext
         ctx = NfsContext(url, rpc_timeout=60)
         rnd = random.Random(4000 + cid)
         d = "/c%02d" % cid

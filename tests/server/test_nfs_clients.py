@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from loadgen.nfsctx import NfsContext
+from loadgen.run.nfsctx import NfsContext
 from nfsbulk_testlib import RpcClient, ServerProcess, leaked_pages, make_tree
 from rpcsrv.proto.rpcmsg import AuthSys
 from rpcsrv.proto.xdr import Packer

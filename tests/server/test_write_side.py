@@ -21,7 +21,7 @@ import subprocess
 import libnfs
 import pytest
 
-from loadgen.nfsctx import NfsContext
+from loadgen.run.nfsctx import NfsContext
 from nfsbulk_testlib import ServerProcess, in_process_server, leaked_pages
 import rpcclient as C
 from rpcclient import Nfs3

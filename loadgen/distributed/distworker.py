@@ -1,4 +1,4 @@
-"""``loadgen worker``: the worker side of a distributed run (the master is :mod:`loadgen.distributed`).
+"""``loadgen worker``: the worker side of a distributed run (the master is :mod:`loadgen.distributed.distributed`).
 
 A worker's ``--master`` host is resolved (:func:`resolve_problem`) before any worker process
 starts.  Each worker process is one Locust WorkerRunner hosting one :class:`locustuser.NfsUser`
@@ -24,7 +24,7 @@ import time
 __all__ = ["worker_main", "resolve_problem", "CONNECT_TIMEOUT", "MASTER_TIMEOUT"]
 
 # the exit statuses are loadgen run's, so both kinds of run agree
-from .runner import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK  # noqa: E402
+from ..run.runner import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK  # noqa: E402
 GROUP_ENV = "NFSBULK_WORKER_GROUP"
 
 

@@ -1,4 +1,4 @@
-"""loadgen fuzz (python -m loadgen.fuzz): send mutated RPC records to a live rpcsrv and count what went wrong.
+"""loadgen fuzz (python -m loadgen.reliability.fuzz): send mutated RPC records to a live rpcsrv and count what went wrong.
 
 Starts `python -m rpcsrv` on 127.0.0.1:0 with a fresh export (a few files and
 directories, so handles and names are real), builds a valid call for every
@@ -30,8 +30,8 @@ import time
 
 import clikit
 
-from .serverproc import RpcsrvProcess, ServerError, leaked_pages
-from .rpcwire import MOUNT_PROGRAM as MOUNT, NFS_PROGRAM as NFS, RpcWireError, TcpRpcClient, auth_sys, frame, \
+from ..common.serverproc import RpcsrvProcess, ServerError, leaked_pages
+from ..common.rpcwire import MOUNT_PROGRAM as MOUNT, NFS_PROGRAM as NFS, RpcWireError, TcpRpcClient, auth_sys, frame, \
     opaque, pack_call, u32, u64
 
 CRED = auth_sys(0, 0, (0,), b"fuzz", 1)
@@ -248,7 +248,7 @@ def main_args(a) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadgen.fuzz", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m loadgen.reliability.fuzz", description=__doc__.split("\n\n")[0],
                                 epilog="Exit status 0 when crashes, hangs and leaked pages are all 0.")
     add_arguments(p)
     return main_args(p.parse_args(argv))

@@ -5,7 +5,7 @@ What it measures
 rpcsrv runs with `--udp --udp-xdp VERDICT --udp-recycle RECYCLE`: its
 receive thread is the compiled loop (rpcsrv/xprt/_udpfast.pyx: recvmmsg
 batches into page_pool pages, NULL calls answered or dropped in C). The
-compiled flood (loadgen/xdpflood.py) sends NFSv3 NULL calls from --clients
+compiled flood (loadgen/flood/xdpflood.py) sends NFSv3 NULL calls from --clients
 processes at most --udp-rate datagrams/s each. With recycle `release` (the
 default) every datagram's page goes back to the page allocator, as a page
 redirected out of the pool (XDP_REDIRECT, what the 5.13 figures measured),
@@ -61,10 +61,10 @@ import time
 
 from . import ci
 from .harness import BenchError, bench_outcome, bench_root, start_udp_server
-from .serverproc import leaked_pages
+from ..common.serverproc import leaked_pages
 from .strategies import KERNEL_XDP
-from .udpflood import FloodError as UdpFloodError, mount_root
-from .xdpflood import FloodError, XdpFlood, getattr_call, null_call
+from ..flood.udpflood import FloodError as UdpFloodError, mount_root
+from ..flood.xdpflood import FloodError, XdpFlood, getattr_call, null_call
 
 POOL_STRATEGIES = ("single", "list", "array")
 LABELS = {"single": "Single page", "list": "Bulk list", "array": "Bulk array"}
@@ -74,7 +74,7 @@ SCHEMA = "nfsbulk-udp-pps-xdp/1"
 
 def t975(df: int) -> float:
     """The 0.975 quantile of Student's t with df degrees of freedom (two-sided 95 %); nan below 1
-    (one block: no interval). The table is loadgen.ci's."""
+    (one block: no interval). The table is loadgen.bench.ci's."""
     return ci.t975(df) if df >= 1 else float("nan")
 
 

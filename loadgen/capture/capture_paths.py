@@ -1,4 +1,4 @@
-"""The capture converter's file handle -> path map (loadgen.capture).
+"""The capture converter's file handle -> path map (loadgen.capture.capture).
 
 A handle has every name the capture showed for it, in the order they were learned (a CREATE3,
 LOOKUP3 or MKDIR3 reply, a READDIRPLUS3 entry; a hard link gives one file two names). A call on

@@ -15,8 +15,8 @@ no transport.  Those are the caller's, through two callbacks:
   expected failure, ``"unexpected"``) and the mismatch message or None.  It
   may raise :class:`Stop` (``--strict``).
 
-Callers: :mod:`loadgen.client` (``loadgen run``'s client processes, stats
-shipped over a pipe) and :mod:`loadgen.locustuser` (a Locust ``User``, stats
+Callers: :mod:`loadgen.run.client` (``loadgen run``'s client processes, stats
+shipped over a pipe) and :mod:`loadgen.distributed.locustuser` (a Locust ``User``, stats
 fired as Locust request events and shipped to a loadgen master).  Both also
 use :class:`Recorder` to turn ``on_op`` calls into :class:`stats.PhaseStats`
 deltas, so a figure means the same thing whichever ran it.

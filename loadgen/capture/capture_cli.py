@@ -1,7 +1,7 @@
 """`loadgen capture-to-loadfile`: its help, flags and exit statuses.
 
-The conversion itself is :mod:`loadgen.capture` (pairing, paths, folding,
-rendering) over :mod:`loadgen.capture_tshark` (tshark as the dissector).
+The conversion itself is :mod:`loadgen.capture.capture` (pairing, paths, folding,
+rendering) over :mod:`loadgen.capture.capture_tshark` (tshark as the dissector).
 Single-threaded; writes the output through a temporary file renamed into
 place, so a failed run never leaves a half-written loadfile.
 """

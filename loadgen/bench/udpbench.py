@@ -1,6 +1,6 @@
 """loadgen bench --udp-pps: the seed's page_pool table (XDP-RX packets/s) as RPC calls/s over UDP.
 
-Two paths (--udp-path): xdp, the default, is loadgen/xdpbench.py (the server's
+Two paths (--udp-path): xdp, the default, is loadgen/bench/xdpbench.py (the server's
 compiled receive loop under a compiled flood, where the refill strategy
 shows); python, described below, is the per-datagram Python path, where it
 does not (Python costs ~14 us per datagram, the strategy ~15 ns per page).
@@ -8,7 +8,7 @@ does not (Python costs ~14 us per datagram, the strategy ~15 ns per page).
 For each round and each page_pool refill strategy (single, list, array;
 interleaved, the order rotating every round) it starts `python -m rpcsrv
 --udp --pool-strategy S` on a free port, floods it with RPC calls over UDP
-from --clients processes (loadgen/udpflood.py: a window of outstanding
+from --clients processes (loadgen/flood/udpflood.py: a window of outstanding
 calls each, no retransmission, lost calls counted), scrapes the server's
 /metrics when the warmup ends and when the measured window ends, and stops
 the server (its report of allocator pages still allocated is checked).
@@ -38,11 +38,11 @@ import sys
 import tempfile
 
 from .harness import BenchError, bench_outcome, bench_root, start_udp_server
-from .meta import build_meta
-from .outputs import check_path, write_json
-from .serverproc import leaked_pages
+from ..common.meta import build_meta
+from ..common.outputs import check_path, write_json
+from ..common.serverproc import leaked_pages
 from .strategies import KERNEL_XDP
-from .udpflood import OPS, FloodError, mount_root, run_flood
+from ..flood.udpflood import OPS, FloodError, mount_root, run_flood
 
 POOL_STRATEGIES = ("single", "list", "array")
 LABELS = {"single": "Single page", "list": "Bulk list", "array": "Bulk array"}
@@ -65,10 +65,10 @@ def add_arguments(p) -> None:
                    help="server UDP receive threads (default 1: more share one GIL and make the figures bimodal)")
     g.add_argument("--udp-recycle", choices=("direct", "ring", "release"), default="release",
                    help="where the server puts a datagram's pages after the reply (default release: "
-                        "back to the allocator, as XDP_REDIRECT; see loadgen/udpbench.py)")
+                        "back to the allocator, as XDP_REDIRECT; see loadgen/bench/udpbench.py)")
     g.add_argument("--udp-path", choices=("xdp", "python"), default="xdp",
                    help="xdp (default): the server's compiled receive loop (--udp-xdp) under the compiled "
-                        "NULL flood, rx CPU per datagram with 95%% CIs (loadgen/xdpbench.py); python: the "
+                        "NULL flood, rx CPU per datagram with 95%% CIs (loadgen/bench/xdpbench.py); python: the "
                         "per-datagram Python path under the windowed flood (this module)")
     g.add_argument("--udp-verdict", choices=("drop", "tx"), default="drop",
                    help="xdp path: what the loop does with the NULL calls: drop (XDP_DROP, default: the leanest "

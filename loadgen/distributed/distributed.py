@@ -5,9 +5,9 @@ web UI are Locust's (its MasterRunner/WorkerRunner used as a library); what
 runs in a worker is :class:`locustuser.NfsUser`, one loadgen client per
 worker process, on the same executor loop as ``loadgen run``.  The master
 merges the clients' :class:`stats.PhaseStats` deltas exactly as
-:mod:`loadgen.runner` does, so it prints the same per-second lines and final
+:mod:`loadgen.run.runner` does, so it prints the same per-second lines and final
 table, writes the same JSON (plus ``"workers"``: one row per worker process)
-and exports the same Prometheus metrics (:mod:`loadgen.metrics`).
+and exports the same Prometheus metrics (:mod:`loadgen.run.metrics`).
 
 Master sequence: bind, announce ``loadgen: master listening on HOST:PORT``
 (first stdout line), wait for ``--expect-workers`` worker processes, give each
@@ -34,7 +34,7 @@ Ctrl-C quits at once.
 Before any wait: ``--master-bind`` and ``--web-ui`` are bound once with a
 plain socket (:func:`bind_problem`), so a busy port or an address of another
 host is one line and exit 2.  The worker side (``loadgen worker``) is
-:mod:`loadgen.distworker`.
+:mod:`loadgen.distributed.distworker`.
 
 Threads: the master process is gevent's (Locust monkey-patches on import);
 this module's loop runs in the main greenlet and the message handlers in the
@@ -52,7 +52,7 @@ import time
 __all__ = ["run_master", "parse_hostport", "bind_problem"]
 
 # the exit statuses and the stop grace are loadgen run's, so both kinds of run agree
-from .runner import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, GRACE  # noqa: E402
+from ..run.runner import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, GRACE  # noqa: E402
 
 
 def parse_hostport(text: str, default_host: str = "*", min_port: int = 0) -> tuple[str, int]:
@@ -138,9 +138,9 @@ def run_master(cfg: dict, workload_desc: str, bind: tuple[str, int], expect: int
     from locust.runners import STATE_MISSING, MasterRunner
 
     from .locustuser import NfsUser, stats_from_wire
-    from .metrics import Totals, serve
-    from .report import build_json, final_table, keep_mismatch, reported_phase, second_report, write_json
-    from .stats import PhaseStats
+    from ..run.metrics import Totals, serve
+    from ..run.report import build_json, final_table, keep_mismatch, reported_phase, second_report, write_json
+    from ..run.stats import PhaseStats
 
     out = out or sys.stdout
     err = err or sys.stderr

@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_CLIENT_TXT", "DEFAULT_LOADFILE", "default_program", "rw256k_
 
 DEFAULT_CLIENT_TXT = "/usr/share/dbench/client.txt"
 #: the project's own loadfiles (dbench's NFS dialect), usable by name: ``--loadfile seq-write``
-LOADFILE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loadfiles")
+LOADFILE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "loadfiles")
 RW_BLOCK = 256 * 1024
 
 # Shipped fallback when Debian's dbench client.txt is absent: a small

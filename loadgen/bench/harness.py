@@ -1,6 +1,6 @@
 """One benchmark run: start the server, load it, read it over the measured window, stop it.
 
-A run of a strategy: start `python -m rpcsrv --strategy S` (loadgen/serverproc.py: its own
+A run of a strategy: start `python -m rpcsrv --strategy S` (loadgen/common/serverproc.py: its own
 process group, ready line, metrics URL) on a fresh export; run this package's load generator
 (client processes: mount, setup, warmup, measured window); when the warmup ends and when the
 window ends, scrape the server's /metrics and read its CPU time from /proc; stop it with SIGTERM
@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 
-from .serverproc import RpcsrvProcess, ServerError, leaked_pages, proc_cpu_seconds
+from ..common.serverproc import RpcsrvProcess, ServerError, leaked_pages, proc_cpu_seconds
 
 __all__ = ["BenchError", "Interrupted", "run_load", "svc_window", "strategy_run", "peer_run", "quantile"]
 
@@ -153,8 +153,8 @@ def svc_window(m0: dict, m1: dict, strategy: str) -> dict:
 def run_load(url: str, opts: dict, on_phase=None) -> dict:
     """One loadgen run (this package's runner, client processes); returns its JSON document.
     Raises Interrupted when Ctrl-C stopped it, BenchError when it failed."""
-    from .runner import EXIT_INTERRUPTED, run
-    from . import workloads
+    from ..run.runner import EXIT_INTERRUPTED, run
+    from ..run import workloads
     fd, path = tempfile.mkstemp(prefix="loadgen-", suffix=".json")
     os.close(fd)
     os.unlink(path)                      # the runner writes it only when the window started

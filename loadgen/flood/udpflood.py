@@ -30,7 +30,7 @@ import struct
 import sys
 import time
 
-from .rpcwire import MOUNT_PROGRAM, MOUNT_V3, NFS_PROGRAM, NFS_V3, opaque as pack_opaque, pack_call
+from ..common.rpcwire import MOUNT_PROGRAM, MOUNT_V3, NFS_PROGRAM, NFS_V3, opaque as pack_opaque, pack_call
 
 _XID = struct.Struct(">I")
 _REPLY_HEAD = struct.Struct(">6I")    # xid REPLY MSG_ACCEPTED verf_flavor verf_len(0) accept_stat
@@ -222,7 +222,7 @@ def run_flood(host: str, port: int, *, procs: int = 4, window: int = 32, op: str
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadgen.udpflood",
+    p = argparse.ArgumentParser(prog="python -m loadgen.flood.udpflood",
                                 description="Flood an RPC-over-UDP server with NULL/GETATTR calls; print calls/s.")
     p.add_argument("address", metavar="HOST:PORT")
     p.add_argument("--export", default=None, help="export path to MOUNT (needed for getattr/mix)")

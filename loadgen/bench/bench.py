@@ -2,21 +2,21 @@
 
 Design of the comparison: each round runs every strategy and every peer once per profile, in an
 order shuffled afresh from (--seed, profile, round) (ci.round_order; the seed and the orders are
-in the JSON); the profiles' runs alternate. A run is loadgen/harness.py: a fresh `python -m rpcsrv --strategy S`,
+in the JSON); the profiles' runs alternate. A run is loadgen/bench/harness.py: a fresh `python -m rpcsrv --strategy S`,
 the load, /metrics and /proc read at the edges of the measured window. Per strategy: medians
 and 95 % CIs over rounds; per non-baseline entry: ratios to the baseline (`--baseline`, default
-single) with 95 % CIs and verdicts (loadgen/ci.py names the method). `--target-ci PCT` keeps
+single) with 95 % CIs and verdicts (loadgen/bench/ci.py names the method). `--target-ci PCT` keeps
 adding rounds until every ratio's CI half-width is under PCT % or `--max-rounds` is reached.
 
-`--curve 10,25,...,110` measures latency against offered load instead (loadgen/curve.py): each
+`--curve 10,25,...,110` measures latency against offered load instead (loadgen/bench/curve.py): each
 entry's maximum closed loop, then open-loop runs at those percentages of it, in shuffled
 interleaved rounds, with the knee marked.
 
 The strategies are the server's own (`python -m rpcsrv --list-strategies`); the default is all
-of them. `--udp-pps` runs the page_pool table instead (loadgen/udpbench.py; this module calls
+of them. `--udp-pps` runs the page_pool table instead (loadgen/bench/udpbench.py; this module calls
 down into it, it never imports this one).
 
-Nothing lost: output paths are checked before the first server starts (loadgen/outputs.py);
+Nothing lost: output paths are checked before the first server starts (loadgen/common/outputs.py);
 the servers run in their own process group, so Ctrl-C reaches only this process, which stops
 the current run cleanly, prints and writes what finished (marked interrupted) and exits 130.
 
@@ -37,10 +37,10 @@ import clikit
 from . import ci, curve, udpbench
 from .benchreport import COMPARED, compare_all, format_profile, format_sweep, summarize, verdict_lines
 from .harness import BenchError, Interrupted, peer_run, strategy_run
-from .meta import SCHEMA_BENCH, build_meta
-from .outputs import Outputs, check_path
+from ..common.meta import SCHEMA_BENCH, build_meta
+from ..common.outputs import Outputs, check_path
 from .strategies import StrategyError, load as load_strategies
-from .workloads import DEFAULT_CLIENT_TXT
+from ..run.workloads import DEFAULT_CLIENT_TXT
 
 __all__ = ["add_arguments", "main"]
 
@@ -426,14 +426,14 @@ def peer_problem(url: str, timeout: float = PEER_CHECK_TIMEOUT) -> str | None:
     process: libnfs holds the GIL and a mount that hangs cannot be interrupted."""
     import subprocess
     code = ("import sys\n"
-            "from loadgen.nfsctx import NfsContext, MountError\n"
+            "from loadgen.run.nfsctx import NfsContext, MountError\n"
             "try:\n"
             "    NfsContext(sys.argv[1], rpc_timeout=5).destroy()\n"
             "except MountError as e:\n"
             "    print(e); sys.exit(1)\n")
     try:
         r = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=timeout,
-                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     except subprocess.TimeoutExpired:
         return "no mount of %s within %g s" % (url, timeout)
     if r.returncode != 0:

@@ -5,7 +5,7 @@ are all `bench` documents (schema nfsbulk-bench/*) or all `run` documents (nfsbu
 
 * bench: per profile and strategy (or peer) present in both files: ops/s, MB/s, svc_alloc_arg us
   per call and server CPU us per op. The files' rounds are independent samples, so the ratio is
-  of geometric means with a Welch t-interval on the logs (loadgen/ci.py) and a verdict, when both
+  of geometric means with a Welch t-interval on the logs (loadgen/bench/ci.py) and a verdict, when both
   files have at least two rounds; otherwise the ratio of medians, undetermined.
 * run: ops/s, MB/s, client CPU us per op, and per operation the mean and p50/p90/p99/p99.9
   latency: one run each, so ratios without intervals.
@@ -21,8 +21,8 @@ import json
 import sys
 
 from . import ci
-from .meta import SCHEMA_COMPARE, build_meta
-from .outputs import Outputs, check_path
+from ..common.meta import SCHEMA_COMPARE, build_meta
+from ..common.outputs import Outputs, check_path
 
 __all__ = ["add_arguments", "main", "compare_docs"]
 

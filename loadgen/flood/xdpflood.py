@@ -1,6 +1,6 @@
 """The compiled UDP flood in several processes: RPC calls (NULL, root GETATTR) at a bounded rate, loopback only.
 
-Each of `procs` forked processes runs loadgen/_flood.pyx's sendmmsg loop
+Each of `procs` forked processes runs loadgen/flood/_flood.pyx's sendmmsg loop
 (GIL released, no Python per datagram) against one address for `duration`
 seconds at no more than `rate` datagrams/s, and reports its counters on a
 pipe. Only loopback addresses (127.0.0.0/8) are accepted: this is a load
@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import multiprocessing
 
-from .rpcwire import NFS_PROGRAM, NFS_V3, opaque, pack_call
+from ..common.rpcwire import NFS_PROGRAM, NFS_V3, opaque, pack_call
 
 __all__ = ["XdpFlood", "FloodError", "null_call", "getattr_call", "MAX_PROCS"]
 

@@ -29,8 +29,8 @@ import time
 
 import clikit
 
-from .harness import BenchError, Interrupted
-from .serverproc import RpcsrvProcess, ServerError, free_port, leaked_pages
+from ..bench.harness import BenchError, Interrupted
+from ..common.serverproc import RpcsrvProcess, ServerError, free_port, leaked_pages
 
 
 class Server:
@@ -115,7 +115,7 @@ def _load(url: str, opts: dict, path: str):
     """The load through the runner: (its JSON document or None, an error or None). Unlike
     bench.run_load, a run that failed (loadgen's exit 1: unexpected statuses, a client failure)
     keeps its document, so that the soak reports what happened (ops, the first failure)."""
-    from .runner import EXIT_INTERRUPTED, run
+    from ..run.runner import EXIT_INTERRUPTED, run
     cfg = {"url": url, "clients": opts["clients"], "time": opts["time"], "warmup": opts["warmup"],
            "loadfile": opts["loadfile"], "profile": None, "rw_files": 4, "rw_file_size": 8 << 20,
            "strict": False, "json": path, "metrics_port": None, "metrics_addr": "127.0.0.1",
@@ -137,7 +137,7 @@ def _load(url: str, opts: dict, path: str):
 
 
 def main(args) -> int:
-    from . import workloads
+    from ..run import workloads
     if args.clients < 1 or args.time <= 0 or args.warmup < 0 or args.sample <= 0:
         print("loadgen soak: --clients >= 1, --time > 0, --warmup >= 0, --sample > 0", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ Design:
 2. **Rounds.** Each round runs every (entry, percentage) point once open loop at that percentage
    of the entry's M (``loadgen run --rate``), in an order shuffled afresh from (seed, profile,
    round), the profiles' runs alternating, as the other bench rounds.
-3. **Per point**, over the rounds: median and 95 % CI (loadgen/ci.py) of the offered and achieved
+3. **Per point**, over the rounds: median and 95 % CI (loadgen/bench/ci.py) of the offered and achieved
    ops/s, the p50/p90/p99/p99.9 latency of all operations counted from the intended start
    (coordinated omission corrected), the service-time p99, and the server CPU per op; per
    operation the medians of its percentiles.
@@ -15,9 +15,9 @@ Design:
    KNEE_ACHIEVED of what it offered and whose p99 is at most KNEE_P99_FACTOR times the p99 of the
    lightest point; beyond it the queue, not the service, sets the latency.
 
-Pure orchestration over loadgen/harness.py (one run = one fresh rpcsrv or the peer, the load,
+Pure orchestration over loadgen/bench/harness.py (one run = one fresh rpcsrv or the peer, the load,
 the server's CPU over the measured window); tables and JSON are built here; the plot is
-loadgen/benchplot.py's plot_curve. Single-threaded.
+loadgen/bench/benchplot.py's plot_curve. Single-threaded.
 """
 
 from __future__ import annotations

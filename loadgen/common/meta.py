@@ -21,7 +21,7 @@ __all__ = ["build_meta", "SCHEMA_RUN", "SCHEMA_BENCH", "SCHEMA_COMPARE"]
 SCHEMA_RUN = "nfsbulk-loadgen/2"
 SCHEMA_BENCH = "nfsbulk-bench/2"
 SCHEMA_COMPARE = "nfsbulk-compare/1"
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _cpu_model() -> str | None:

@@ -2,7 +2,7 @@
 """The compiled UDP flood: a sendmmsg loop of one RPC call template, bounded in time and rate.
 
 flood() runs with the GIL released in the calling process: one connected
-UDP socket to an IPv4 address (the caller, loadgen/xdpflood.py, admits only
+UDP socket to an IPv4 address (the caller, loadgen/flood/xdpflood.py, admits only
 the loopback range), `batch` copies of the template per sendmmsg, each with
 its own xid (the first 4 bytes), paced so that no more than rate x elapsed
 datagrams have gone out (the loop sleeps in nanosleep while it is ahead),

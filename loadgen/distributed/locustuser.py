@@ -54,9 +54,9 @@ import gevent
 from gevent.event import Event
 from locust import User, constant, events, task
 
-from .client import build_workload
-from .replay import Recorder, Replay, Stop
-from .stats import OpStats, PhaseStats
+from ..run.client import build_workload
+from ..run.replay import Recorder, Replay, Stop
+from ..run.stats import OpStats, PhaseStats
 
 __all__ = ["NfsUser", "WorkerState", "NfsStatusError", "stats_to_wire", "stats_from_wire",
            "FLUSH_INTERVAL", "describe"]
@@ -195,8 +195,8 @@ class NfsUser(User):
 
     # -- plain Locust ----------------------------------------------------------
     def _plain(self):
-        from .nfsctx import NfsContext
-        from .ops import Executor
+        from ..run.nfsctx import NfsContext
+        from ..run.ops import Executor
         opts = self.environment.parsed_options
         runner = self.environment.runner
         idx = getattr(runner, "worker_index", 0)
@@ -220,8 +220,8 @@ class NfsUser(User):
 
     # -- driven by a loadgen master -------------------------------------------
     def _coordinated(self, st: WorkerState):
-        from .nfsctx import MountError, NfsContext
-        from .ops import Executor
+        from ..run.nfsctx import MountError, NfsContext
+        from ..run.ops import Executor
         runner = self.environment.runner
         st.config_event.wait()
         if st.refused is not None or st.config is None:

@@ -1,7 +1,7 @@
 """From runs to figures, comparisons and text: the summaries of `loadgen bench` (pure, no I/O).
 
 A profile's result: per strategy (and per peer) the median of every figure over its rounds with
-a 95 % CI (loadgen/ci.py), and per non-baseline entry a comparison against the baseline: for
+a 95 % CI (loadgen/bench/ci.py), and per non-baseline entry a comparison against the baseline: for
 ops/s, svc_alloc_arg us per call and server CPU us per op, the paired ratio over rounds, its
 95 % CI and the verdict. Per-op client latency percentiles (p50, p90, p99, p99.9) come from the
 load generator's fine histograms merged over the rounds.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 
 from . import ci
-from .stats import PERCENTILES, OpStats
+from ..run.stats import PERCENTILES, OpStats
 from .strategies import KERNEL_XDP, label
 
 __all__ = ["summarize", "compare_all", "format_profile", "format_sweep", "verdict_lines", "FIGURES", "COMPARED"]

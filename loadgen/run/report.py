@@ -3,7 +3,7 @@
 Pure formatting over :class:`stats.PhaseStats` values; no I/O except the
 ``write_json`` helper.  MB is 10^6 bytes of READ and WRITE payload.
 JSON schema (``"schema": "nfsbulk-loadgen/2"``): ``meta`` (host, commit, argv:
-loadgen/meta.py), run parameters, the run
+loadgen/common/meta.py), run parameters, the run
 phase's totals and per-op stats with the contract histogram (non-cumulative
 counts per upper bound in ``bucket_bounds_seconds`` plus a final +Inf count)
 so documents from several runs or hosts merge by adding ``buckets``; per op
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 
-from .meta import SCHEMA_RUN, build_meta
+from ..common.meta import SCHEMA_RUN, build_meta
 from .stats import BOUNDS, PhaseStats
 
 __all__ = ["second_line", "final_table", "build_json", "write_json", "MB", "open_loop_doc", "open_loop_lines",
