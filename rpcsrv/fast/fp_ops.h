@@ -24,7 +24,6 @@ enum { FP_SERVED = 0, FP_FALLBACK = 1 };
 /* iovecs a page range can need (a 4 MiB payload is 1024 pages) and at most per system call */
 #define FP_MAX_IOV 1040
 #define FP_IOV_MAX 1024
-#define FP_MAXFILESIZE 0x7FFFFFFFFFFFFFFFull
 
 typedef struct {
     const fp_conf *conf;
@@ -407,7 +406,7 @@ static int fp_fsquery(fp_req *q, xr_t *r, int which) {
     fp_obj o = {0};
     struct statvfs v;
     if (r->bad || r->pos != q->rec_len || fp_resolve(q, fh, n, &o)) return FP_FALLBACK;
-    if (which == 18) {                                     /* FSSTAT */
+    if (which == NFSPROC3_FSSTAT) {
         if (fstatvfs(o.e->fd, &v) != 0) {
             fp_begin_reply(q, fp_nfsstat(errno));
             xw_post_attr(&q->w, &o.st, q->conf->fsid);
@@ -432,12 +431,15 @@ static int fp_fsquery(fp_req *q, xr_t *r, int which) {
 }
 
 /* The reply cache for a non-idempotent call the fast path has committed to serve: FP_DRC_NEW
- * (go on), FP_DRC_IN_PROGRESS (drop it) or FP_DRC_HIT (the stored reply is written). */
+ * (go on), FP_DRC_IN_PROGRESS (drop it) or FP_DRC_HIT (the stored reply is written). Whether a
+ * procedure is idempotent is fp_procs' (fp_tables.h) to say: for one that is, nothing is cached
+ * (drc_state stays -1, and fp_drc_store does nothing). */
 static int fp_drc_check(fp_req *q, fp_drckey *k) {
     uint8_t buf[FP_PAGE];
     uint32_t len = 0;
     int r;
     memset(k, 0, sizeof *k);
+    if (q->call.proc >= FP_NPROC || fp_procs[q->call.proc].idempotent) return FP_DRC_NEW;
     memcpy(k->addr, q->peer, q->peer_len > 16 ? 16 : q->peer_len);
     k->addrlen = q->peer_len;
     k->xid = q->call.xid;
@@ -457,6 +459,7 @@ static int fp_drc_check(fp_req *q, fp_drckey *k) {
 static void fp_drc_store(fp_req *q, const fp_drckey *k) {
     uint8_t buf[FP_PAGE];
     uint32_t len = q->w.off - 4;
+    if (q->drc_state != FP_DRC_NEW) return;          /* an idempotent procedure: nothing begun */
     if (q->w.bad || len > sizeof buf - 4) { fp_drc_finish(q->drc, k, NULL, 0); return; }
     memcpy(buf, q->arena + ((size_t)q->slots[q->reply_slot] << 12) + 4,
            len > FP_PAGE - 4 ? FP_PAGE - 4 : len);
