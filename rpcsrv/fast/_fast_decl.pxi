@@ -149,30 +149,30 @@ cdef extern from "fp_stats.h" nogil:
     const uint64_t fp_rpc_bounds_ns[]
     const uint64_t fp_page_bounds[]
     ctypedef struct fp_stats:
-        uint64_t requests[22][30]
-        uint64_t dur[22][21]
-        uint64_t dur_sum_ns[22]
-        uint64_t fallbacks[23]
-        uint64_t alloc[142]
+        uint64_t requests[FP_NPROC][FP_NSTAT]
+        uint64_t dur[FP_NPROC][FP_HBUCKETS]
+        uint64_t dur_sum_ns[FP_NPROC]
+        uint64_t fallbacks[FP_NPROC + 1]
+        uint64_t alloc[FP_ABUCKETS]
         uint64_t alloc_sum_ns
-        uint64_t pages[14]
+        uint64_t pages[FP_PBUCKETS]
         uint64_t pages_sum
-        uint64_t scanned[14]
+        uint64_t scanned[FP_PBUCKETS]
         uint64_t scanned_sum
         uint64_t waits, stalls
-        uint64_t queue[21]
+        uint64_t queue[FP_HBUCKETS]
         uint64_t queue_sum_ns
         uint64_t read_bytes, write_bytes
         uint64_t drc_hit, drc_miss, drc_in_progress
         uint64_t in_flight
-        uint64_t recv_errno[134]
-        uint64_t send_errno[134]
+        uint64_t recv_errno[FP_NERRNO]
+        uint64_t send_errno[FP_NERRNO]
         uint64_t reply_too_large
-    uint32_t fp_stat_values[30]
+    uint32_t fp_stat_values[FP_NSTAT]
     int fp_stat_index(uint32_t s)
     int fp_rpc_bucket(uint64_t v_ns)
     int fp_alloc_bucket(uint64_t v_ns)
-    uint64_t fp_alloc_bounds_dns[141]
+    uint64_t fp_alloc_bounds_dns[FP_ABUCKETS - 1]
     int fp_page_bucket(uint64_t pages)
     uint64_t fp_now_ns()
 
