@@ -137,6 +137,15 @@ cdef extern from "fp_stats.h" nogil:
         ACC_EXTEND
         ACC_DELETE
         ACC_EXECUTE
+        FP_CREATE_UNCHECKED
+        FP_CREATE_GUARDED
+        FP_CREATE_EXCLUSIVE
+        FP_TIME_DONT_CHANGE
+        FP_TIME_SET_TO_SERVER_TIME
+        FP_TIME_SET_TO_CLIENT_TIME
+        FP_STABLE_UNSTABLE
+        FP_STABLE_DATA_SYNC
+        FP_STABLE_FILE_SYNC
     const uint64_t FP_MAXFILESIZE
     const double FP_WAIT_MIN
     const double FP_WAIT_MAX

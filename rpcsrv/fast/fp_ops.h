@@ -155,10 +155,10 @@ static void xr_sattr(xr_t *r, fp_sattr *s) {
     if ((s->set_gid = xr_bool(r))) s->gid = xr_u32(r);
     if ((s->set_size = xr_bool(r))) s->size = xr_u64(r);
     s->atime_how = (int)xr_u32(r);
-    if (s->atime_how == 2) { s->at_s = xr_u32(r); s->at_ns = xr_u32(r); }
+    if (s->atime_how == FP_TIME_SET_TO_CLIENT_TIME) { s->at_s = xr_u32(r); s->at_ns = xr_u32(r); }
     s->mtime_how = (int)xr_u32(r);
-    if (s->mtime_how == 2) { s->mt_s = xr_u32(r); s->mt_ns = xr_u32(r); }
-    if (s->atime_how > 2 || s->mtime_how > 2) r->bad = 1;
+    if (s->mtime_how == FP_TIME_SET_TO_CLIENT_TIME) { s->mt_s = xr_u32(r); s->mt_ns = xr_u32(r); }
+    if (s->atime_how > FP_TIME_SET_TO_CLIENT_TIME || s->mtime_how > FP_TIME_SET_TO_CLIENT_TIME) r->bad = 1;
 }
 
 /* perm.check_sattr: 0 or the nfsstat3; drops an unchanged uid/gid (not for a new object) */
@@ -178,7 +178,8 @@ static uint32_t fp_check_sattr(const struct stat *st, fp_sattr *s, const fp_who 
         if (s->size > FP_MAXFILESIZE) return NFS3ERR_FBIG;
     }
     if ((s->atime_how || s->mtime_how) && !owner) {
-        if (s->atime_how == 2 || s->mtime_how == 2) return NFS3ERR_PERM;
+        if (s->atime_how == FP_TIME_SET_TO_CLIENT_TIME || s->mtime_how == FP_TIME_SET_TO_CLIENT_TIME)
+            return NFS3ERR_PERM;
         if (!fp_may_write(st, w)) return NFS3ERR_ACCES;
     }
     return 0;
@@ -198,10 +199,12 @@ static int fp_proc_truncate(int fd, uint64_t size) {
 
 static int fp_utimes(int fd, const fp_sattr *s) {
     struct timespec ts[2];
-    ts[0].tv_sec = s->atime_how == 2 ? s->at_s : 0;
-    ts[0].tv_nsec = s->atime_how == 0 ? UTIME_OMIT : s->atime_how == 1 ? UTIME_NOW : (long)s->at_ns;
-    ts[1].tv_sec = s->mtime_how == 2 ? s->mt_s : 0;
-    ts[1].tv_nsec = s->mtime_how == 0 ? UTIME_OMIT : s->mtime_how == 1 ? UTIME_NOW : (long)s->mt_ns;
+    ts[0].tv_sec = s->atime_how == FP_TIME_SET_TO_CLIENT_TIME ? s->at_s : 0;
+    ts[0].tv_nsec = s->atime_how == FP_TIME_DONT_CHANGE ? UTIME_OMIT
+                    : s->atime_how == FP_TIME_SET_TO_SERVER_TIME ? UTIME_NOW : (long)s->at_ns;
+    ts[1].tv_sec = s->mtime_how == FP_TIME_SET_TO_CLIENT_TIME ? s->mt_s : 0;
+    ts[1].tv_nsec = s->mtime_how == FP_TIME_DONT_CHANGE ? UTIME_OMIT
+                    : s->mtime_how == FP_TIME_SET_TO_SERVER_TIME ? UTIME_NOW : (long)s->mt_ns;
     return utimensat(fd, "", ts, AT_EMPTY_PATH) == 0 ? 0 : -errno;
 }
 
@@ -345,7 +348,7 @@ static int fp_write(fp_req *q, xr_t *r) {
     count = xr_u32(r);
     stable = xr_u32(r);
     dlen = xr_u32(r);
-    if (r->bad || stable > 2 || dlen != count) return FP_FALLBACK;
+    if (r->bad || stable > FP_STABLE_FILE_SYNC || dlen != count) return FP_FALLBACK;
     doff = r->pos;
     if ((uint64_t)doff + ((dlen + 3u) & ~3u) != q->rec_len) return FP_FALLBACK;  /* trailing bytes */
     if (q->conf->read_only || fp_resolve(q, fh, n, &o)) return FP_FALLBACK;
@@ -365,8 +368,8 @@ static int fp_write(fp_req *q, xr_t *r) {
     }
     got = length ? fp_page_io(q, fd, 0, doff, length, offset, 1) : 0;
     if (got >= 0) q->write_bytes += (uint64_t)got;
-    if (got >= 0 && stable == 2 && fsync(fd) != 0) got = -errno;
-    else if (got >= 0 && stable == 1 && fdatasync(fd) != 0) got = -errno;
+    if (got >= 0 && stable == FP_STABLE_FILE_SYNC && fsync(fd) != 0) got = -errno;
+    else if (got >= 0 && stable == FP_STABLE_DATA_SYNC && fdatasync(fd) != 0) got = -errno;
     if (got < 0 || fstat(fd, &post) != 0) {
         fp_begin_reply(q, fp_nfsstat(got < 0 ? (int)-got : errno));
         xw_wcc(&q->w, &pre, fp_fstat_ok(fd, &post) ? &post : NULL, q->conf->fsid);

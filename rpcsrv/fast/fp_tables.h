@@ -147,6 +147,19 @@ enum {
     ACC_EXECUTE = 0x20,
 };
 
+/* createmode3, time_how, stable_how */
+enum {
+    FP_CREATE_UNCHECKED = 0,
+    FP_CREATE_GUARDED = 1,
+    FP_CREATE_EXCLUSIVE = 2,
+    FP_TIME_DONT_CHANGE = 0,
+    FP_TIME_SET_TO_SERVER_TIME = 1,
+    FP_TIME_SET_TO_CLIENT_TIME = 2,
+    FP_STABLE_UNSTABLE = 0,
+    FP_STABLE_DATA_SYNC = 1,
+    FP_STABLE_FILE_SYNC = 2,
+};
+
 /* histogram bounds; each histogram has one more bucket, +Inf */
 #define FP_ABUCKETS 142   /* svc_alloc_arg times, bounds in tenths of a ns */
 static const uint64_t fp_alloc_bounds_dns[FP_ABUCKETS - 1] = {

@@ -62,6 +62,9 @@ def collect() -> dict:
         "rpc_bounds_ns": rpc_ns,
         "page_bounds": tuple(int(b) for b in metrics.PAGE_BUCKETS),
         "access": {f.name.lower(): int(f.value) for f in K.Access3},
+        "enums": {"create": {m.name.lower(): int(m) for m in K.CreateMode3},
+                  "time": {m.name.lower(): int(m) for m in K.TimeHow},
+                  "stable": {m.name.lower(): int(m) for m in K.StableHow}},
         "limits": {"fhsize": int(K.NFS3_FHSIZE), "maxnamlen": int(K.NFS3_MAXNAMLEN),
                    "name_decode_max": int(nfs3xdr.NAME_DECODE_MAX), "maxfilesize": int(K.MAXFILESIZE)},
         "waits": {"wait_min": float(rqst.WAIT_MIN), "wait_max": float(rqst.WAIT_MAX),
@@ -147,6 +150,13 @@ def render(t: dict) -> str:
     w("enum {")
     for n, v in t["access"].items():
         w("    ACC_%s = 0x%02X," % (n.upper(), v))
+    w("};")
+    w("")
+    w("/* createmode3, time_how, stable_how */")
+    w("enum {")
+    for kind, members in t["enums"].items():
+        for n, v in members.items():
+            w("    FP_%s_%s = %d," % (kind.upper(), n.upper(), v))
     w("};")
     w("")
     w("/* histogram bounds; each histogram has one more bucket, +Inf */")

@@ -9,7 +9,7 @@ the Python side, on that table alone -- so a Python entry changed without regene
 rebuilding fails here.
 """
 import errno
-from enum import IntFlag
+from enum import IntEnum, IntFlag
 
 import pytest
 
@@ -100,6 +100,10 @@ def _access(mp):
     mp.setattr(K, "Access3", IntFlag("Access3", {f.name: f.value for f in K.Access3} | {"EXECUTE": 0x40}))
 
 
+def _enums(mp):
+    mp.setattr(K, "StableHow", IntEnum("StableHow", {"UNSTABLE": 0, "DATA_SYNC": 1, "FILE_SYNC": 3}))
+
+
 def _maxfilesize(mp):
     mp.setattr(K, "MAXFILESIZE", (1 << 62) - 1)
 
@@ -124,7 +128,8 @@ def _fragments(mp):
 MUTATIONS = [
     (_names, "status_names"), (_values, "status_values"), (_proc_name, "procs"), (_idempotent, "procs"),
     (_reads, "procs"), (_served, "procs"), (_errno, "errno_map"), (_alloc, "alloc_bounds_dns"),
-    (_rpc, "rpc_bounds_ns"), (_pages, "page_bounds"), (_access, "access"), (_maxfilesize, "limits"),
+    (_rpc, "rpc_bounds_ns"), (_pages, "page_bounds"), (_access, "access"), (_enums, "enums"),
+    (_maxfilesize, "limits"),
     (_name_decode, "limits"), (_stall, "waits"), (_park, "waits"), (_fragments, "waits"),
 ]
 
