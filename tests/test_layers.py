@@ -556,8 +556,9 @@ def test_the_c_reader():
     assert {"fp_dent_cmp", "fp_name_cookie", "fp_readdirplus"} <= defs       # functions
     assert "NFSBULK_FP_READDIR_H" not in defs                                # the include guard
     assert "fp_dir" in c_definitions(tree().text("rpcsrv/fast/fp_dir.h"))   # typedef struct {...} fp_dir;
-    core = c_definitions(tree().text("rpcsrv/fast/fp_core.h"))
-    assert {"ACC_READ", "ACC_DELETE"} <= core                                # enum constants
+    tables = c_definitions(tree().text("rpcsrv/fast/fp_tables.h"))
+    assert {"ACC_READ", "ACC_DELETE", "NFSPROC3_READ"} <= tables             # enum constants
+    assert {"fp_procs", "fp_stat_values"} <= tables                          # generated arrays
     assert {"nb_sigma", "nb_iv64"} <= c_definitions(tree().text("rpcsrv/fast/blake2.h"))   # variables
     assert "fp_dir" in c_identifiers(h)
 

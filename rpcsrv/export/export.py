@@ -46,7 +46,7 @@ import os
 import stat
 
 from ..proto.nfs3const import (
-    FSF3_CANSETTIME, FSF3_HOMOGENEOUS, FSF3_LINK, FSF3_SYMLINK, NFS3_FHSIZE, NFS3_MAXNAMLEN, NfsStat3,
+    FSF3_CANSETTIME, FSF3_HOMOGENEOUS, FSF3_LINK, FSF3_SYMLINK, MAXFILESIZE, NFS3_FHSIZE, NFS3_MAXNAMLEN, NfsStat3,
 )
 from .contain import O_PATH_FLAGS, Containment, check_name, is_whole_fs_mount, split_rel
 from .errors import NfsError
@@ -76,7 +76,7 @@ class Export:
     FSINFO = FsInfo(
         rtmax=1048576, rtpref=1048576, rtmult=4096,
         wtmax=1048576, wtpref=1048576, wtmult=4096,
-        dtpref=65536, maxfilesize=(1 << 63) - 1, time_delta=(0, 1),
+        dtpref=65536, maxfilesize=MAXFILESIZE, time_delta=(0, 1),
         properties=FSF3_LINK | FSF3_SYMLINK | FSF3_HOMOGENEOUS | FSF3_CANSETTIME,
     )
 

@@ -1,7 +1,7 @@
 """rpcsrv.fast: the request path compiled (Cython and C, GIL released from receive to send).
 
 What it serves: NULL, GETATTR, SETATTR, LOOKUP, ACCESS, READ, WRITE, CREATE, REMOVE, READDIRPLUS,
-FSSTAT, FSINFO and COMMIT of NFSv3 over TCP, on exports in kernel handle mode (the fp_*.h headers
+FSSTAT, FSINFO and COMMIT of NFSv3 over TCP (gen_tables.SERVED_IN_C, compiled into fp_tables.h), on exports in kernel handle mode (the fp_*.h headers
 are the C twins of rpcsrv.nfsd.nfs3's handlers; _fast.pyx is the worker loop). Everything else
 (other procedures, MOUNT, a handle the fast path has not seen verified, anything unusual) it hands
 to the Python path, the reference implementation, which answers with rpcsrv.svc.svc.Svc.process as
@@ -28,7 +28,7 @@ import threading
 import time
 
 from alloc.strategies import STRATEGIES
-from rpcsrv.proto.nfs3const import NFSSTAT3_NAMES, NfsProc3
+from rpcsrv.proto.nfs3const import NFSPROC3_NAMES, NFSSTAT3_NAMES
 from rpcsrv.proto.xdr import Packer
 from rpcsrv.svc.rqst import SvcRqst
 from rpcsrv.svc.svc import ReplyCache, Request
@@ -45,7 +45,7 @@ PAGE = 4096
 EV_STOP, EV_RECORD, EV_CLOSE = EVENTS["stop"], EVENTS["record"], EVENTS["close"]
 EV_ACCEPT, EV_SWEEP, EV_REFILL = EVENTS["accept"], EVENTS["sweep"], EVENTS["refill"]
 _FSINFO = struct.Struct(">7IQ2II")
-_PROC_NAMES = tuple(NfsProc3(p).name.lower() for p in range(22))
+_PROC_NAMES = tuple(NFSPROC3_NAMES[p] for p in range(len(NFSPROC3_NAMES)))
 _STATUS_NAMES = tuple(NFSSTAT3_NAMES.get(v, "system_err") for v in STATUS_VALUES)
 
 

@@ -78,6 +78,7 @@ cdef extern from "fp_process.h" nogil:
         FP_DRC_IN_PROGRESS
         FP_DRC_HIT
     int fp_process(fp_req *q)
+    int fp_proc_has_fn(uint32_t proc)
     void fp_crc_init()
     uint32_t fp_crc32(const uint8_t *p, uint32_t n)
     int fp_fhc_init(fp_fhcache *c, uint32_t max)
@@ -109,6 +110,8 @@ cdef extern from "fp_process.h" nogil:
     void fp_put32(uint8_t *p, uint32_t v)
     double fp_now()
 
+# fp_stats.h includes fp_tables.h, the tables generated from the Python declarations
+# (rpcsrv/fast/gen_tables.py): they are declared here, with the counters
 cdef extern from "fp_stats.h" nogil:
     enum:
         FP_NPROC
@@ -117,31 +120,68 @@ cdef extern from "fp_stats.h" nogil:
         FP_ABUCKETS
         FP_PBUCKETS
         FP_NERRNO
+        FP_NERRNO_MAP
+        FP_NFS_PROGRAM
+        FP_NFS_V3
+        FP_FHSIZE
+        FP_MAXNAMLEN
+        FP_NAME_DECODE_MAX
+        FP_WAIT_DOUBLINGS
+        FP_STALL_WAITS
+        FP_STALL_PAUSE_US
+        FP_PARK_WAIT_MS
+        FP_MAX_EMPTY_FRAGMENTS
+        ACC_READ
+        ACC_LOOKUP
+        ACC_MODIFY
+        ACC_EXTEND
+        ACC_DELETE
+        ACC_EXECUTE
+        FP_CREATE_UNCHECKED
+        FP_CREATE_GUARDED
+        FP_CREATE_EXCLUSIVE
+        FP_TIME_DONT_CHANGE
+        FP_TIME_SET_TO_SERVER_TIME
+        FP_TIME_SET_TO_CLIENT_TIME
+        FP_STABLE_UNSTABLE
+        FP_STABLE_DATA_SYNC
+        FP_STABLE_FILE_SYNC
+    const uint64_t FP_MAXFILESIZE
+    const double FP_WAIT_MIN
+    const double FP_WAIT_MAX
+    ctypedef struct fp_proc_info:
+        const char *name
+        uint8_t idempotent, reads, in_c
+    const fp_proc_info fp_procs[]
+    const char *fp_stat_names[]
+    const uint32_t fp_errno_nfsstat[]
+    const uint64_t fp_rpc_bounds_ns[]
+    const uint64_t fp_page_bounds[]
     ctypedef struct fp_stats:
-        uint64_t requests[22][30]
-        uint64_t dur[22][21]
-        uint64_t dur_sum_ns[22]
-        uint64_t fallbacks[23]
-        uint64_t alloc[142]
+        uint64_t requests[FP_NPROC][FP_NSTAT]
+        uint64_t dur[FP_NPROC][FP_HBUCKETS]
+        uint64_t dur_sum_ns[FP_NPROC]
+        uint64_t fallbacks[FP_NPROC + 1]
+        uint64_t alloc[FP_ABUCKETS]
         uint64_t alloc_sum_ns
-        uint64_t pages[14]
+        uint64_t pages[FP_PBUCKETS]
         uint64_t pages_sum
-        uint64_t scanned[14]
+        uint64_t scanned[FP_PBUCKETS]
         uint64_t scanned_sum
         uint64_t waits, stalls
-        uint64_t queue[21]
+        uint64_t queue[FP_HBUCKETS]
         uint64_t queue_sum_ns
         uint64_t read_bytes, write_bytes
         uint64_t drc_hit, drc_miss, drc_in_progress
         uint64_t in_flight
-        uint64_t recv_errno[134]
-        uint64_t send_errno[134]
+        uint64_t recv_errno[FP_NERRNO]
+        uint64_t send_errno[FP_NERRNO]
         uint64_t reply_too_large
-    uint32_t fp_stat_values[30]
+    uint32_t fp_stat_values[FP_NSTAT]
     int fp_stat_index(uint32_t s)
-    int fp_bucket(uint64_t v_ns, uint64_t first_ns)
+    int fp_rpc_bucket(uint64_t v_ns)
     int fp_alloc_bucket(uint64_t v_ns)
-    uint64_t fp_alloc_bounds_dns[141]
+    uint64_t fp_alloc_bounds_dns[FP_ABUCKETS - 1]
     int fp_page_bucket(uint64_t pages)
     uint64_t fp_now_ns()
 
@@ -213,11 +253,6 @@ cdef enum:
     R_RESET = 11            # the client reset the connection between records: likewise
     R_EMPTY_RECORD = 12     # a record of 0 bytes (empty fragments only)
     R_PARKING_FULL = 13     # over the parking budget and the rest did not come within FP_PARK_WAIT_MS
-
-#: empty fragments one record may carry (rpcsrv/proto/record.py MAX_EMPTY_FRAGMENTS, the same)
-cdef enum:
-    FP_MAX_EMPTY_FRAGMENTS = 64
-    FP_PARK_WAIT_MS = 20        # rpcsrv/xprt/tcp.py PARK_WAIT, the same
 
 REASONS = (None, "truncated_record", "zero_fragment", "record_too_large", "record_timeout",
            "idle_timeout", "send_timeout", "recv", "send", "server_bug", "eof", "reset", "empty_record",

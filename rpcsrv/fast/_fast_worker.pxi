@@ -1,9 +1,5 @@
 # FastWorker: one worker thread's request and its loop. Included by _fast.pyx.
 
-cdef enum:
-    STALL_WAITS = 4                # as rpcsrv.svc.rqst: waits in a row before giving pages back
-
-
 cdef class FastWorker:
     """One worker's request (rq_pages, holes, counters) and the compiled loop (serve)."""
 
@@ -162,15 +158,15 @@ cdef class FastWorker:
             waits += 1
             if self.srv.stopping:
                 return False
-            if waits % STALL_WAITS == 0:         # hold-and-wait: give every page back, start over
+            if waits % FP_STALL_WAITS == 0:      # hold-and-wait: give every page back, start over
                 given_back += self.srv.alloc.free_slots(self.cpu, self.pages.slots, self.nslots)
                 self._everything()
                 self.stalls += 1
                 self.st.stalls += 1
-                usleep(<unsigned int>(rand() % 16000))
+                usleep(<unsigned int>(rand() % FP_STALL_PAUSE_US))
                 continue
-            delay = 0.001 * (1 << min(waits, 16))
-            self.srv.alloc.wait_free_c(seq, 0.5 if delay > 0.5 else delay)
+            delay = FP_WAIT_MIN * (1 << min(waits, <uint64_t>FP_WAIT_DOUBLINGS))
+            self.srv.alloc.wait_free_c(seq, FP_WAIT_MAX if delay > FP_WAIT_MAX else delay)
         self._count_refill(fp_now_ns() - t0, holes + given_back, waits, scanned)
         self._cleared()
         return True
@@ -370,7 +366,7 @@ cdef class FastWorker:
         rc = fp_process(q)
         if rc == FP_FALLBACK:
             self.st.in_flight -= 1
-            proc = q.call.proc if q.call.prog == 100003 and q.call.vers == 3 and q.call.proc < FP_NPROC \
+            proc = q.call.proc if q.call.prog == FP_NFS_PROGRAM and q.call.vers == FP_NFS_V3 and q.call.proc < FP_NPROC \
                 else FP_NPROC
             self.st.fallbacks[proc] += 1
             return FP_FALLBACK
@@ -407,7 +403,7 @@ cdef class FastWorker:
             proc = q.call.proc
             dt = fp_now_ns() - t0
             self.st.requests[proc][fp_stat_index(q.status)] += 1
-            self.st.dur[proc][fp_bucket(dt, 25000)] += 1
+            self.st.dur[proc][fp_rpc_bucket(dt)] += 1
             self.st.dur_sum_ns[proc] += dt
         return rc
 
@@ -456,7 +452,7 @@ cdef class FastWorker:
         if c.doomed:
             return EV_CLOSE
         qns = <uint64_t>((fp_now() - ready) * 1e9)
-        self.st.queue[fp_bucket(qns, 25000)] += 1
+        self.st.queue[fp_rpc_bucket(qns)] += 1
         self.st.queue_sum_ns += qns
         rx = self._receive(c)
         if rx == RX_CLOSED:
@@ -509,6 +505,38 @@ cdef class FastWorker:
 STATUS_VALUES = tuple(fp_stat_values[i] for i in range(FP_NSTAT))
 #: svc_alloc_arg's histogram bounds in tenths of a ns as the C counts them (rpcsrv.svc.metrics.ALLOC_BOUNDS_DNS)
 ALLOC_BOUNDS_DNS = tuple(fp_alloc_bounds_dns[i] for i in range(FP_ABUCKETS - 1))
+
+
+def tables():
+    """The tables this module was compiled with (fp_tables.h), in the shape of
+    rpcsrv.fast.gen_tables.collect(): tests/fast/test_tables.py holds the two equal. A procedure's
+    in_c is the table's flag and fp_process.h having a function for it."""
+    cdef int i
+    return {
+        "nfs_program": FP_NFS_PROGRAM,
+        "nfs_version": FP_NFS_V3,
+        "status_names": {fp_stat_values[i]: fp_stat_names[i].decode() for i in range(FP_NSTAT - 1)},
+        "status_values": STATUS_VALUES,
+        "procs": tuple((fp_procs[i].name.decode(), bool(fp_procs[i].idempotent), bool(fp_procs[i].reads),
+                        bool(fp_procs[i].in_c and fp_proc_has_fn(i))) for i in range(FP_NPROC)),
+        "errno_map": tuple(fp_errno_nfsstat[i] for i in range(FP_NERRNO_MAP)),
+        "alloc_bounds_dns": ALLOC_BOUNDS_DNS,
+        "rpc_bounds_ns": tuple(fp_rpc_bounds_ns[i] for i in range(FP_HBUCKETS - 1)),
+        "page_bounds": tuple(fp_page_bounds[i] for i in range(FP_PBUCKETS - 1)),
+        "access": {"read": ACC_READ, "lookup": ACC_LOOKUP, "modify": ACC_MODIFY, "extend": ACC_EXTEND,
+                   "delete": ACC_DELETE, "execute": ACC_EXECUTE},
+        "enums": {"create": {"unchecked": FP_CREATE_UNCHECKED, "guarded": FP_CREATE_GUARDED,
+                             "exclusive": FP_CREATE_EXCLUSIVE},
+                  "time": {"dont_change": FP_TIME_DONT_CHANGE, "set_to_server_time": FP_TIME_SET_TO_SERVER_TIME,
+                           "set_to_client_time": FP_TIME_SET_TO_CLIENT_TIME},
+                  "stable": {"unstable": FP_STABLE_UNSTABLE, "data_sync": FP_STABLE_DATA_SYNC,
+                             "file_sync": FP_STABLE_FILE_SYNC}},
+        "limits": {"fhsize": FP_FHSIZE, "maxnamlen": FP_MAXNAMLEN, "name_decode_max": FP_NAME_DECODE_MAX,
+                   "maxfilesize": FP_MAXFILESIZE},
+        "waits": {"wait_min": FP_WAIT_MIN, "wait_max": FP_WAIT_MAX, "wait_doublings": FP_WAIT_DOUBLINGS,
+                  "stall_waits": FP_STALL_WAITS, "stall_pause_us": FP_STALL_PAUSE_US,
+                  "park_wait_ms": FP_PARK_WAIT_MS, "max_empty_fragments": FP_MAX_EMPTY_FRAGMENTS},
+    }
 
 
 def alloc_bucket(uint64_t ns):

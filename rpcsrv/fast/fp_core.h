@@ -7,7 +7,7 @@
  *                       anything else makes the caller fall back to Python, which answers it)
  *   fp_who, fp_bits,    rpcsrv.nfsd.perm (who, bits, may_read_file, may_write_file,
  *   fp_access           access_from_stat)
- *   fp_nfsstat          rpcsrv.export.errors' errno table
+ *   fp_nfsstat          rpcsrv.proto.nfs3const.ERRNO_TO_NFSSTAT3 (fp_tables.h's array)
  *   xw_fattr3 & co      rpcsrv.proto.nfs3xdr's attribute encoders (nfstime3 clamping included)
  * No state of its own, no locks: pure functions over the structures passed in. */
 #ifndef NFSBULK_FP_CORE_H
@@ -20,25 +20,11 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+/* nfsstat3, the ACCESS3 bits, FP_FHSIZE, FP_MAXNAMLEN, FP_NAME_DECODE_MAX, the errno map: generated
+ * from the Python declarations (rpcsrv/fast/gen_tables.py) */
+#include "fp_tables.h"
+
 #define FP_PAGE 4096u
-#define FP_FHSIZE 64u
-#define FP_MAXNAMLEN 255u
-#define FP_NAME_DECODE_MAX 4096u
-
-/* nfsstat3 (RFC 1813) */
-enum {
-    NFS3_OK = 0, NFS3ERR_PERM = 1, NFS3ERR_NOENT = 2, NFS3ERR_IO = 5, NFS3ERR_NXIO = 6,
-    NFS3ERR_ACCES = 13, NFS3ERR_EXIST = 17, NFS3ERR_XDEV = 18, NFS3ERR_NODEV = 19,
-    NFS3ERR_NOTDIR = 20, NFS3ERR_ISDIR = 21, NFS3ERR_INVAL = 22, NFS3ERR_FBIG = 27,
-    NFS3ERR_NOSPC = 28, NFS3ERR_ROFS = 30, NFS3ERR_MLINK = 31, NFS3ERR_NAMETOOLONG = 63,
-    NFS3ERR_NOTEMPTY = 66, NFS3ERR_DQUOT = 69, NFS3ERR_STALE = 70, NFS3ERR_REMOTE = 71,
-    NFS3ERR_BADHANDLE = 10001, NFS3ERR_NOT_SYNC = 10002, NFS3ERR_BAD_COOKIE = 10003,
-    NFS3ERR_NOTSUPP = 10004, NFS3ERR_TOOSMALL = 10005, NFS3ERR_SERVERFAULT = 10006,
-    NFS3ERR_BADTYPE = 10007, NFS3ERR_JUKEBOX = 10008,
-};
-
-enum { ACC_READ = 0x01, ACC_LOOKUP = 0x02, ACC_MODIFY = 0x04, ACC_EXTEND = 0x08, ACC_DELETE = 0x10,
-       ACC_EXECUTE = 0x20 };
 
 /* ---------------------------------------------------------------- configuration */
 
@@ -220,37 +206,9 @@ static inline void xw_wcc(xw_t *w, const struct stat *pre, const struct stat *po
 
 /* ---------------------------------------------------------------- errors */
 
-/* rpcsrv.export.errors' errno -> nfsstat3 table; unknown errnos are SERVERFAULT */
+/* rpcsrv.proto.nfs3const.ERRNO_TO_NFSSTAT3 (fp_errno_nfsstat); unknown errnos are SERVERFAULT */
 static inline uint32_t fp_nfsstat(int e) {
-    switch (e) {
-    case EPERM: return NFS3ERR_PERM;
-    case ENOENT: return NFS3ERR_NOENT;
-    case EIO: return NFS3ERR_IO;
-    case ENXIO: return NFS3ERR_NXIO;
-    case EACCES: return NFS3ERR_ACCES;
-    case EEXIST: return NFS3ERR_EXIST;
-    case EXDEV: return NFS3ERR_XDEV;
-    case ENODEV: return NFS3ERR_NODEV;
-    case ENOTDIR: return NFS3ERR_NOTDIR;
-    case EISDIR: return NFS3ERR_ISDIR;
-    case EINVAL: return NFS3ERR_INVAL;
-    case EFBIG: return NFS3ERR_FBIG;
-    case ENOSPC: return NFS3ERR_NOSPC;
-    case EROFS: return NFS3ERR_ROFS;
-    case EMLINK: return NFS3ERR_MLINK;
-    case ENAMETOOLONG: return NFS3ERR_NAMETOOLONG;
-    case ENOTEMPTY: return NFS3ERR_NOTEMPTY;
-    case EDQUOT: return NFS3ERR_DQUOT;
-    case ESTALE: return NFS3ERR_STALE;
-    case EBADF: return NFS3ERR_STALE;
-    case ELOOP: return NFS3ERR_INVAL;
-    case EOPNOTSUPP: return NFS3ERR_NOTSUPP;
-    case ENOSYS: return NFS3ERR_NOTSUPP;
-    case ETXTBSY: return NFS3ERR_ACCES;
-    case EAGAIN: case ENOMEM: case ETIMEDOUT: case EINTR: case EMFILE: case ENFILE:
-        return NFS3ERR_JUKEBOX;
-    default: return NFS3ERR_SERVERFAULT;
-    }
+    return e >= 0 && e < FP_NERRNO_MAP ? fp_errno_nfsstat[e] : NFS3ERR_SERVERFAULT;
 }
 
 /* perm.check_name's verdict on a filename3: 0, INVAL or NAMETOOLONG (allow_dots: "." and ".."). */

@@ -79,8 +79,8 @@ static int fp_create(fp_req *q, xr_t *r) {
     int fd, e;
     name = xr_opaque(r, FP_NAME_DECODE_MAX, &nlen);
     how = xr_u32(r);
-    if (how == 0 || how == 1) xr_sattr(r, &s);
-    else if (how == 2) {
+    if (how == FP_CREATE_UNCHECKED || how == FP_CREATE_GUARDED) xr_sattr(r, &s);
+    else if (how == FP_CREATE_EXCLUSIVE) {
         if (r->len - r->pos < 8) r->bad = 1;
         else { verf = r->p + r->pos; r->pos += 8; }
     } else r->bad = 1;
@@ -91,7 +91,7 @@ static int fp_create(fp_req *q, xr_t *r) {
     memcpy(z, name, nlen);
     z[nlen] = 0;
     uint32_t gid_new = (d.o.st.st_mode & S_ISGID) ? (uint32_t)d.o.st.st_gid : q->who.gid;
-    if (how == 2) {                                          /* EXCLUSIVE */
+    if (how == FP_CREATE_EXCLUSIVE) {
         uint32_t vm = fp_be32(verf) & 0x7FFFFFFFu, va = fp_be32(verf + 4) & 0x7FFFFFFFu;
         fd = openat(d.o.e->fd, z, FP_EXCL_FLAGS, 0600);
         if (fd < 0 && errno == EEXIST) {
@@ -113,7 +113,7 @@ static int fp_create(fp_req *q, xr_t *r) {
     fd = openat(d.o.e->fd, z, FP_EXCL_FLAGS, 0600);
     if (fd < 0 && errno == EEXIST) {
         int ofd;
-        if (how == 1) { st_ = NFS3ERR_EXIST; goto out; }
+        if (how == FP_CREATE_GUARDED) { st_ = NFS3ERR_EXIST; goto out; }
         /* UNCHECKED on an existing entry: a regular file gets the size, nothing else (as knfsd) */
         st_ = fp_child(q, &d, name, nlen, fh, &fhlen, &st, &ofd) & ~FP_CHILD_NOFH;
         if (st_) goto out;

@@ -24,7 +24,6 @@ enum { FP_SERVED = 0, FP_FALLBACK = 1 };
 /* iovecs a page range can need (a 4 MiB payload is 1024 pages) and at most per system call */
 #define FP_MAX_IOV 1040
 #define FP_IOV_MAX 1024
-#define FP_MAXFILESIZE 0x7FFFFFFFFFFFFFFFull
 
 typedef struct {
     const fp_conf *conf;
@@ -156,10 +155,10 @@ static void xr_sattr(xr_t *r, fp_sattr *s) {
     if ((s->set_gid = xr_bool(r))) s->gid = xr_u32(r);
     if ((s->set_size = xr_bool(r))) s->size = xr_u64(r);
     s->atime_how = (int)xr_u32(r);
-    if (s->atime_how == 2) { s->at_s = xr_u32(r); s->at_ns = xr_u32(r); }
+    if (s->atime_how == FP_TIME_SET_TO_CLIENT_TIME) { s->at_s = xr_u32(r); s->at_ns = xr_u32(r); }
     s->mtime_how = (int)xr_u32(r);
-    if (s->mtime_how == 2) { s->mt_s = xr_u32(r); s->mt_ns = xr_u32(r); }
-    if (s->atime_how > 2 || s->mtime_how > 2) r->bad = 1;
+    if (s->mtime_how == FP_TIME_SET_TO_CLIENT_TIME) { s->mt_s = xr_u32(r); s->mt_ns = xr_u32(r); }
+    if (s->atime_how > FP_TIME_SET_TO_CLIENT_TIME || s->mtime_how > FP_TIME_SET_TO_CLIENT_TIME) r->bad = 1;
 }
 
 /* perm.check_sattr: 0 or the nfsstat3; drops an unchanged uid/gid (not for a new object) */
@@ -179,7 +178,8 @@ static uint32_t fp_check_sattr(const struct stat *st, fp_sattr *s, const fp_who 
         if (s->size > FP_MAXFILESIZE) return NFS3ERR_FBIG;
     }
     if ((s->atime_how || s->mtime_how) && !owner) {
-        if (s->atime_how == 2 || s->mtime_how == 2) return NFS3ERR_PERM;
+        if (s->atime_how == FP_TIME_SET_TO_CLIENT_TIME || s->mtime_how == FP_TIME_SET_TO_CLIENT_TIME)
+            return NFS3ERR_PERM;
         if (!fp_may_write(st, w)) return NFS3ERR_ACCES;
     }
     return 0;
@@ -199,10 +199,12 @@ static int fp_proc_truncate(int fd, uint64_t size) {
 
 static int fp_utimes(int fd, const fp_sattr *s) {
     struct timespec ts[2];
-    ts[0].tv_sec = s->atime_how == 2 ? s->at_s : 0;
-    ts[0].tv_nsec = s->atime_how == 0 ? UTIME_OMIT : s->atime_how == 1 ? UTIME_NOW : (long)s->at_ns;
-    ts[1].tv_sec = s->mtime_how == 2 ? s->mt_s : 0;
-    ts[1].tv_nsec = s->mtime_how == 0 ? UTIME_OMIT : s->mtime_how == 1 ? UTIME_NOW : (long)s->mt_ns;
+    ts[0].tv_sec = s->atime_how == FP_TIME_SET_TO_CLIENT_TIME ? s->at_s : 0;
+    ts[0].tv_nsec = s->atime_how == FP_TIME_DONT_CHANGE ? UTIME_OMIT
+                    : s->atime_how == FP_TIME_SET_TO_SERVER_TIME ? UTIME_NOW : (long)s->at_ns;
+    ts[1].tv_sec = s->mtime_how == FP_TIME_SET_TO_CLIENT_TIME ? s->mt_s : 0;
+    ts[1].tv_nsec = s->mtime_how == FP_TIME_DONT_CHANGE ? UTIME_OMIT
+                    : s->mtime_how == FP_TIME_SET_TO_SERVER_TIME ? UTIME_NOW : (long)s->mt_ns;
     return utimensat(fd, "", ts, AT_EMPTY_PATH) == 0 ? 0 : -errno;
 }
 
@@ -346,7 +348,7 @@ static int fp_write(fp_req *q, xr_t *r) {
     count = xr_u32(r);
     stable = xr_u32(r);
     dlen = xr_u32(r);
-    if (r->bad || stable > 2 || dlen != count) return FP_FALLBACK;
+    if (r->bad || stable > FP_STABLE_FILE_SYNC || dlen != count) return FP_FALLBACK;
     doff = r->pos;
     if ((uint64_t)doff + ((dlen + 3u) & ~3u) != q->rec_len) return FP_FALLBACK;  /* trailing bytes */
     if (q->conf->read_only || fp_resolve(q, fh, n, &o)) return FP_FALLBACK;
@@ -366,8 +368,8 @@ static int fp_write(fp_req *q, xr_t *r) {
     }
     got = length ? fp_page_io(q, fd, 0, doff, length, offset, 1) : 0;
     if (got >= 0) q->write_bytes += (uint64_t)got;
-    if (got >= 0 && stable == 2 && fsync(fd) != 0) got = -errno;
-    else if (got >= 0 && stable == 1 && fdatasync(fd) != 0) got = -errno;
+    if (got >= 0 && stable == FP_STABLE_FILE_SYNC && fsync(fd) != 0) got = -errno;
+    else if (got >= 0 && stable == FP_STABLE_DATA_SYNC && fdatasync(fd) != 0) got = -errno;
     if (got < 0 || fstat(fd, &post) != 0) {
         fp_begin_reply(q, fp_nfsstat(got < 0 ? (int)-got : errno));
         xw_wcc(&q->w, &pre, fp_fstat_ok(fd, &post) ? &post : NULL, q->conf->fsid);
@@ -407,7 +409,7 @@ static int fp_fsquery(fp_req *q, xr_t *r, int which) {
     fp_obj o = {0};
     struct statvfs v;
     if (r->bad || r->pos != q->rec_len || fp_resolve(q, fh, n, &o)) return FP_FALLBACK;
-    if (which == 18) {                                     /* FSSTAT */
+    if (which == NFSPROC3_FSSTAT) {
         if (fstatvfs(o.e->fd, &v) != 0) {
             fp_begin_reply(q, fp_nfsstat(errno));
             xw_post_attr(&q->w, &o.st, q->conf->fsid);
@@ -432,12 +434,15 @@ static int fp_fsquery(fp_req *q, xr_t *r, int which) {
 }
 
 /* The reply cache for a non-idempotent call the fast path has committed to serve: FP_DRC_NEW
- * (go on), FP_DRC_IN_PROGRESS (drop it) or FP_DRC_HIT (the stored reply is written). */
+ * (go on), FP_DRC_IN_PROGRESS (drop it) or FP_DRC_HIT (the stored reply is written). Whether a
+ * procedure is idempotent is fp_procs' (fp_tables.h) to say: for one that is, nothing is cached
+ * (drc_state stays -1, and fp_drc_store does nothing). */
 static int fp_drc_check(fp_req *q, fp_drckey *k) {
     uint8_t buf[FP_PAGE];
     uint32_t len = 0;
     int r;
     memset(k, 0, sizeof *k);
+    if (q->call.proc >= FP_NPROC || fp_procs[q->call.proc].idempotent) return FP_DRC_NEW;
     memcpy(k->addr, q->peer, q->peer_len > 16 ? 16 : q->peer_len);
     k->addrlen = q->peer_len;
     k->xid = q->call.xid;
@@ -457,6 +462,7 @@ static int fp_drc_check(fp_req *q, fp_drckey *k) {
 static void fp_drc_store(fp_req *q, const fp_drckey *k) {
     uint8_t buf[FP_PAGE];
     uint32_t len = q->w.off - 4;
+    if (q->drc_state != FP_DRC_NEW) return;          /* an idempotent procedure: nothing begun */
     if (q->w.bad || len > sizeof buf - 4) { fp_drc_finish(q->drc, k, NULL, 0); return; }
     memcpy(buf, q->arena + ((size_t)q->slots[q->reply_slot] << 12) + 4,
            len > FP_PAGE - 4 ? FP_PAGE - 4 : len);

@@ -60,10 +60,11 @@ from ..export import NfsError, check_name, nfsstat_from_oserror
 from ..export.contain import TRIES
 from ..proto import nfs3res as R
 from ..proto import nfs3xdr as X
-from ..proto.nfs3const import NFS_PROGRAM, NFS_V3, NfsProc3 as P, NfsStat3 as S, StableHow
+from ..proto.nfs3const import (MAXFILESIZE, NFS_PROGRAM, NFS_V3, NFSPROC3_IDEMPOTENT, NFSPROC3_READS, NfsProc3 as P,
+                               NfsStat3 as S, StableHow)
 from ..svc.dispatch import ProcEntry, Program, null_entry
 from . import vfs
-from .perm import (MAXFILESIZE, access_from_stat, bits, check_sattr, may_read_file, may_write_file,
+from .perm import (access_from_stat, bits, check_sattr, may_read_file, may_write_file,
                    need_dir_bits, need_dir_write, need_sticky, who)
 
 __all__ = ["make_program", "make_table", "PROCEDURES"]
@@ -589,37 +590,41 @@ def nfs3_link(ctx, args):
 # --------------------------------------------------------------------------
 # the table
 
-def _e(proc, decode, handler, encode, idempotent=True, payload=None):
-    return ProcEntry(P(proc).name.lower(), decode, handler, encode, idempotent, R.status_name,
-                     reply_max=R.RES_MAX[int(proc)], payload=payload)
+def _e(proc, decode, handler, encode, payload=None):
+    """The entry of `proc`: idempotent, and read-only (_proven) or modifying (_synced), as
+    rpcsrv.proto.nfs3const declares it (NFSPROC3_IDEMPOTENT, NFSPROC3_READS; the fast path reads
+    the same tables)."""
+    run = (_proven if NFSPROC3_READS[int(proc)] else _synced)(handler)
+    return ProcEntry(P(proc).name.lower(), decode, run, encode, NFSPROC3_IDEMPOTENT[int(proc)],
+                     R.status_name, reply_max=R.RES_MAX[int(proc)], payload=payload)
 
 
 def make_table():
     """{proc: ProcEntry} for NFSv3, indexed by NFSPROC3 number."""
     t = {
         P.NULL: null_entry("null"),
-        P.GETATTR: _e(P.GETATTR, X.decode_getattr, _proven(nfs3_getattr), R.encode_getattr),
-        P.SETATTR: _e(P.SETATTR, X.decode_setattr, _synced(nfs3_setattr), R.encode_wcc_only, False),
-        P.LOOKUP: _e(P.LOOKUP, X.decode_lookup, _proven(nfs3_lookup), R.encode_lookup),
-        P.ACCESS: _e(P.ACCESS, X.decode_access, _proven(nfs3_access), R.encode_access),
-        P.READLINK: _e(P.READLINK, X.decode_getattr, _proven(nfs3_readlink), R.encode_readlink),
-        P.READ: _e(P.READ, X.decode_read, _proven(nfs3_read), R.encode_read, payload=R.read_payload_len),
-        P.WRITE: _e(P.WRITE, X.decode_write, _synced(nfs3_write), R.encode_write),
-        P.CREATE: _e(P.CREATE, X.decode_create, _synced(nfs3_create), R.encode_diropres, False),
-        P.MKDIR: _e(P.MKDIR, X.decode_mkdir, _synced(nfs3_mkdir), R.encode_diropres, False),
-        P.SYMLINK: _e(P.SYMLINK, X.decode_symlink, _synced(nfs3_symlink), R.encode_diropres, False),
-        P.MKNOD: _e(P.MKNOD, X.decode_mknod, _synced(nfs3_mknod), R.encode_diropres, False),
-        P.REMOVE: _e(P.REMOVE, X.decode_remove, _synced(nfs3_remove), R.encode_wcc_only, False),
-        P.RMDIR: _e(P.RMDIR, X.decode_rmdir, _synced(nfs3_rmdir), R.encode_wcc_only, False),
-        P.RENAME: _e(P.RENAME, X.decode_rename, _synced(nfs3_rename), R.encode_rename, False),
-        P.LINK: _e(P.LINK, X.decode_link, _synced(nfs3_link), R.encode_link, False),
-        P.READDIR: _e(P.READDIR, X.decode_readdir, _proven(nfs3_readdir), R.encode_readdir),
-        P.READDIRPLUS: _e(P.READDIRPLUS, X.decode_readdirplus, _proven(nfs3_readdirplus),
+        P.GETATTR: _e(P.GETATTR, X.decode_getattr, nfs3_getattr, R.encode_getattr),
+        P.SETATTR: _e(P.SETATTR, X.decode_setattr, nfs3_setattr, R.encode_wcc_only),
+        P.LOOKUP: _e(P.LOOKUP, X.decode_lookup, nfs3_lookup, R.encode_lookup),
+        P.ACCESS: _e(P.ACCESS, X.decode_access, nfs3_access, R.encode_access),
+        P.READLINK: _e(P.READLINK, X.decode_getattr, nfs3_readlink, R.encode_readlink),
+        P.READ: _e(P.READ, X.decode_read, nfs3_read, R.encode_read, payload=R.read_payload_len),
+        P.WRITE: _e(P.WRITE, X.decode_write, nfs3_write, R.encode_write),
+        P.CREATE: _e(P.CREATE, X.decode_create, nfs3_create, R.encode_diropres),
+        P.MKDIR: _e(P.MKDIR, X.decode_mkdir, nfs3_mkdir, R.encode_diropres),
+        P.SYMLINK: _e(P.SYMLINK, X.decode_symlink, nfs3_symlink, R.encode_diropres),
+        P.MKNOD: _e(P.MKNOD, X.decode_mknod, nfs3_mknod, R.encode_diropres),
+        P.REMOVE: _e(P.REMOVE, X.decode_remove, nfs3_remove, R.encode_wcc_only),
+        P.RMDIR: _e(P.RMDIR, X.decode_rmdir, nfs3_rmdir, R.encode_wcc_only),
+        P.RENAME: _e(P.RENAME, X.decode_rename, nfs3_rename, R.encode_rename),
+        P.LINK: _e(P.LINK, X.decode_link, nfs3_link, R.encode_link),
+        P.READDIR: _e(P.READDIR, X.decode_readdir, nfs3_readdir, R.encode_readdir),
+        P.READDIRPLUS: _e(P.READDIRPLUS, X.decode_readdirplus, nfs3_readdirplus,
                           R.encode_readdirplus),
-        P.FSSTAT: _e(P.FSSTAT, X.decode_getattr, _proven(nfs3_fsstat), R.encode_fsstat),
-        P.FSINFO: _e(P.FSINFO, X.decode_getattr, _proven(nfs3_fsinfo), R.encode_fsinfo),
-        P.PATHCONF: _e(P.PATHCONF, X.decode_getattr, _proven(nfs3_pathconf), R.encode_pathconf),
-        P.COMMIT: _e(P.COMMIT, X.decode_commit, _synced(nfs3_commit), R.encode_commit),
+        P.FSSTAT: _e(P.FSSTAT, X.decode_getattr, nfs3_fsstat, R.encode_fsstat),
+        P.FSINFO: _e(P.FSINFO, X.decode_getattr, nfs3_fsinfo, R.encode_fsinfo),
+        P.PATHCONF: _e(P.PATHCONF, X.decode_getattr, nfs3_pathconf, R.encode_pathconf),
+        P.COMMIT: _e(P.COMMIT, X.decode_commit, nfs3_commit, R.encode_commit),
     }
     return {int(k): v for k, v in t.items()}
 

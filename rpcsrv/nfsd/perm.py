@@ -28,19 +28,15 @@ from __future__ import annotations
 import stat
 from typing import Iterable
 
-from ..export import Export, NfsError
+from ..export import NfsError
 from ..proto import nfs3xdr as X
 from ..proto.nfs3const import (
     ACCESS3_DELETE, ACCESS3_EXECUTE, ACCESS3_EXTEND, ACCESS3_LOOKUP, ACCESS3_MODIFY, ACCESS3_READ,
-    NfsStat3 as S,
+    MAXFILESIZE, NfsStat3 as S,
 )
 
 __all__ = ["Who", "who", "bits", "need_dir_write", "need_sticky", "may_read_file", "may_write_file",
-           "check_sattr", "access_from_stat", "MAXFILESIZE"]
-
-#: FSINFO maxfilesize: larger sizes and offsets are FBIG
-MAXFILESIZE = Export.FSINFO.maxfilesize
-
+           "check_sattr", "access_from_stat"]
 
 class Who:
     """The caller as the permission checks see it (after squashing)."""

@@ -1,7 +1,7 @@
 """NFSv3 and MOUNTv3 protocol constants (RFC 1813).
 
 Owns: the numbers on the wire and the lower-case names used in metrics and
-logs.  Pure data, no imports beyond enum, no state: safe to use from any
+logs.  Pure data, no imports beyond enum and errno, no state: safe to use from any
 thread.  Invariants: every enum value is the RFC 1813 value; the ``*_NAMES``
 tables are total over their enum (a test checks it) and the names are the
 lower-case RFC names without their prefix (``NFS3ERR_NOENT`` -> ``"noent"``,
@@ -10,6 +10,7 @@ lower-case RFC names without their prefix (``NFS3ERR_NOENT`` -> ``"noent"``,
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum, IntFlag
 
 # --- programs ---------------------------------------------------------------
@@ -27,6 +28,7 @@ MNTPATHLEN = 1024           # maximum bytes in a MOUNT path name
 MNTNAMLEN = 255             # maximum bytes in a MOUNT name
 NFS3_MAXNAMLEN = 255        # what this server enforces for a filename3 (Linux NAME_MAX)
 NFS3_MAXPATHLEN = 4096      # what this server enforces for a nfspath3 (Linux PATH_MAX)
+MAXFILESIZE = (1 << 63) - 1  # FSINFO maxfilesize: larger sizes and offsets are FBIG
 
 
 class NfsProc3(IntEnum):
@@ -55,6 +57,22 @@ class NfsProc3(IntEnum):
 
 
 NFSPROC3_NAMES: dict[int, str] = {p.value: p.name.lower() for p in NfsProc3}
+
+#: False: the procedure changes the tree in a way a retransmission must not repeat, so the
+#: duplicate request cache keeps its replies (rpcsrv.nfsd.nfs3's table and the fast path both read
+#: this; WRITE and COMMIT are idempotent, as in knfsd)
+NFSPROC3_IDEMPOTENT: dict[int, bool] = {p.value: p not in (
+    NfsProc3.SETATTR, NfsProc3.CREATE, NfsProc3.MKDIR, NfsProc3.SYMLINK, NfsProc3.MKNOD,
+    NfsProc3.REMOVE, NfsProc3.RMDIR, NfsProc3.RENAME, NfsProc3.LINK) for p in NfsProc3}
+
+#: True: the procedure only reads, and runs in a containment transaction (its handles' proofs are
+#: checked before the reply goes); False: it changes the tree and proves its handles after applying
+#: the queued events (rpcsrv.nfsd.nfs3's _proven and _synced; the fast path's fp_req.reading).
+#: NULL touches nothing and is neither.
+NFSPROC3_READS: dict[int, bool] = {p.value: p in (
+    NfsProc3.GETATTR, NfsProc3.LOOKUP, NfsProc3.ACCESS, NfsProc3.READLINK, NfsProc3.READ,
+    NfsProc3.READDIR, NfsProc3.READDIRPLUS, NfsProc3.FSSTAT, NfsProc3.FSINFO, NfsProc3.PATHCONF)
+    for p in NfsProc3}
 
 
 class MountProc3(IntEnum):
@@ -102,6 +120,46 @@ class NfsStat3(IntEnum):
 
 
 NFSSTAT3_NAMES: dict[int, str] = {s.value: s.name.lower() for s in NfsStat3}
+
+
+#: errno -> nfsstat3 (as knfsd's nfserrno); an errno not here is SERVERFAULT (rpcsrv.export.errors
+#: and the fast path's fp_nfsstat both read this table)
+ERRNO_TO_NFSSTAT3: dict[int, int] = {
+    errno.EPERM: NfsStat3.PERM,
+    errno.ENOENT: NfsStat3.NOENT,
+    errno.EIO: NfsStat3.IO,
+    errno.ENXIO: NfsStat3.NXIO,
+    errno.EACCES: NfsStat3.ACCES,
+    errno.EEXIST: NfsStat3.EXIST,
+    errno.EXDEV: NfsStat3.XDEV,
+    errno.ENODEV: NfsStat3.NODEV,
+    errno.ENOTDIR: NfsStat3.NOTDIR,
+    errno.EISDIR: NfsStat3.ISDIR,
+    errno.EINVAL: NfsStat3.INVAL,
+    errno.EFBIG: NfsStat3.FBIG,
+    errno.ENOSPC: NfsStat3.NOSPC,
+    errno.EROFS: NfsStat3.ROFS,
+    errno.EMLINK: NfsStat3.MLINK,
+    errno.ENAMETOOLONG: NfsStat3.NAMETOOLONG,
+    errno.ENOTEMPTY: NfsStat3.NOTEMPTY,
+    errno.EDQUOT: NfsStat3.DQUOT,
+    errno.ESTALE: NfsStat3.STALE,
+    # knfsd: EBADF -> stale (the object behind the fd went away)
+    errno.EBADF: NfsStat3.STALE,
+    # knfsd: ELOOP -> nfserr_symlink, which nfsd3_map_status turns into INVAL
+    errno.ELOOP: NfsStat3.INVAL,
+    errno.EOPNOTSUPP: NfsStat3.NOTSUPP,
+    errno.ENOTSUP: NfsStat3.NOTSUPP,
+    errno.ENOSYS: NfsStat3.NOTSUPP,
+    errno.ETXTBSY: NfsStat3.ACCES,
+    # transient server-side shortage: ask the client to retry (knfsd: jukebox)
+    errno.EAGAIN: NfsStat3.JUKEBOX,
+    errno.ENOMEM: NfsStat3.JUKEBOX,
+    errno.ETIMEDOUT: NfsStat3.JUKEBOX,
+    errno.EINTR: NfsStat3.JUKEBOX,
+    errno.EMFILE: NfsStat3.JUKEBOX,
+    errno.ENFILE: NfsStat3.JUKEBOX,
+}
 
 
 def nfsstat3_name(status: int) -> str:

@@ -59,7 +59,7 @@ DONE = "done"
 
 LAST_FRAGMENT = 0x80000000
 MAX_FRAGMENT = 0x7FFFFFFF
-#: empty fragments one record may carry (the C twin: FP_MAX_EMPTY_FRAGMENTS in _fast_decl.pxi)
+#: empty fragments one record may carry (the fast path's FP_MAX_EMPTY_FRAGMENTS: rpcsrv/fast/fp_tables.h)
 MAX_EMPTY_FRAGMENTS = 64
 
 _U32 = struct.Struct(">I")

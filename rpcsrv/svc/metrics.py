@@ -29,8 +29,9 @@ from alloc.metrics import AllocatorCollector
 #: apart) from 10 ns to 100 ms, so that two calls more than 1.15x apart never share a bucket and the
 #: strategies' distributions separate (range's one-hole calls take about 100 ns, array's 32-hole
 #: ones 0.5 us). Held in tenths of a nanosecond (12.5 ns is 125) so that a duration in whole ns
-#: compares exactly; rpcsrv.fast counts into the same bounds (fp_stats.h's fp_alloc_bounds_dns;
-#: tests/fast/test_metrics_buckets.py holds the two equal)
+#: compares exactly; rpcsrv.fast counts into the same bounds (fp_tables.h's fp_alloc_bounds_dns,
+#: generated from this by rpcsrv/fast/gen_tables.py, as are RPC_BUCKETS and PAGE_BUCKETS;
+#: tests/fast/test_metrics_buckets.py and test_tables.py hold them equal)
 _R20 = (100, 112, 125, 140, 160, 180, 200, 224, 250, 280, 315, 355, 400, 450, 500, 560, 630, 710, 800, 900)
 ALLOC_BOUNDS_DNS = tuple(m * 10 ** e for e in range(7) for m in _R20) + (1_000_000_000,)
 ALLOC_BUCKETS = tuple(d / 1e10 for d in ALLOC_BOUNDS_DNS)

@@ -38,8 +38,12 @@ from alloc.strategies import STRATEGIES, Holes
 #: first and last wait of the no-progress back-off (seconds)
 WAIT_MIN = 0.001
 WAIT_MAX = 0.5
+#: the back-off doubles WAIT_MIN at most this many times (then WAIT_MAX caps it)
+WAIT_DOUBLINGS = 16
 #: consecutive waits without progress after which a worker gives its pages back
 STALL_WAITS = 4
+#: after a stall, the worker pauses a random time up to this long (seconds) before starting over
+STALL_PAUSE = WAIT_MIN * STALL_WAITS * 4
 #: _wait's answer after a stall gave the pages back: refill from scratch
 RESTART = "restart"
 
@@ -147,8 +151,8 @@ class SvcRqst:
             self.stalls += 1
             if self.trace is not None:
                 self.trace.append(("stall", n))
-            time.sleep(self._rnd.uniform(0, WAIT_MIN * STALL_WAITS * 4))
+            time.sleep(self._rnd.uniform(0, STALL_PAUSE))
             return RESTART if not (should_stop is not None and should_stop()) else False
-        delay = min(WAIT_MAX, WAIT_MIN * (1 << min(waits, 16)))
+        delay = min(WAIT_MAX, WAIT_MIN * (1 << min(waits, WAIT_DOUBLINGS)))
         self.allocator.wait_for_free(seq, delay)
         return not (should_stop is not None and should_stop())

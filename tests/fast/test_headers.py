@@ -57,7 +57,7 @@ def test_find_cycle_finds_one():
 
 def test_the_headers_are_there():
     assert {"blake2.h", "fp_core.h", "fp_dir.h", "fp_dirops.h", "fp_process.h", "fp_readdir.h",
-            "fp_stats.h"} <= set(HEADERS)
+            "fp_stats.h", "fp_tables.h"} <= set(HEADERS)
 
 
 def test_include_graph_has_no_cycle():

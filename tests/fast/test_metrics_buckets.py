@@ -1,8 +1,8 @@
 """svc_alloc_arg's histogram: the compiled path counts into the Python path's bounds.
 
 rpcsrv.svc.metrics.ALLOC_BOUNDS_DNS (the Python path's bisect, and the `le` labels) and
-fp_stats.h's fp_alloc_bounds_dns (the fast workers' bisection) are two copies of one table; these
-tests hold them equal, the C bucket index to Python's for any duration, and a live server on
+fp_tables.h's fp_alloc_bounds_dns (the fast workers' bisection; generated from the first by
+rpcsrv/fast/gen_tables.py) are one table in two languages; these tests hold them equal, the C bucket index to Python's for any duration, and a live server on
 either request path to exposing exactly those buckets with every call counted once."""
 from __future__ import annotations
 
