@@ -31,8 +31,10 @@ from __future__ import annotations
 import argparse
 import gc
 import platform
+import signal
 import statistics
 import sys
+import threading
 import time
 
 import alloc
@@ -162,12 +164,24 @@ def run(rounds: int = 1000, arrays: int = 1, arena_mib: int = 1024, holes_list=H
     gc_was = gc.isenabled()
     gc.disable()
     done, interrupted = 0, False
+    # SIGINT/SIGTERM only mark the stop; the loop ends at the next round's edge. A KeyboardInterrupt
+    # raised wherever the signal lands could be swallowed on the way ("Exception ignored" in a
+    # callback from compiled code), and the run would go on to its last round.
+    stop = []
+    restore = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            restore[sig] = signal.signal(sig, lambda signum, frame: stop.append(signum))
     try:
         for r in range(rounds):
+            if stop:
+                raise KeyboardInterrupt
             _round(r, points, frees, pas, strategies, refills, clock, free_samples, samples, scanned, null_samples)
             done = r + 1
             if progress and (r == 0 or (r + 1) % max(1, rounds // 10) == 0):
                 progress(r + 1, rounds)         # the first round too: the run is under way
+        if stop:
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         # a round cut short is dropped whole: every round appends one sample per key
         interrupted = True
@@ -178,6 +192,8 @@ def run(rounds: int = 1000, arrays: int = 1, arena_mib: int = 1024, holes_list=H
             del free_samples[key][done * k:]
         del null_samples[done * k * len(points):]
     finally:
+        for sig, handler in restore.items():
+            signal.signal(sig, handler)
         if gc_was:
             gc.enable()
     st = allocator.stats()
