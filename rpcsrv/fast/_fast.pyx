@@ -25,6 +25,7 @@ from libc.errno cimport errno, EAGAIN, EINTR, ECONNRESET
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, rand
 from libc.string cimport memcpy, memset
+from posix.stat cimport struct_stat
 
 from alloc._core cimport Allocator, PageArray, PageList, cpu_t, NO_PAGE, PAGE_SIZE, SVC_RANGE
 from rpcsrv.xprt._sys cimport (iovec, msghdr, pollfd, poll, POLLIN, POLLOUT, readv, recvmsg, sendmsg,

@@ -46,6 +46,14 @@ cdef extern from "fp_process.h" nogil:
         int bad
     ctypedef struct fp_call:
         uint32_t xid, prog, vers, proc
+        int have_cred
+        uint32_t uid, gid, ngids
+        uint32_t gids[16]
+        uint32_t args
+    ctypedef struct fp_who:
+        uint32_t uid, gid
+        int ngroups
+        uint32_t groups[17]
     ctypedef struct fp_req:
         const fp_conf *conf
         fp_fhcache *fhc
@@ -109,6 +117,15 @@ cdef extern from "fp_process.h" nogil:
     void xw_u32(xw_t *w, uint32_t v)
     void fp_put32(uint8_t *p, uint32_t v)
     double fp_now()
+    # the pure twins the thin wrappers at the end of _fast_worker.pxi expose (tests/fast/test_*_twins.py)
+    uint32_t fp_check_name(const uint8_t *n, uint32_t len, int allow_dots)
+    void fp_who_from(fp_who *w, const fp_conf *c, int have_cred, uint32_t uid, uint32_t gid,
+                     const uint32_t *gids, int ngids)
+    int fp_bits(const struct_stat *st, const fp_who *w)
+    int fp_may_read(const struct_stat *st, const fp_who *w)
+    int fp_may_write(const struct_stat *st, const fp_who *w)
+    uint32_t fp_access(const struct_stat *st, uint32_t mask, const fp_who *w, int read_only)
+    int fp_parse_call(const uint8_t *p, uint32_t len, fp_call *c)
 
 # fp_stats.h includes fp_tables.h, the tables generated from the Python declarations
 # (rpcsrv/fast/gen_tables.py): they are declared here, with the counters

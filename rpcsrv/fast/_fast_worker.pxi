@@ -568,3 +568,64 @@ def crc32(bytes data):
     """The fast path's CRC-32 (tests/fast/test_hash_twins.py holds it to zlib.crc32)."""
     fp_crc_init()
     return fp_crc32(<const uint8_t *><const char *>data, len(data))
+
+
+# ---- thin wrappers of fp_core.h's pure twins, each one C call (tests/fast/test_name_twins.py,
+# test_perm_twins.py and test_call_twins.py hold them to the Python functions they re-implement)
+
+def check_name(bytes name, bint allow_dots=True):
+    """fp_check_name: 0 or the nfsstat3 (INVAL, NAMETOOLONG) rpcsrv.export.check_name raises."""
+    return fp_check_name(<const uint8_t *><const char *>name, <uint32_t>len(name), allow_dots)
+
+
+def who_from(bint root_squash, uint32_t anon_uid, uint32_t anon_gid, bint have_cred, uint32_t uid,
+             uint32_t gid, gids):
+    """fp_who_from (perm.who): (uid, gid, groups in fp_who's order) of the caller after squashing.
+    At most 16 gids, as fp_parse_call's fp_call holds."""
+    cdef fp_conf c
+    cdef fp_who w
+    cdef uint32_t g[16]
+    cdef int i, n = len(gids)
+    if n > 16:
+        raise ValueError("at most 16 gids")
+    memset(&c, 0, sizeof(c))
+    c.root_squash = root_squash
+    c.anon_uid = anon_uid
+    c.anon_gid = anon_gid
+    for i in range(n):
+        g[i] = gids[i]
+    fp_who_from(&w, &c, have_cred, uid, gid, g, n)
+    return w.uid, w.gid, tuple(w.groups[i] for i in range(w.ngroups))
+
+
+def perm(uint32_t mode, uint32_t st_uid, uint32_t st_gid, uint32_t uid, uint32_t gid, groups,
+         uint32_t mask, bint read_only):
+    """(fp_bits, fp_may_read, fp_may_write, fp_access) of an object with this st_mode, st_uid, st_gid
+    for the fp_who (uid, gid, groups: at most 17, as fp_who holds)."""
+    cdef struct_stat st
+    cdef fp_who w
+    cdef int i, n = len(groups)
+    if n > 17:
+        raise ValueError("at most 17 groups")
+    memset(&st, 0, sizeof(st))
+    st.st_mode = mode
+    st.st_uid = st_uid
+    st.st_gid = st_gid
+    w.uid = uid
+    w.gid = gid
+    w.ngroups = n
+    for i in range(n):
+        w.groups[i] = groups[i]
+    return (fp_bits(&st, &w), bool(fp_may_read(&st, &w)), bool(fp_may_write(&st, &w)),
+            fp_access(&st, mask, &w, read_only))
+
+
+def parse_call(bytes rec):
+    """fp_parse_call over rec: None when it refuses the header (-1), else (xid, prog, vers, proc,
+    have_cred, uid, gid, gids, args offset); uid, gid and gids are 0/() for AUTH_NONE."""
+    cdef fp_call c
+    memset(&c, 0, sizeof(c))
+    if fp_parse_call(<const uint8_t *><const char *>rec, <uint32_t>len(rec), &c) != 0:
+        return None
+    return (c.xid, c.prog, c.vers, c.proc, bool(c.have_cred), c.uid, c.gid,
+            tuple(c.gids[i] for i in range(c.ngids)), c.args)

@@ -211,7 +211,7 @@ static inline uint32_t fp_nfsstat(int e) {
     return e >= 0 && e < FP_NERRNO_MAP ? fp_errno_nfsstat[e] : NFS3ERR_SERVERFAULT;
 }
 
-/* perm.check_name's verdict on a filename3: 0, INVAL or NAMETOOLONG (allow_dots: "." and ".."). */
+/* export.check_name's (contain.py) verdict on a filename3: 0, INVAL or NAMETOOLONG (allow_dots: "." and ".."). */
 static inline uint32_t fp_check_name(const uint8_t *n, uint32_t len, int allow_dots) {
     if (len == 0) return NFS3ERR_INVAL;
     if (len > FP_MAXNAMLEN) return NFS3ERR_NAMETOOLONG;
