@@ -64,7 +64,8 @@ regenerate_tables(quiet=True)
 CFLAGS = ["-O2", "-g", "-Wno-unused-function", "-Wno-unreachable-code"]
 
 extensions = [
-    Extension("alloc._core", ["alloc/_core.pyx"], extra_compile_args=CFLAGS),
+    Extension("alloc._core", ["alloc/_core.pyx"], extra_compile_args=CFLAGS,
+              depends=["alloc/_core_zones.pxi", "alloc/_core_pages.pxi"]),
     Extension("rpcsrv.xprt._pageio", ["rpcsrv/xprt/_pageio.pyx"], extra_compile_args=CFLAGS),
     Extension("alloc._pool", ["alloc/_pool.pyx"], extra_compile_args=CFLAGS),
     Extension("rpcsrv.xprt._udpio", ["rpcsrv/xprt/_udpio.pyx"], extra_compile_args=CFLAGS),

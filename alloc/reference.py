@@ -10,87 +10,33 @@ semantics and the same counters. Written for clarity, not speed.
 Threads: one lock (``self._lock``, re-entrant) guards everything; each thread
 still gets its own per-thread list set, registered in first-call order, so a
 single-threaded sequence of calls maps to cpu 0 exactly as in the core.
+
+This module owns the Allocator (per-thread lists, the three allocation APIs,
+frees, counters, check) and its containers PageList / PageArray; the
+constants, zone sizing and buddy lists are alloc/reference_zones.py (the
+Allocator's _BuddyZones mixin).
 """
 
 from __future__ import annotations
 
 import collections
-import math
 import mmap
 import os
 import threading
 
+# the zone sizing functions are part of the twin's API (impl.zone_batchsize ... in tests/alloc, as
+# alloc._core's): re-exported from reference_zones on purpose
+from .reference_zones import (_ALLOC, _BUDDY, _PCP, _TAIL, MAX_ORDER, PAGE_SIZE, _BuddyZones, _Zone,
+                              compute_watermarks, default_zones, zone_batchsize)
+
 __all__ = ["Allocator", "PageArray", "PageList", "zone_batchsize", "default_zones", "compute_watermarks"]
 
-# The twin's own constants and zone sizing (it imports nothing compiled, so a
-# sizing bug in either implementation shows in the differential tests, and
-# tests/alloc/test_sizing.py holds both to figures worked out by hand from
-# the kernel's formulas).
-PAGE_SIZE = 4096
-PAGE_SHIFT = 12
-MAX_ORDER = 11                      # orders 0..10
-MAX_ZONES = 4
-DMA32_LOWMEM_RESERVE_RATIO = 256
 API_NAMES = ("single", "bulk_list", "bulk_array")
 FALLBACK_NAMES = ("last_page", "watermark", "pcp_empty")
-
-
-def zone_batchsize(managed: int) -> int:
-    """5.13's zone_batchsize: managed/1024 pages, at most 1 MiB worth, /4, at least 1,
-    then rounddown_pow_of_two(b + b/2) - 1."""
-    b = min(managed >> 10, (1 << 20) // PAGE_SIZE) // 4
-    b = max(b, 1)
-    b = (1 << ((b + b // 2).bit_length() - 1)) - 1
-    return max(b, 1)
-
-
-def default_zones(nr_pages: int) -> list:
-    """DMA32 a quarter of the arena (whole max-order blocks when there are 8 or more), Normal the rest."""
-    block = 1 << (MAX_ORDER - 1)
-    small = nr_pages // 4
-    if nr_pages >= 8 * block:
-        small -= small % block
-    if small < 1:
-        return [("Normal", nr_pages)]
-    return [("DMA32", small), ("Normal", nr_pages - small)]
-
-
-def compute_watermarks(sizes, min_free_kbytes=None, watermark_scale_factor=10):
-    """(min_free_kbytes, [(min, low, high)], [[lowmem_reserve]]): min_free_kbytes = int_sqrt(16 *
-    lowmem kB) clamped to [128, 262144]; each zone's min its share of it; the gap
-    max(min/4, managed * scale / 10000); low = min + gap, high = min + 2 gap; a zone's reserve
-    against allocations that could use higher zones = their pages / 256."""
-    total = sum(sizes)
-    if min_free_kbytes is None:
-        min_free_kbytes = min(262144, max(128, math.isqrt(total * (PAGE_SIZE >> 10) * 16)))
-    pages_min = min_free_kbytes >> (PAGE_SHIFT - 10)
-    marks = []
-    for managed in sizes:
-        zmin = pages_min * managed // total if total else 0
-        gap = max(zmin // 4, managed * watermark_scale_factor // 10000)
-        marks.append((zmin, zmin + gap, zmin + 2 * gap))
-    n = len(sizes)
-    reserves = [[sum(sizes[i + 1:j + 1]) // DMA32_LOWMEM_RESERVE_RATIO if i < j < n else 0
-                 for j in range(MAX_ZONES)] for i in range(n)]
-    return min_free_kbytes, marks, reserves
-
 _SINGLE, _LIST, _ARRAY = range(3)
 _LAST_PAGE, _WATERMARK, _PCP_EMPTY = range(3)
 _MIN, _LOW, _HIGH = range(3)
-_TAIL, _BUDDY, _PCP, _ALLOC = range(4)
 _POISON = b"\x6b" * PAGE_SIZE
-
-
-class _Zone:
-    def __init__(self, idx, name, start, npages, marks, reserve, batch, high):
-        self.idx, self.name, self.start, self.npages = idx, name, start, npages
-        self.managed = npages
-        self.wmark = list(marks)
-        self.lowmem_reserve = reserve
-        self.batch, self.high = batch, high
-        self.nr_free = 0
-        # one ordered dict per order: iteration order == list order, first == head
-        self.free = [collections.OrderedDict() for _ in range(MAX_ORDER)]
 
 
 class _Cpu:
@@ -107,7 +53,7 @@ class _Cpu:
         self.slowpath = 0
 
 
-class Allocator:
+class Allocator(_BuddyZones):
     """Pure-Python twin of alloc._core.Allocator; same constructor and methods."""
 
     def __init__(self, arena_mib=64, *, arena_pages=None, zones=None, min_free_kbytes=None,
@@ -165,64 +111,6 @@ class Allocator:
         self._inject_fail = self._inject_skip = 0
         if self.debug:
             self._mmap[:] = b"\x6b" * (npages * PAGE_SIZE)
-
-    # ---------------------------------------------------------------- buddy
-    def _init_zone(self, zone):
-        rel = 0
-        for i in range(zone.npages):
-            self.zid[zone.start + i] = zone.idx
-        while rel < zone.npages:
-            o = MAX_ORDER - 1
-            while o > 0 and (rel % (1 << o) or rel + (1 << o) > zone.npages):
-                o -= 1
-            pfn = zone.start + rel
-            self.state[pfn] = _BUDDY
-            self.order[pfn] = o
-            zone.free[o][pfn] = None            # tail
-            zone.nr_free += 1 << o
-            rel += 1 << o
-
-    def _add_head(self, zone, pfn, o):
-        zone.free[o][pfn] = None
-        zone.free[o].move_to_end(pfn, last=False)
-
-    def _rmqueue_smallest(self, zone):
-        for o in range(MAX_ORDER):
-            if zone.free[o]:
-                break
-        else:
-            return None
-        pfn, _ = zone.free[o].popitem(last=False)
-        while o > 0:
-            o -= 1
-            buddy = pfn + (1 << o)
-            self.state[buddy] = _BUDDY
-            self.order[buddy] = o
-            self._add_head(zone, buddy, o)
-        self.order[pfn] = 0
-        zone.nr_free -= 1
-        return pfn
-
-    def _free_one_page(self, zone, pfn):
-        rel = pfn - zone.start
-        o = 0
-        self.state[pfn] = _TAIL
-        while o < MAX_ORDER - 1:
-            brel = rel ^ (1 << o)
-            if brel + (1 << o) > zone.npages:
-                break
-            bpfn = zone.start + brel
-            if self.state[bpfn] != _BUDDY or self.order[bpfn] != o:
-                break
-            del zone.free[o][bpfn]
-            self.state[bpfn] = _TAIL
-            rel &= brel
-            o += 1
-        pfn = zone.start + rel
-        self.state[pfn] = _BUDDY
-        self.order[pfn] = o
-        self._add_head(zone, pfn, o)
-        zone.nr_free += 1
 
     # ------------------------------------------------------ per-thread lists
     def _this_cpu(self):

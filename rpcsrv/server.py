@@ -53,7 +53,8 @@ from rpcsrv.svc.dispatch import Dispatcher
 from rpcsrv.svc.rqst import SvcRqst
 from rpcsrv.svc.svc import ReplyCache, Request, Svc, XprtLimits
 from rpcsrv.xprt import _pageio
-from rpcsrv.xprt.tcp import CLOSED, PARTIAL, TcpListener, TcpPayloadIO, bound_address, listen, send_reply
+from rpcsrv.xprt.tcp import TcpListener, bound_address, listen
+from rpcsrv.xprt.tcpconn import CLOSED, PARTIAL, TcpPayloadIO, send_reply
 
 log = logging.getLogger("rpcsrv")
 

@@ -32,8 +32,8 @@ from rpcsrv.proto.nfs3const import NFSPROC3_NAMES, NFSSTAT3_NAMES
 from rpcsrv.proto.xdr import Packer
 from rpcsrv.svc.rqst import SvcRqst
 from rpcsrv.svc.svc import ReplyCache, Request
-from rpcsrv.xprt.tcp import (PARK_EVICT_IDLE, AcceptBackoff, TcpPayloadIO, accept_ready, close_connections,
-                              send_reply, stalled_reason)
+from rpcsrv.xprt.tcp import PARK_EVICT_IDLE, AcceptBackoff, accept_ready, close_connections, stalled_reason
+from rpcsrv.xprt.tcpconn import TcpPayloadIO, send_reply
 
 from . import _fast
 from ._fast import EVENTS, FastConn, FastServer, FastWorker, STATUS_VALUES

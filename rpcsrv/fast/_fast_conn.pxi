@@ -331,7 +331,7 @@ cdef class FastConn:
         return epoll_ctl(self.srv.epfd, EPOLL_CTL_MOD, self.c.fd, &ev) == 0
 
     def send(self, rqst, Py_ssize_t slot1, Py_ssize_t len1, Py_ssize_t slot2, Py_ssize_t len2, double timeout):
-        """xprt.tcp.send_reply's transport call: header then payload pages; False if it must go."""
+        """xprt.tcpconn.send_reply's transport call: header then payload pages; False if it must go."""
         from rpcsrv.xprt import _pageio
         r = _pageio.send_ranges(self.c.fd, rqst.pages, slot1, len1, slot2, len2, int(timeout * 1000))
         if r < 0:

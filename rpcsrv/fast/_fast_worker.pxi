@@ -55,7 +55,7 @@ cdef class FastWorker:
         """Call from the worker's own thread before serve(): its per-thread allocator lists."""
         self.cpu = self.srv.alloc.this_cpu()
 
-    # -- the page array (the rqst interface the Python path and xprt.tcp.send_reply use) ----------
+    # -- the page array (the rqst interface the Python path and xprt.tcpconn.send_reply use) ----------
     cdef inline void _span(self, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
         if self.holes_lo >= self.holes_hi:
             self.holes_lo, self.holes_hi = lo, hi
@@ -171,7 +171,7 @@ cdef class FastWorker:
         self._cleared()
         return True
 
-    # -- receive one record into the pages (xprt.tcp.Connection.receive's twin) -------------------
+    # -- receive one record into the pages (xprt.tcpconn.Connection.receive's twin) -------------------
     cdef int _fail(self, fconn_t *c, int reason, int err) noexcept nogil:
         c.reason, c.err = reason, err
         return RX_CLOSED
@@ -188,7 +188,7 @@ cdef class FastWorker:
             c.saved_slots = n
             self._taken(n)
             return RX_PARTIAL
-        # over the budget: wait a little for the rest, never --record-timeout (xprt/tcp.py's doc)
+        # over the budget: wait a little for the rest, never --record-timeout (xprt/tcpconn.py's doc)
         left = (c.record_started if c.record_started else fp_now()) + self.srv.record_timeout - fp_now()
         if left <= 0:
             return self._fail(c, R_RECORD_TIMEOUT, 0)

@@ -5,7 +5,7 @@
  *   served in C: rpcsrv.fast.gen_tables.SERVED_IN_C
  *   histogram bounds: rpcsrv.svc.metrics (ALLOC_BOUNDS_DNS, RPC_BUCKETS, PAGE_BUCKETS)
  *   limits: rpcsrv.proto.nfs3const, rpcsrv.proto.nfs3xdr.NAME_DECODE_MAX
- *   waits: rpcsrv.svc.rqst, rpcsrv.xprt.tcp.PARK_WAIT, rpcsrv.proto.record */
+ *   waits: rpcsrv.svc.rqst, rpcsrv.xprt.tcpconn.PARK_WAIT, rpcsrv.proto.record */
 #ifndef NFSBULK_FP_TABLES_H
 #define NFSBULK_FP_TABLES_H
 

@@ -43,7 +43,7 @@ def collect() -> dict:
     from rpcsrv.proto import nfs3const as K
     from rpcsrv.proto import nfs3xdr, record
     from rpcsrv.svc import metrics, rqst
-    from rpcsrv.xprt import tcp
+    from rpcsrv.xprt import tcpconn
 
     serverfault = int(K.NfsStat3.SERVERFAULT)
     emap = {int(e): int(s) for e, s in K.ERRNO_TO_NFSSTAT3.items()}
@@ -70,7 +70,7 @@ def collect() -> dict:
         "waits": {"wait_min": float(rqst.WAIT_MIN), "wait_max": float(rqst.WAIT_MAX),
                   "wait_doublings": int(rqst.WAIT_DOUBLINGS), "stall_waits": int(rqst.STALL_WAITS),
                   "stall_pause_us": round(rqst.STALL_PAUSE * 1e6),
-                  "park_wait_ms": round(tcp.PARK_WAIT * 1000),
+                  "park_wait_ms": round(tcpconn.PARK_WAIT * 1000),
                   "max_empty_fragments": int(record.MAX_EMPTY_FRAGMENTS)},
     }
 
@@ -96,7 +96,7 @@ def render(t: dict) -> str:
     w(" *   served in C: rpcsrv.fast.gen_tables.SERVED_IN_C")
     w(" *   histogram bounds: rpcsrv.svc.metrics (ALLOC_BOUNDS_DNS, RPC_BUCKETS, PAGE_BUCKETS)")
     w(" *   limits: rpcsrv.proto.nfs3const, rpcsrv.proto.nfs3xdr.NAME_DECODE_MAX")
-    w(" *   waits: rpcsrv.svc.rqst, rpcsrv.xprt.tcp.PARK_WAIT, rpcsrv.proto.record */")
+    w(" *   waits: rpcsrv.svc.rqst, rpcsrv.xprt.tcpconn.PARK_WAIT, rpcsrv.proto.record */")
     w("#ifndef NFSBULK_FP_TABLES_H")
     w("#define NFSBULK_FP_TABLES_H")
     w("")

@@ -19,7 +19,7 @@ from rpcsrv.fast import _fast, gen_tables  # noqa: E402
 from rpcsrv.nfsd import nfs3  # noqa: E402
 from rpcsrv.proto import nfs3const as K, nfs3xdr, record  # noqa: E402
 from rpcsrv.svc import metrics, rqst  # noqa: E402
-from rpcsrv.xprt import tcp  # noqa: E402
+from rpcsrv.xprt import tcpconn  # noqa: E402
 
 
 def committed():
@@ -117,7 +117,7 @@ def _stall(mp):
 
 
 def _park(mp):
-    mp.setattr(tcp, "PARK_WAIT", 0.05)
+    mp.setattr(tcpconn, "PARK_WAIT", 0.05)
 
 
 def _fragments(mp):

@@ -1,4 +1,4 @@
-"""rpcsrv.xprt.tcp.Connection without a server: records straight into page slots, partial records
+"""rpcsrv.xprt.tcpconn.Connection without a server: records straight into page slots, partial records
 parked in the connection and restored into another request, the parking budget, timeouts, EOF and
 bad markers, and send_reply. A socketpair is the client; every wait is on real data."""
 import socket
@@ -11,7 +11,7 @@ import pytest
 import alloc
 from rpcsrv.proto.xdr import Packer
 from rpcsrv.svc.rqst import SvcRqst
-from rpcsrv.xprt.tcp import CLOSED, PARTIAL, RECORD, Connection, send_reply
+from rpcsrv.xprt.tcpconn import CLOSED, PARTIAL, RECORD, Connection, send_reply
 
 PAGE = 4096
 
