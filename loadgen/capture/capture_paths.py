@@ -67,8 +67,6 @@ class HandlePaths:
             for key in keys:
                 names = self._names[key]
                 names[names.index(name)] = to
-        for key, p in list(self._last.items()):      # handles known only by their last name, too
+        for key, p in list(self._last.items()):      # names[0] moved, and handles known only by their last name
             if key[0] == server_ip and (p == old or p.startswith(old + "/")):
                 self._last[key] = new + p[len(old):]
-            elif key in self._names and self._names[key]:
-                self._last[key] = self._names[key][0]

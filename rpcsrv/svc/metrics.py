@@ -73,12 +73,15 @@ class _Value:
 
 
 class _Hist:
-    """A histogram: per-bucket counts (the last is +Inf) and the sum; thread-safe."""
+    """A histogram: per-bucket counts (the last is +Inf) and the sum; thread-safe. Values are
+    observed in the bounds' unit; `unit` is that unit in seconds (or 1 for counts), for exposing
+    the sum."""
 
-    __slots__ = ("bounds", "counts", "sum", "_lock")
+    __slots__ = ("bounds", "counts", "sum", "unit", "_lock")
 
-    def __init__(self, bounds):
+    def __init__(self, bounds, unit=1.0):
         self.bounds = bounds
+        self.unit = unit
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
         self._lock = threading.Lock()
@@ -114,7 +117,7 @@ class ServerMetrics:
         self._errors = {}            # reason -> count
         self._disconnects = {label: 0 for label in DISCONNECTS.values()}
         self._accept_errors = {}     # (listener, errno label) -> count (every listener: xprt.tcp.AcceptBackoff)
-        self.alloc_seconds = _Hist(ALLOC_BOUNDS_DNS)     # observed in tenths of a ns, and so its sum
+        self.alloc_seconds = _Hist(ALLOC_BOUNDS_DNS, 1e-10)     # observed in tenths of a ns
         self.alloc_pages = _Hist(PAGE_BUCKETS)
         self.alloc_scanned = _Hist(PAGE_BUCKETS)
         self.alloc_waits = _Value()
@@ -222,7 +225,7 @@ class ServerMetrics:
                  "slot for single, list and array; the holes' windows for range and nfree).",
                  PAGE_BUCKETS, self.alloc_scanned, "scanned")):
             fam, les = _family_hist(name, doc, ["strategy"], bounds)
-            counts, total = list(hist.counts), hist.sum * (1e-10 if key == "alloc" else 1)
+            counts, total = list(hist.counts), hist.sum * hist.unit
             for sn in snaps:                    # the fast workers' own histograms, added in
                 counts = [a + b for a, b in zip(counts, sn[key])]
                 total += sn[key + "_sum"]

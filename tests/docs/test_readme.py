@@ -82,13 +82,13 @@ class Shortened:
     `learn()` puts them into the commands that follow. loadgen's metrics port (default 9411)
     becomes 0 as well."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, keep_clients=False, paths=None):
         self.export = tmp_path / "export"
         self.port = self.mport = None
         self.tmp = tmp_path
         self.outputs = []            # (command, stdout, stderr) of each foreground command that ran
-        self.keep_clients = False    # True: --clients N as written (the capture walkthrough's layout)
-        self.paths = {}              # README path -> this test's
+        self.keep_clients = keep_clients    # True: --clients N as written (the capture walkthrough's layout)
+        self.paths = paths or {}            # README path -> this test's
 
     def learn(self, ready_line):
         self.port = int(re.search(r"nfsport=(\d+)", ready_line).group(1))
@@ -311,10 +311,9 @@ def test_readme_capture_walkthrough(tmp_path):
     """README's capture block as written (a 1 s load of 2 clients, a 2 s replay of 4): the capture
     converts, the replay of one pass is clean with --strict, four clients replay it at once (each
     captured client in its own /clients/clientN/c<k>), and nothing escapes as a traceback."""
-    short = Shortened(tmp_path)
-    short.keep_clients = True
-    short.paths = {"/tmp/nfsbulk-capture": tmp_path / "capture", "/tmp/nfs.pcap": tmp_path / "nfs.pcap",
-                   "/tmp/my.load": tmp_path / "my.load"}
+    short = Shortened(tmp_path, keep_clients=True,
+                      paths={"/tmp/nfsbulk-capture": tmp_path / "capture", "/tmp/nfs.pcap": tmp_path / "nfs.pcap",
+                             "/tmp/my.load": tmp_path / "my.load"})
     (block,) = [b for b in sh_blocks("README.md") if "capture-to-loadfile" in b]
     ran = run_block(block, short)
     assert [c.split()[0].rsplit("/", 1)[-1] for c in ran] == [
